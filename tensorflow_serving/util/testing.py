@@ -1,0 +1,31 @@
+"""Shared helpers for the project's py_test targets."""
+
+import os
+import socket
+import sys
+
+import pytest
+
+
+def main(test_file: str) -> int:
+    """Runs one test file with pytest, writing the JUnit XML Bazel asks for.
+
+    Every *_test.py ends with `sys.exit(testing.main(__file__))`, so a Bazel
+    py_test is a plain pytest module and its cases are counted one by one.
+    """
+    args = [test_file, "-q", "-p", "no:cacheprovider", "-o", "junit_family=xunit2"]
+    xml = os.environ.get("XML_OUTPUT_FILE")
+    if xml:
+        args.append(f"--junitxml={xml}")
+    return int(pytest.main(args))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+if __name__ == "__main__":
+    sys.exit("testing.py is a library for tests, not a program")
