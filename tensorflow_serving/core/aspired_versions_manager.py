@@ -1,0 +1,329 @@
+"""AspiredVersionsManager: makes the loaded versions follow the aspired ones.
+
+A Source says which versions of a model it wants (`set_aspired_versions`); a
+manager thread asks the version policy for the next load or unload and runs
+it on the load / unload thread pools; requests find AVAILABLE versions
+through an immutable snapshot, so the hot path takes no manager lock.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Iterable
+
+from tensorflow_serving.core.aspired_version_policy import (
+    Action,
+    AspiredVersionPolicy,
+    AvailabilityPreservingPolicy,
+    VersionSnapshot,
+)
+from tensorflow_serving.core.loader import Loader
+from tensorflow_serving.core.servable_state import ManagerState, ServableId, ServableState
+from tensorflow_serving.core.servable_state_monitor import ServableStateMonitor
+from tensorflow_serving.util import status
+
+_LOG = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class ManagerOptions:
+    """Upstream's defaults: serial loads, 5 retries a minute apart."""
+
+    num_load_threads: int = 0
+    num_unload_threads: int = 0
+    max_num_load_retries: int = 5
+    load_retry_interval_micros: int = 60 * 1000 * 1000
+    # Not upstream: a load that takes longer fails (0 = no limit).
+    load_timeout_seconds: float = 0.0
+    # How long an unload waits for requests still using the version.
+    unload_drain_seconds: float = 60.0
+
+
+class LoadedServable:
+    """An AVAILABLE version plus a count of the requests using it right now."""
+
+    __slots__ = ("id", "servable", "_in_flight", "_lock")
+
+    def __init__(self, servable_id: ServableId, servable: object):
+        self.id = servable_id
+        self.servable = servable
+        self._in_flight = 0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return self._in_flight
+
+
+class _Harness:
+    """The manager's record of one version (upstream: LoaderHarness)."""
+
+    def __init__(self, servable_id: ServableId, loader: Loader):
+        self.id = servable_id
+        self.loader = loader
+        self.state = ManagerState.START
+        self.is_aspired = True
+        self.error: status.ServingError | None = None
+        self.loaded: LoadedServable | None = None
+
+    def snapshot(self) -> VersionSnapshot:
+        return VersionSnapshot(self.id, self.state, self.is_aspired, self.error is not None)
+
+
+def _as_serving_error(error: BaseException) -> status.ServingError:
+    if isinstance(error, status.ServingError):
+        return error
+    return status.internal(f"{type(error).__name__}: {error}")
+
+
+class AspiredVersionsManager:
+    def __init__(
+        self,
+        options: ManagerOptions | None = None,
+        policy: AspiredVersionPolicy | None = None,
+        monitor: ServableStateMonitor | None = None,
+    ):
+        self.options = options or ManagerOptions()
+        self.policy = policy or AvailabilityPreservingPolicy()
+        self.monitor = monitor or ServableStateMonitor()
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._harnesses: dict[str, dict[int, _Harness]] = {}
+        # name -> {version: LoadedServable}; replaced, never mutated.
+        self._serving: dict[str, dict[int, LoadedServable]] = {}
+        self._load_pool = concurrent.futures.ThreadPoolExecutor(
+            max(1, self.options.num_load_threads), thread_name_prefix="load"
+        )
+        self._unload_pool = concurrent.futures.ThreadPoolExecutor(
+            max(1, self.options.num_unload_threads), thread_name_prefix="unload"
+        )
+        self._thread = threading.Thread(target=self._run, name="manager", daemon=True)
+        self._thread.start()
+
+    # -- Source side ------------------------------------------------------
+
+    def set_aspired_versions(
+        self, name: str, versions: Iterable[tuple[ServableId, Loader]]
+    ) -> None:
+        """The complete list of versions of `name` that should be loaded now."""
+        wanted = {sid.version: (sid, loader) for sid, loader in versions}
+        with self._lock:
+            harnesses = self._harnesses.setdefault(name, {})
+            for version, harness in harnesses.items():
+                harness.is_aspired = version in wanted
+            for version, (sid, loader) in wanted.items():
+                harness = harnesses.get(version)
+                if harness is None or self._should_retry(harness, loader):
+                    harnesses[version] = _Harness(sid, loader)
+                    self._publish(harnesses[version])
+        self._wake.set()
+
+    @staticmethod
+    def _should_retry(harness: _Harness, loader: Loader) -> bool:
+        """A failed version is tried again once its files changed (it was fixed)."""
+        return (
+            harness.state == ManagerState.END
+            and harness.error is not None
+            and loader.fingerprint != harness.loader.fingerprint
+        )
+
+    # -- Request side -----------------------------------------------------
+
+    def serving_versions(self, name: str) -> dict[int, LoadedServable] | None:
+        """The AVAILABLE versions of a model, or None when the model is unknown."""
+        return self._serving.get(name)
+
+    def available_models(self) -> dict[str, dict[int, LoadedServable]]:
+        return self._serving
+
+    # -- Manager thread ---------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stopping:
+            self._wake.wait(timeout=0.5)
+            self._wake.clear()
+            try:
+                self._manage_once()
+            except Exception:  # the manager thread must never die
+                _LOG.exception("Manager iteration failed")
+
+    def _manage_once(self) -> None:
+        with self._lock:
+            for name in list(self._harnesses):
+                harnesses = self._harnesses[name]
+                self._forget_ended(harnesses)
+                if not harnesses:
+                    del self._harnesses[name]
+                    continue
+                action = self.policy.next_action([h.snapshot() for h in harnesses.values()])
+                if action is None:
+                    continue
+                harness = harnesses[action.id.version]
+                if action.action == Action.LOAD:
+                    self._start_load(harness)
+                else:
+                    self._start_unload(harness)
+                self._wake.set()  # one action per model per pass; look again
+
+    @staticmethod
+    def _forget_ended(harnesses: dict[int, _Harness]) -> None:
+        for version in [
+            v for v, h in harnesses.items() if h.state == ManagerState.END and not h.is_aspired
+        ]:
+            del harnesses[version]
+
+    def _publish(self, harness: _Harness) -> None:
+        self.monitor.publish(ServableState(harness.id, harness.state, harness.error))
+
+    def _set_state(self, harness: _Harness, state: ManagerState) -> None:
+        harness.state = state
+        self._publish(harness)
+
+    def _update_serving(self, name: str) -> None:
+        versions = {
+            v: h.loaded
+            for v, h in self._harnesses.get(name, {}).items()
+            if h.state == ManagerState.AVAILABLE and h.loaded is not None
+        }
+        serving = dict(self._serving)
+        if versions:
+            serving[name] = versions
+        else:
+            serving.pop(name, None)
+        self._serving = serving
+
+    # -- Loading ----------------------------------------------------------
+
+    def _start_load(self, harness: _Harness) -> None:
+        self._set_state(harness, ManagerState.LOADING)
+        self._load_pool.submit(self._load, harness)
+
+    def _attempt_load(self, harness: _Harness) -> object:
+        timeout = self.options.load_timeout_seconds
+        if timeout <= 0:
+            return harness.loader.load()
+        result: dict[str, object] = {}
+
+        def target() -> None:
+            try:
+                result["servable"] = harness.loader.load()
+            except BaseException as error:  # handed to the waiting thread
+                result["error"] = error
+
+        worker = threading.Thread(target=target, name=f"load-{harness.id}", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            raise status.deadline_exceeded(
+                f"Loading servable {harness.id} did not finish within {timeout:g} s"
+            )
+        if "error" in result:
+            raise result["error"]
+        return result["servable"]
+
+    def _load(self, harness: _Harness) -> None:
+        attempts = 1 + max(0, self.options.max_num_load_retries)
+        interval = max(0, self.options.load_retry_interval_micros) / 1e6
+        started = time.monotonic()
+        for attempt in range(1, attempts + 1):
+            try:
+                servable = self._attempt_load(harness)
+            except BaseException as error:
+                harness.error = _as_serving_error(error)
+                _LOG.error(
+                    "Loading servable %s failed (attempt %d of %d): %s",
+                    harness.id,
+                    attempt,
+                    attempts,
+                    harness.error.message,
+                )
+                if attempt == attempts or not self._wait_to_retry(harness, interval):
+                    break
+                continue
+            with self._lock:
+                harness.error = None
+                harness.loaded = LoadedServable(harness.id, servable)
+                self._set_state(harness, ManagerState.AVAILABLE)
+                self._update_serving(harness.id.name)
+            _LOG.info(
+                "Successfully loaded servable version %s in %.3f s",
+                harness.id,
+                time.monotonic() - started,
+            )
+            self._wake.set()
+            return
+        with self._lock:
+            self._set_state(harness, ManagerState.END)
+        self._wake.set()
+
+    def _wait_to_retry(self, harness: _Harness, interval: float) -> bool:
+        """Sleeps between attempts; False when the version is no longer wanted."""
+        deadline = time.monotonic() + interval
+        while time.monotonic() < deadline:
+            if self._stopping or not harness.is_aspired:
+                return False
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        return harness.is_aspired and not self._stopping
+
+    # -- Unloading --------------------------------------------------------
+
+    def _start_unload(self, harness: _Harness) -> None:
+        if harness.state == ManagerState.START:
+            self._set_state(harness, ManagerState.END)
+            return
+        self._set_state(harness, ManagerState.UNLOADING)
+        self._update_serving(harness.id.name)
+        self._unload_pool.submit(self._unload, harness)
+
+    def _unload(self, harness: _Harness) -> None:
+        loaded = harness.loaded
+        if loaded is not None:
+            deadline = time.monotonic() + self.options.unload_drain_seconds
+            while loaded.in_flight() > 0 and time.monotonic() < deadline:
+                time.sleep(0.001)
+            try:
+                harness.loader.unload(loaded.servable)
+            except Exception:
+                _LOG.exception("Unloading servable %s failed", harness.id)
+        with self._lock:
+            harness.loaded = None
+            self._set_state(harness, ManagerState.END)
+        _LOG.info("Unloaded servable version %s", harness.id)
+        self._wake.set()
+
+    # -- Shutdown ---------------------------------------------------------
+
+    def stop(self) -> None:
+        """Unloads everything and stops the threads (used at server exit and in tests)."""
+        with self._lock:
+            for name in list(self._harnesses):
+                for harness in self._harnesses[name].values():
+                    harness.is_aspired = False
+        self._wake.set()
+        self.monitor.wait_until(lambda: not self._has_live_versions(), timeout=30)
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout=5)
+        self._load_pool.shutdown(wait=False, cancel_futures=True)
+        self._unload_pool.shutdown(wait=True)
+
+    def _has_live_versions(self) -> bool:
+        with self._lock:
+            return any(
+                h.state not in (ManagerState.END,)
+                for harnesses in self._harnesses.values()
+                for h in harnesses.values()
+            )

@@ -1,0 +1,34 @@
+"""GetModelMetadata: the signature_def map of the version that answers."""
+
+from __future__ import annotations
+
+from tensorflow_serving.apis import get_model_metadata_pb2
+from tensorflow_serving.servables.tensorflow.predict_util import fill_model_spec
+from tensorflow_serving.util import status
+
+SIGNATURE_DEF = "signature_def"
+
+
+def signature_def_map(handle) -> get_model_metadata_pb2.SignatureDefMap:
+    """Every signature of the loaded MetaGraphDef, as upstream reports them."""
+    meta_graph_def = handle.servable.meta_graph_def
+    result = get_model_metadata_pb2.SignatureDefMap()
+    for key, signature in meta_graph_def.signature_def.items():
+        result.signature_def[key].CopyFrom(signature)
+    return result
+
+
+def run_get_model_metadata(core, request: get_model_metadata_pb2.GetModelMetadataRequest):
+    """GetModelMetadataRequest in, GetModelMetadataResponse out."""
+    if not request.metadata_field:
+        raise status.invalid_argument(
+            "GetModelMetadataRequest must specify at least one metadata_field"
+        )
+    for field in request.metadata_field:
+        if field != SIGNATURE_DEF:
+            raise status.invalid_argument(f"Metadata field {field} is not supported")
+    response = get_model_metadata_pb2.GetModelMetadataResponse()
+    with core.servable_handle(request.model_spec) as handle:
+        response.metadata[SIGNATURE_DEF].Pack(signature_def_map(handle))
+    fill_model_spec(response.model_spec, handle.name, handle.version, None)
+    return response

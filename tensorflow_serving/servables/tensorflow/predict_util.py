@@ -1,0 +1,91 @@
+"""Predict: check a request against a signature, run it, and shape the answer.
+
+The numpy-level `predict` is shared by both transports; `run_predict` is the
+PredictRequest -> PredictResponse form the gRPC service calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.servables.tensorflow.saved_model_bundle import (
+    Signature,
+    feed_dtype_check,
+)
+from tensorflow_serving.util import status, tensor_codec
+
+DEFAULT_SIGNATURE = "serving_default"
+
+
+def _set_text(items: Iterable[str]) -> str:
+    return ",".join(sorted(items))
+
+
+def validate_inputs(signature: Signature, inputs: dict[str, np.ndarray], model_name: str) -> None:
+    """Same aliases as the signature, right dtypes: upstream's wording on failure."""
+    sent = set(inputs)
+    wanted = set(signature.inputs)
+    if sent != wanted:
+        raise status.invalid_argument(
+            f"Request inputs do not match required inputs for model `{model_name}`. "
+            f"Send extra: {{{_set_text(sent - wanted)}}}. "
+            f"Missing but required: {{{_set_text(wanted - sent)}}}."
+        )
+    feed_dtype_check(signature, inputs)
+
+
+def output_aliases(signature: Signature, output_filter: Iterable[str]) -> tuple[str, ...]:
+    """The outputs to fetch: the filter, checked, or every output in sorted order."""
+    requested = list(output_filter)
+    if not requested:
+        return tuple(sorted(signature.outputs))
+    seen: set[str] = set()
+    for alias in requested:
+        if alias not in signature.outputs:
+            raise status.invalid_argument(
+                f"output tensor alias not found in signature: {alias} Outputs expected to be "
+                f"in the set {{{_set_text(signature.outputs)}}}."
+            )
+        if alias in seen:
+            raise status.invalid_argument(f"duplicate output tensor alias: {alias}")
+        seen.add(alias)
+    return tuple(requested)
+
+
+def predict(
+    handle,
+    signature_name: str,
+    inputs: dict[str, np.ndarray],
+    output_filter: Iterable[str] = (),
+) -> tuple[Signature, dict[str, np.ndarray]]:
+    """Runs a signature of the servable behind `handle` on numpy inputs."""
+    servable = handle.servable
+    signature = servable.signature(signature_name or DEFAULT_SIGNATURE)
+    validate_inputs(signature, inputs, handle.name)
+    fetch = output_aliases(signature, output_filter)
+    return signature, servable.run(signature, inputs, fetch)
+
+
+def fill_model_spec(model_spec, name: str, version: int, signature_name: str | None) -> None:
+    """The response's model_spec names the version that answered, as upstream does."""
+    model_spec.name = name
+    model_spec.version.value = version
+    if signature_name is not None:
+        model_spec.signature_name = signature_name
+
+
+def run_predict(core, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+    """PredictRequest in, PredictResponse out, with outputs in typed value fields."""
+    inputs = {alias: tensor_codec.to_ndarray(proto) for alias, proto in request.inputs.items()}
+    with core.servable_handle(request.model_spec) as handle:
+        signature, outputs = predict(
+            handle, request.model_spec.signature_name, inputs, request.output_filter
+        )
+    response = predict_pb2.PredictResponse()
+    fill_model_spec(response.model_spec, handle.name, handle.version, signature.key)
+    for alias, array in outputs.items():
+        tensor_codec.to_tensor_proto(array, response.outputs[alias])
+    return response

@@ -1,0 +1,46 @@
+"""Regress: tf.Examples in, one float per example out, over a regress signature."""
+
+from __future__ import annotations
+
+from tensorflow.core.framework import types_pb2
+
+from tensorflow_serving.apis import regression_pb2
+from tensorflow_serving.servables.tensorflow import util
+from tensorflow_serving.servables.tensorflow.predict_util import fill_model_spec
+from tensorflow_serving.util import status
+
+OUTPUTS = "outputs"
+
+
+def regress(handle, signature_name: str, input_proto):
+    """Runs a regress signature on the Input's examples."""
+    signature = util.inference_signature(handle.servable, signature_name)
+    if OUTPUTS not in signature.outputs:
+        raise status.invalid_argument(
+            f"No output Tensor named '{OUTPUTS}' in regression signature {signature.key}; "
+            f"it has {{{','.join(sorted(signature.outputs))}}}."
+        )
+    if signature.outputs[OUTPUTS].dtype != types_pb2.DT_FLOAT:
+        raise status.invalid_argument("Expected output Tensor of DT_FLOAT.")
+    examples = util.serialized_examples(input_proto)
+    batch = len(examples)
+    values = util.run_on_examples(handle, signature, examples, (OUTPUTS,))[OUTPUTS]
+    util.check_batch(OUTPUTS, values, batch)
+    if values.ndim > 2 or (values.ndim == 2 and values.shape[1] != 1):
+        raise status.invalid_argument(
+            f"Expected output Tensor shape to be either [batch_size] or [batch_size, 1] "
+            f"but got {list(values.shape)}"
+        )
+    result = regression_pb2.RegressionResult()
+    for value in values.reshape(batch):
+        result.regressions.add().value = float(value)
+    return result, signature.key
+
+
+def run_regress(core, request: regression_pb2.RegressionRequest):
+    """RegressionRequest in, RegressionResponse out."""
+    with core.servable_handle(request.model_spec) as handle:
+        result, key = regress(handle, request.model_spec.signature_name, request.input)
+    response = regression_pb2.RegressionResponse(result=result)
+    fill_model_spec(response.model_spec, handle.name, handle.version, key)
+    return response

@@ -1,0 +1,211 @@
+"""A loaded SavedModel: one TF graph + session, its signatures, and a way to run one.
+
+Both export styles load the same way: TF1 v1-builder exports and TF2
+`tf.saved_model.save` exports each carry a MetaGraphDef with SignatureDefs,
+which a graph-mode Session restores, just as the C++ server does. Running a
+signature goes through a cached Session callable per (signature, outputs):
+no graph work per request, the GIL is released while TF runs, and, like a C++
+Session, it accepts e.g. a [2] tensor for an input declared [-1, 1].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import config_pb2, meta_graph_pb2
+
+from tensorflow_serving.util import status, tensor_codec
+
+_LOG = logging.getLogger(__name__)
+
+# Signature keys that describe the export itself rather than a serving API.
+_INTERNAL_SIGNATURES = frozenset({"__saved_model_init_op", "__saved_model_train_op"})
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorSpec:
+    """One input or output of a signature: its alias, graph tensor, dtype, shape."""
+
+    alias: str
+    tensor_name: str
+    dtype: int
+    shape: tuple[int, ...] | None  # None: unknown rank; -1: unknown dimension
+
+
+@dataclasses.dataclass(frozen=True)
+class Signature:
+    """A SignatureDef, pre-digested once at load time for the hot path."""
+
+    key: str
+    method_name: str
+    inputs: dict[str, TensorSpec]
+    outputs: dict[str, TensorSpec]
+    input_order: tuple[str, ...]  # sorted aliases: the order feeds are passed in
+
+
+def _tensor_spec(alias: str, info: meta_graph_pb2.TensorInfo) -> TensorSpec:
+    shape = None
+    if info.HasField("tensor_shape") and not info.tensor_shape.unknown_rank:
+        shape = tuple(d.size for d in info.tensor_shape.dim)
+    return TensorSpec(alias=alias, tensor_name=info.name, dtype=info.dtype, shape=shape)
+
+
+def _signature(key: str, sig: meta_graph_pb2.SignatureDef) -> Signature:
+    inputs = {alias: _tensor_spec(alias, info) for alias, info in sig.inputs.items()}
+    outputs = {alias: _tensor_spec(alias, info) for alias, info in sig.outputs.items()}
+    return Signature(
+        key=key,
+        method_name=sig.method_name,
+        inputs=inputs,
+        outputs=outputs,
+        input_order=tuple(sorted(inputs)),
+    )
+
+
+def session_config(intra_op_threads: int = 0, inter_op_threads: int = 0) -> config_pb2.ConfigProto:
+    """A Session config with upstream's meaning of 0: let TensorFlow choose."""
+    return config_pb2.ConfigProto(
+        intra_op_parallelism_threads=intra_op_threads,
+        inter_op_parallelism_threads=inter_op_threads,
+        allow_soft_placement=True,
+    )
+
+
+_TF_ERROR_CODES = {
+    tf.errors.InvalidArgumentError: status.invalid_argument,
+    tf.errors.NotFoundError: status.not_found,
+    tf.errors.FailedPreconditionError: status.failed_precondition,
+    tf.errors.DeadlineExceededError: status.deadline_exceeded,
+    tf.errors.ResourceExhaustedError: status.resource_exhausted,
+    tf.errors.UnavailableError: status.unavailable,
+    tf.errors.OutOfRangeError: status.invalid_argument,
+    tf.errors.UnimplementedError: status.unimplemented,
+}
+
+
+def _serving_error(error: tf.errors.OpError) -> status.ServingError:
+    """Maps a TF run error to the same canonical code the C++ server returns."""
+    message = error.message.split("\n\t [[")[0].strip()
+    make = _TF_ERROR_CODES.get(type(error), status.internal)
+    return make(message)
+
+
+class SavedModelBundle:
+    """A SavedModel loaded into its own graph and session."""
+
+    def __init__(
+        self,
+        export_dir: str,
+        tags: tuple[str, ...] = ("serve",),
+        config: config_pb2.ConfigProto | None = None,
+    ):
+        self.export_dir = export_dir
+        self._graph = tf.Graph()
+        self._session = tf.compat.v1.Session(graph=self._graph, config=config or session_config())
+        try:
+            with self._graph.as_default():
+                self.meta_graph_def = tf.compat.v1.saved_model.loader.load(
+                    self._session, list(tags), export_dir
+                )
+        except Exception:
+            self._session.close()
+            raise
+        self.signatures: dict[str, Signature] = {
+            key: _signature(key, sig)
+            for key, sig in self.meta_graph_def.signature_def.items()
+            if key not in _INTERNAL_SIGNATURES
+        }
+        self._callables: dict[tuple[str, tuple[str, ...]], object] = {}
+        self._callables_lock = threading.Lock()
+
+    def signature(self, key: str) -> Signature:
+        """The signature named `key`, or FAILED_PRECONDITION as upstream's predictor says."""
+        try:
+            return self.signatures[key]
+        except KeyError:
+            raise status.failed_precondition(f'Serving signature key "{key}" not found.') from None
+
+    def _callable(self, signature: Signature, output_aliases: tuple[str, ...]):
+        cache_key = (signature.key, output_aliases)
+        fn = self._callables.get(cache_key)
+        if fn is None:
+            with self._callables_lock:
+                fn = self._callables.get(cache_key)
+                if fn is None:
+                    options = config_pb2.CallableOptions(
+                        feed=[signature.inputs[a].tensor_name for a in signature.input_order],
+                        fetch=[signature.outputs[a].tensor_name for a in output_aliases],
+                    )
+                    fn = self._session._make_callable_from_options(options)
+                    self._callables[cache_key] = fn
+        return fn
+
+    def run(
+        self,
+        signature: Signature,
+        inputs: dict[str, np.ndarray],
+        output_aliases: tuple[str, ...],
+    ) -> dict[str, np.ndarray]:
+        """Runs `signature` on inputs already checked against it.
+
+        `inputs` must hold exactly the signature's aliases with the right
+        dtypes (see predict_util.validate_inputs); shape errors come back from
+        TensorFlow as INVALID_ARGUMENT.
+        """
+        fn = self._callable(signature, output_aliases)
+        feeds = [inputs[alias] for alias in signature.input_order]
+        try:
+            results = fn(*feeds)
+        except tf.errors.OpError as error:
+            raise _serving_error(error) from None
+        return dict(zip(output_aliases, results, strict=True))
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def load_saved_model_bundle(
+    export_dir: str,
+    tags: tuple[str, ...] = ("serve",),
+    config: config_pb2.ConfigProto | None = None,
+) -> SavedModelBundle:
+    """Loads a SavedModel, with a clear error for a missing or empty directory."""
+    if not os.path.isdir(export_dir):
+        raise status.not_found(f"SavedModel directory not found: {export_dir}")
+    has_pb = any(
+        os.path.exists(os.path.join(export_dir, name))
+        for name in ("saved_model.pb", "saved_model.pbtxt")
+    )
+    if not has_pb:
+        raise status.not_found(
+            f"Could not find SavedModel .pb or .pbtxt at supplied export directory path: "
+            f"{export_dir}"
+        )
+    _LOG.info("Loading SavedModel from %s with tags {%s}", export_dir, ",".join(tags))
+    try:
+        return SavedModelBundle(export_dir, tags, config)
+    except status.ServingError:
+        raise
+    except tf.errors.OpError as error:
+        raise _serving_error(error) from None
+    except (RuntimeError, ValueError, OSError) as error:
+        raise status.failed_precondition(
+            f"Failed to load SavedModel from {export_dir}: {error}"
+        ) from None
+
+
+def feed_dtype_check(signature: Signature, inputs: dict[str, np.ndarray]) -> None:
+    """Rejects an input whose dtype differs from the signature's, as a C++ Session does."""
+    for index, alias in enumerate(signature.input_order):
+        want = signature.inputs[alias].dtype
+        got = tensor_codec.data_type_of(inputs[alias])
+        if want != got:
+            raise status.invalid_argument(
+                f"Expects arg[{index}] to be {tensor_codec.dtype_name(want)} but "
+                f"{tensor_codec.dtype_name(got)} is provided"
+            )
