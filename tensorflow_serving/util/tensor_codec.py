@@ -142,7 +142,11 @@ def to_tensor_proto(
 ) -> tensor_pb2.TensorProto:
     """Encodes an array into the typed repeated field, as the stock server does."""
     array = np.asarray(array)
-    proto = tensor_pb2.TensorProto() if out is None else out
+    if out is None:
+        proto = tensor_pb2.TensorProto()
+    else:
+        proto = out
+        proto.Clear()
     dtype = data_type_of(array)
     proto.dtype = dtype
     proto.tensor_shape.CopyFrom(_shape_proto(array.shape))

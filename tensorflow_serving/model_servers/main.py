@@ -1,0 +1,169 @@
+"""tensorflow_model_server: the stock server's command line, in Python.
+
+Flags keep upstream's names and defaults (tensorflow_serving/model_servers/
+main.cc). Flags for hardware and runtimes we do not have (TPU, GPU, TFLite,
+XLA, ALTS) are accepted only at their defaults, and otherwise refused with a
+message, so that nobody believes a setting took effect when it did not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import signal
+import sys
+import threading
+
+from tensorflow_serving.model_servers.server import Server, ServerOptions
+from tensorflow_serving.util import status
+
+SERVER_VERSION = "2.21.0-py"
+
+_HELP = {
+    "port": "TCP port to listen on for gRPC API. Disabled if port set to zero.",
+    "grpc_socket_path": "If non-empty, listen to a UNIX socket for gRPC API on this path.",
+    "grpc_channel_arguments": "Comma separated gRPC server arguments, e.g. "
+    "grpc.max_connection_age_ms=2000",
+    "grpc_max_threads": "Max gRPC server threads to handle gRPC messages.",
+    "enable_grpc_healthcheck_service": "Serve grpc.health.v1.Health, SERVING only when every "
+    "configured model has an AVAILABLE version.",
+    "rest_api_port": "Port for the HTTP/REST API; 0 disables it. Must differ from --port.",
+    "rest_api_num_threads": "Number of threads for HTTP/REST API processing.",
+    "rest_api_timeout_in_ms": "Timeout for HTTP/REST API calls.",
+    "rest_api_enable_cors_support": "Enable CORS headers in responses.",
+    "enable_batching": "Enable request batching.",
+    "batching_parameters_file": "ASCII BatchingParameters file overriding the defaults.",
+    "allow_version_labels_for_unavailable_models": "Allow labels on versions not yet loaded.",
+    "model_config_file": "ASCII ModelServerConfig file of the models to serve "
+    "(--model_name/--model_base_path are then ignored).",
+    "model_config_file_poll_wait_seconds": "Seconds between polls of --model_config_file; "
+    "0 reads it once.",
+    "model_name": "Name of the model (ignored with --model_config_file).",
+    "model_base_path": "Path to the export, without the version directory.",
+    "num_load_threads": "Threads that load servables (0: one, serially).",
+    "num_unload_threads": "Threads that unload servables (0: one, serially).",
+    "max_num_load_retries": "Retries after a failed load before giving up.",
+    "load_retry_interval_micros": "Microseconds between load retries.",
+    "file_system_poll_wait_seconds": "Seconds between polls for new versions; 0 polls once.",
+    "tensorflow_session_parallelism": "Threads for a TF session (intra and inter); 0: auto.",
+    "tensorflow_intra_op_parallelism": "Threads inside one op; 0: auto.",
+    "tensorflow_inter_op_parallelism": "Ops run at once; 0: auto.",
+    "saved_model_tags": "Comma-separated tags of the MetaGraphDef to load.",
+    "enable_model_warmup": "Replay assets.extra/tf_serving_warmup_requests at load.",
+    "num_request_iterations_for_warmup": "Times each warmup request is replayed.",
+    "monitoring_config_file": "ASCII MonitoringConfig file (Prometheus endpoint).",
+    "ssl_config_file": "ASCII SSLConfig file: serve gRPC over TLS.",
+    "bind_address": "Address the gRPC and REST servers listen on (not upstream; upstream "
+    "always uses 0.0.0.0).",
+}
+
+# Upstream flags that need hardware or runtimes this server does not have:
+# accepted at their default value only.
+_UNSUPPORTED = {
+    "per_process_gpu_memory_fraction": (float, 0.0, "no GPU support"),
+    "platform_config_file": (str, "", "only the TensorFlow platform is served"),
+    "use_alts_credentials": ("bool", False, "ALTS is Google-internal"),
+    "prefer_tflite_model": ("bool", False, "no TensorFlow Lite support"),
+    "num_tflite_pools": (int, 0, "no TensorFlow Lite support"),
+    "num_tflite_interpreters_per_pool": (int, 1, "no TensorFlow Lite support"),
+    "xla_cpu_compilation_enabled": ("bool", False, "no XLA:CPU JIT"),
+    "enable_profiler": ("bool", False, "no profiler service"),
+    "thread_pool_factory_config_file": (str, "", "no custom thread pools"),
+    "enable_per_model_batching_parameters": ("bool", False, "per-model batching files"),
+    "tensorflow_session_config_file": (str, "", "use the *_parallelism flags instead"),
+    "enable_signature_method_name_check": ("bool", False, "method names are not checked"),
+}
+
+# Upstream flags that are memory hints with nothing to act on in Python.
+_NO_OPS = {
+    "flush_filesystem_caches": ("bool", True),
+    "remove_unused_fields_from_bundle_metagraph": ("bool", True),
+}
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "t", "yes"):
+        return True
+    if lowered in ("0", "false", "f", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _add(parser: argparse.ArgumentParser, name: str, kind, default, help_text: str) -> None:
+    if kind is bool or kind == "bool":
+        parser.add_argument(
+            f"--{name}", type=parse_bool, nargs="?", const=True, default=default, help=help_text
+        )
+    else:
+        parser.add_argument(f"--{name}", type=kind, default=default, help=help_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tensorflow_model_server",
+        description="Serves TensorFlow SavedModels over gRPC and REST.",
+        allow_abbrev=False,
+    )
+    defaults = ServerOptions()
+    for field in dataclasses.fields(ServerOptions):
+        value = getattr(defaults, field.name)
+        _add(parser, field.name, type(value), value, _HELP[field.name])
+    for name, (kind, value, why) in _UNSUPPORTED.items():
+        _add(parser, name, kind, value, f"Not supported here ({why}); default only.")
+    for name, (kind, value) in _NO_OPS.items():
+        _add(parser, name, kind, value, "Accepted for compatibility; no effect.")
+    parser.add_argument("--version", action="store_true", help="Display version and exit.")
+    return parser
+
+
+def parse_options(argv: list[str]) -> tuple[ServerOptions, argparse.Namespace]:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name, (_, default, why) in _UNSUPPORTED.items():
+        if getattr(args, name) != default:
+            parser.error(f"--{name} is not supported by this server ({why})")
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ServerOptions)}
+    return ServerOptions(**values), args
+
+
+def _install_signal_handlers(server: Server) -> None:
+    def handle(signum, frame) -> None:
+        logging.getLogger(__name__).info(
+            "Received %s: draining in-flight requests", signal.Signals(signum).name
+        )
+        threading.Thread(target=server.stop, name="shutdown", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def main(argv: list[str] | None = None) -> int:
+    options, args = parse_options(sys.argv[1:] if argv is None else argv)
+    if args.version:
+        import tensorflow as tf
+
+        print(f"TensorFlow ModelServer: {SERVER_VERSION}\nTensorFlow Library: {tf.__version__}")
+        return 0
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s.%(msecs)03d: %(levelname).1s %(name)s] %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        stream=sys.stderr,
+    )
+    server = Server()
+    try:
+        server.build_and_start(options)
+    except status.ServingError as error:
+        print(f"Failed to start server. Error: {error.code.name}: {error.message}", file=sys.stderr)
+        server.stop(grace_seconds=0)
+        return 1
+    _install_signal_handlers(server)
+    server.wait_for_termination()
+    logging.getLogger(__name__).info("Server stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""Server: builds ServerCore from options, serves gRPC (and REST), shuts down cleanly
+(upstream: server.h / server.cc)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import gc
+import logging
+import os
+import threading
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+from tensorflow_serving.core.aspired_versions_manager import ManagerOptions
+from tensorflow_serving.model_servers.model_service_impl import ModelServiceImpl
+from tensorflow_serving.model_servers.prediction_service_impl import PredictionServiceImpl
+from tensorflow_serving.model_servers.server_core import (
+    ServerCore,
+    ServerCoreOptions,
+    single_model_config,
+)
+from tensorflow_serving.servables.tensorflow.saved_model_bundle import session_config
+from tensorflow_serving.servables.tensorflow.saved_model_bundle_source_adapter import (
+    BundleOptions,
+)
+from tensorflow_serving.util import status
+
+_LOG = logging.getLogger(__name__)
+
+_MAX_MESSAGE_BYTES = 2**31 - 1  # upstream: SetMaxMessageSize(kint32max)
+
+
+@dataclasses.dataclass
+class ServerOptions:
+    """Every server flag, with upstream's defaults (see main.py for the help text)."""
+
+    port: int = 8500
+    grpc_socket_path: str = ""
+    grpc_channel_arguments: str = ""
+    grpc_max_threads: int = 4 * (os.cpu_count() or 1)
+    enable_grpc_healthcheck_service: bool = False
+    rest_api_port: int = 0
+    rest_api_num_threads: int = 4 * (os.cpu_count() or 1)
+    rest_api_timeout_in_ms: int = 30000
+    rest_api_enable_cors_support: bool = False
+    enable_batching: bool = False
+    batching_parameters_file: str = ""
+    allow_version_labels_for_unavailable_models: bool = False
+    model_config_file: str = ""
+    model_config_file_poll_wait_seconds: int = 0
+    model_name: str = "default"
+    model_base_path: str = ""
+    num_load_threads: int = 0
+    num_unload_threads: int = 0
+    max_num_load_retries: int = 5
+    load_retry_interval_micros: int = 60 * 1000 * 1000
+    file_system_poll_wait_seconds: int = 1
+    tensorflow_session_parallelism: int = 0
+    tensorflow_intra_op_parallelism: int = 0
+    tensorflow_inter_op_parallelism: int = 0
+    saved_model_tags: str = "serve"
+    enable_model_warmup: bool = True
+    num_request_iterations_for_warmup: int = 1
+    monitoring_config_file: str = ""
+    ssl_config_file: str = ""
+    bind_address: str = "0.0.0.0"
+
+
+def parse_channel_arguments(text: str) -> list[tuple[str, int | str]]:
+    """'k=v,k2=v2' -> gRPC options; integer values are passed as integers (as upstream)."""
+    result: list[tuple[str, int | str]] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise status.invalid_argument(
+                f"--grpc_channel_arguments: expected key=value, got {item!r}"
+            )
+        try:
+            result.append((key, int(value)))
+        except ValueError:
+            result.append((key, value))
+    return result
+
+
+def _session_threads(options: ServerOptions) -> tuple[int, int]:
+    intra = options.tensorflow_intra_op_parallelism or options.tensorflow_session_parallelism
+    inter = options.tensorflow_inter_op_parallelism or options.tensorflow_session_parallelism
+    return intra, inter
+
+
+def server_core_options(options: ServerOptions) -> ServerCoreOptions:
+    """Translates flags into what ServerCore needs."""
+    if not options.model_config_file and not options.model_base_path:
+        raise status.invalid_argument(
+            "Both server_options.model_base_path and server_options.model_config_file are "
+            "empty! Use --model_base_path (with --model_name) or --model_config_file."
+        )
+    intra, inter = _session_threads(options)
+    return ServerCoreOptions(
+        model_server_config=single_model_config(options.model_name, options.model_base_path),
+        allow_version_labels_for_unavailable_models=(
+            options.allow_version_labels_for_unavailable_models
+        ),
+        file_system_poll_wait_seconds=options.file_system_poll_wait_seconds,
+        manager=ManagerOptions(
+            num_load_threads=options.num_load_threads,
+            num_unload_threads=options.num_unload_threads,
+            max_num_load_retries=options.max_num_load_retries,
+            load_retry_interval_micros=options.load_retry_interval_micros,
+        ),
+        bundle=BundleOptions(
+            tags=tuple(t.strip() for t in options.saved_model_tags.split(",") if t.strip()),
+            config=session_config(intra, inter),
+            enable_model_warmup=options.enable_model_warmup,
+            warmup_iterations=options.num_request_iterations_for_warmup,
+        ),
+        model_config_file=options.model_config_file,
+        model_config_file_poll_wait_seconds=options.model_config_file_poll_wait_seconds,
+    )
+
+
+class _ReadinessHealth:
+    """Keeps the standard gRPC health service in step with model readiness."""
+
+    SERVICES = ("", "tensorflow.serving.PredictionService", "tensorflow.serving.ModelService")
+
+    def __init__(self, core: ServerCore):
+        self._core = core
+        self.servicer = health.HealthServicer()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="health", daemon=True)
+
+    def start(self) -> None:
+        self._update()
+        self._thread.start()
+
+    def _update(self) -> None:
+        ready = not self._core.readiness()
+        state = (
+            health_pb2.HealthCheckResponse.SERVING
+            if ready
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in self.SERVICES:
+            self.servicer.set(service, state)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self._update()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.servicer.enter_graceful_shutdown()
+
+
+class Server:
+    def __init__(self) -> None:
+        self.core: ServerCore | None = None
+        self.grpc_server: grpc.Server | None = None
+        self.grpc_port: int | None = None
+        self.http_server = None
+        self._health: _ReadinessHealth | None = None
+        self._terminated = threading.Event()
+
+    def build_and_start(self, options: ServerOptions) -> None:
+        """Loads the models, then starts listening; raises ServingError on bad options."""
+        if options.rest_api_port and options.rest_api_port == options.port:
+            raise status.invalid_argument(
+                "--rest_api_port cannot be same as --port. "
+                "Please use a different port for HTTP/REST API."
+            )
+        channel_args = parse_channel_arguments(options.grpc_channel_arguments)
+        self.core = ServerCore.create(server_core_options(options))
+        # TF's objects make Python's full collections slow; loaded models are
+        # long-lived, so take them out of the collector's view.
+        gc.collect()
+        gc.freeze()
+        self._start_grpc(options, channel_args)
+
+    def _start_grpc(self, options: ServerOptions, channel_args) -> None:
+        if not options.port and not options.grpc_socket_path:
+            return
+        self.grpc_server = grpc.server(
+            concurrent.futures.ThreadPoolExecutor(
+                max_workers=max(1, options.grpc_max_threads), thread_name_prefix="grpc"
+            ),
+            options=[
+                ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+                *channel_args,
+            ],
+        )
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            PredictionServiceImpl(self.core), self.grpc_server
+        )
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+            ModelServiceImpl(self.core), self.grpc_server
+        )
+        if options.enable_grpc_healthcheck_service:
+            self._health = _ReadinessHealth(self.core)
+            health_pb2_grpc.add_HealthServicer_to_server(self._health.servicer, self.grpc_server)
+            self._health.start()
+        if options.port:
+            address = f"{options.bind_address}:{options.port}"
+            self.grpc_port = self.grpc_server.add_insecure_port(address)
+            if not self.grpc_port:
+                raise status.unavailable(f"Failed to listen for gRPC on {address}")
+            _LOG.info("Running gRPC ModelServer at %s ...", address)
+        if options.grpc_socket_path:
+            self.grpc_server.add_insecure_port(f"unix:{options.grpc_socket_path}")
+            _LOG.info("Running gRPC ModelServer at UNIX socket %s ...", options.grpc_socket_path)
+        self.grpc_server.start()
+
+    def wait_for_termination(self) -> None:
+        self._terminated.wait()
+
+    def stop(self, grace_seconds: float = 30.0) -> None:
+        """Stops accepting work, lets in-flight requests finish, unloads models."""
+        if self._health is not None:
+            self._health.stop()
+        if self.http_server is not None:
+            self.http_server.stop()
+        if self.grpc_server is not None:
+            self.grpc_server.stop(grace_seconds).wait()
+        if self.core is not None:
+            self.core.stop()
+        self._terminated.set()
