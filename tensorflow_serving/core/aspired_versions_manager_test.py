@@ -1,0 +1,164 @@
+"""The manager follows the aspired versions, retries failures and never drops
+the serving version during a swap (with loaders that need no TensorFlow)."""
+
+import sys
+import threading
+import time
+
+import pytest
+
+from tensorflow_serving.core.aspired_version_policy import ResourcePreservingPolicy
+from tensorflow_serving.core.aspired_versions_manager import (
+    AspiredVersionsManager,
+    ManagerOptions,
+)
+from tensorflow_serving.core.loader import Loader
+from tensorflow_serving.core.servable_state import ManagerState, ServableId
+from tensorflow_serving.util import status, testing
+
+
+class FakeLoader(Loader):
+    """Loads a string; can fail a number of times, or be slow."""
+
+    def __init__(self, version, failures=0, delay=0.0, fingerprint=None, hang=False):
+        self.version = version
+        self.failures = failures
+        self.delay = delay
+        self.hang = hang
+        self.fingerprint = fingerprint
+        self.unloaded = False
+        self.attempts = 0
+
+    def load(self):
+        self.attempts += 1
+        if self.hang:
+            threading.Event().wait(30)
+        time.sleep(self.delay)
+        if self.attempts <= self.failures:
+            raise status.failed_precondition(f"version {self.version} is corrupt")
+        return f"servable-{self.version}"
+
+    def unload(self, servable):
+        self.unloaded = True
+
+
+def aspire(manager, *loaders):
+    manager.set_aspired_versions("m", [(ServableId("m", ld.version), ld) for ld in loaders])
+
+
+def wait_for(predicate, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+@pytest.fixture
+def manager():
+    options = ManagerOptions(max_num_load_retries=2, load_retry_interval_micros=1000)
+    m = AspiredVersionsManager(options)
+    yield m
+    m.stop()
+
+
+def serving(manager):
+    return sorted(manager.serving_versions("m") or {})
+
+
+def test_loads_aspired_version_and_serves_it(manager):
+    aspire(manager, FakeLoader(1))
+    assert wait_for(lambda: serving(manager) == [1])
+    assert manager.serving_versions("m")[1].servable == "servable-1"
+
+
+def test_swap_never_leaves_the_model_without_a_version(manager):
+    aspire(manager, FakeLoader(1))
+    assert wait_for(lambda: serving(manager) == [1])
+    old = FakeLoader(1)
+    gaps = []
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            if not serving(manager):
+                gaps.append(time.monotonic())
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    aspire(manager, FakeLoader(2, delay=0.2))
+    assert wait_for(lambda: serving(manager) == [2])
+    done.set()
+    watcher.join()
+    assert gaps == []
+    del old
+
+
+def test_retries_then_reports_the_error_and_keeps_serving_old(manager):
+    aspire(manager, FakeLoader(2))
+    assert wait_for(lambda: serving(manager) == [2])
+    broken = FakeLoader(3, failures=99)
+    aspire(manager, broken)
+    assert wait_for(lambda: manager.monitor.versions("m")[3].state == ManagerState.END)
+    assert broken.attempts == 3  # first try + max_num_load_retries
+    assert "corrupt" in manager.monitor.versions("m")[3].error.message
+    assert serving(manager) == [2]
+
+
+def test_failed_version_is_retried_once_its_files_change(manager):
+    aspire(manager, FakeLoader(1))
+    assert wait_for(lambda: serving(manager) == [1])
+    aspire(manager, FakeLoader(2, failures=99, fingerprint="broken"))
+    assert wait_for(lambda: manager.monitor.versions("m")[2].state == ManagerState.END)
+    aspire(manager, FakeLoader(2, failures=99, fingerprint="broken"))  # same files: no retry
+    time.sleep(0.1)
+    assert manager.monitor.versions("m")[2].state == ManagerState.END
+    aspire(manager, FakeLoader(2, fingerprint="fixed"))
+    assert wait_for(lambda: serving(manager) == [2])
+
+
+def test_unload_waits_for_in_flight_requests(manager):
+    first = FakeLoader(1)
+    aspire(manager, first)
+    assert wait_for(lambda: serving(manager) == [1])
+    loaded = manager.serving_versions("m")[1]
+    loaded.acquire()
+    manager.set_aspired_versions("m", [])
+    assert wait_for(lambda: serving(manager) == [])
+    time.sleep(0.1)
+    assert not first.unloaded, "a request still holds version 1"
+    loaded.release()
+    assert wait_for(lambda: first.unloaded)
+
+
+def test_resource_preserving_unloads_first():
+    m = AspiredVersionsManager(ManagerOptions(), policy=ResourcePreservingPolicy())
+    try:
+        m.set_aspired_versions("m", [(ServableId("m", 1), FakeLoader(1))])
+        assert wait_for(lambda: serving(m) == [1])
+        m.set_aspired_versions("m", [(ServableId("m", 2), FakeLoader(2))])
+        assert wait_for(lambda: serving(m) == [2])
+        states = [s.state for s in m.monitor.versions("m").values()]
+        assert states.count(ManagerState.AVAILABLE) == 1
+    finally:
+        m.stop()
+
+
+def test_load_timeout_fails_a_hanging_load():
+    m = AspiredVersionsManager(ManagerOptions(max_num_load_retries=0, load_timeout_seconds=0.2))
+    try:
+        m.set_aspired_versions("m", [(ServableId("m", 1), FakeLoader(1, hang=True))])
+        assert wait_for(
+            lambda: (
+                1 in m.monitor.versions("m")
+                and m.monitor.versions("m")[1].state == ManagerState.END
+            )
+        )
+        assert "did not finish" in m.monitor.versions("m")[1].error.message
+    finally:
+        m.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(testing.main(__file__))

@@ -1,0 +1,81 @@
+"""The command line behaves like the stock server's."""
+
+import sys
+
+import pytest
+
+from tensorflow_serving.model_servers import main
+from tensorflow_serving.model_servers.server import parse_channel_arguments, server_core_options
+from tensorflow_serving.util import status, testing
+
+
+def test_defaults_are_upstreams():
+    options, _ = main.parse_options([])
+    assert options.port == 8500
+    assert options.rest_api_port == 0
+    assert options.rest_api_timeout_in_ms == 30000
+    assert options.model_name == "default"
+    assert options.file_system_poll_wait_seconds == 1
+    assert options.max_num_load_retries == 5
+    assert options.load_retry_interval_micros == 60_000_000
+    assert options.saved_model_tags == "serve"
+    assert options.enable_model_warmup is True
+    assert options.enable_batching is False
+
+
+def test_chapter_command_line():
+    options, _ = main.parse_options(
+        ["--port=8000", "--model_name=mnist", "--model_base_path=/tmp/mnist_model/"]
+    )
+    assert (options.port, options.model_name) == (8000, "mnist")
+    core = server_core_options(options)
+    model = core.model_server_config.model_config_list.config[0]
+    assert (model.name, model.base_path) == ("mnist", "/tmp/mnist_model/")
+
+
+@pytest.mark.parametrize(
+    "flag,expected", [("--enable_batching", True), ("--enable_batching=false", False)]
+)
+def test_boolean_flags_take_upstream_spellings(flag, expected):
+    options, _ = main.parse_options([flag])
+    assert options.enable_batching is expected
+
+
+def test_unknown_flag_is_an_error_with_usage(capsys):
+    with pytest.raises(SystemExit) as raised:
+        main.parse_options(["--no_such_flag=1"])
+    assert raised.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: tensorflow_model_server" in err and "--no_such_flag" in err
+
+
+def test_unsupported_hardware_flag_is_refused_not_ignored(capsys):
+    with pytest.raises(SystemExit):
+        main.parse_options(["--per_process_gpu_memory_fraction=0.5"])
+    assert "not supported" in capsys.readouterr().err
+    main.parse_options(["--per_process_gpu_memory_fraction=0"])  # the default is fine
+
+
+def test_missing_model_is_a_clear_error():
+    options, _ = main.parse_options([])
+    with pytest.raises(status.ServingError, match="model_base_path"):
+        server_core_options(options)
+
+
+def test_channel_arguments_parse_ints_and_strings():
+    assert parse_channel_arguments("grpc.max_connection_age_ms=2000,grpc.x=abc") == [
+        ("grpc.max_connection_age_ms", 2000),
+        ("grpc.x", "abc"),
+    ]
+    with pytest.raises(status.ServingError, match="key=value"):
+        parse_channel_arguments("novalue")
+
+
+def test_version_flag(capsys):
+    assert main.main(["--version"]) == 0
+    out = capsys.readouterr().out
+    assert "TensorFlow ModelServer:" in out and "TensorFlow Library: 2.21" in out
+
+
+if __name__ == "__main__":
+    sys.exit(testing.main(__file__))

@@ -1,0 +1,84 @@
+"""Our TensorProto codec agrees with TensorFlow's own make_ndarray / make_tensor_proto."""
+
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2, types_pb2
+
+from tensorflow_serving.util import status, tensor_codec, testing
+
+ARRAYS = [
+    np.arange(12, dtype=np.float32).reshape(3, 4) / 7,
+    np.arange(6, dtype=np.float64).reshape(2, 3),
+    np.array([[1, -2], [3, 4]], dtype=np.int32),
+    np.array([1, 2**40], dtype=np.int64),
+    np.array([0, 255], dtype=np.uint8),
+    np.array([-3, 7], dtype=np.int8),
+    np.array([True, False, True]),
+    np.array([0.5, -1.25], dtype=np.float16),
+    np.array([b"abc", b"\x00\xff"], dtype=object),
+    np.float32(3.5).reshape(()),
+]
+
+
+@pytest.mark.parametrize("array", ARRAYS, ids=lambda a: f"{a.dtype}{list(a.shape)}")
+def test_decodes_what_tensorflow_encodes(array):
+    proto = tf.make_tensor_proto(array)
+    decoded = tensor_codec.to_ndarray(proto)
+    np.testing.assert_array_equal(decoded, tf.make_ndarray(proto))
+    assert decoded.shape == array.shape
+
+
+@pytest.mark.parametrize("array", ARRAYS, ids=lambda a: f"{a.dtype}{list(a.shape)}")
+def test_tensorflow_decodes_what_we_encode(array):
+    proto = tensor_codec.to_tensor_proto(array)
+    np.testing.assert_array_equal(tf.make_ndarray(proto), array)
+    assert not proto.tensor_content, "answers use typed fields, as the stock server writes"
+
+
+def test_float_outputs_use_float_val_like_the_stock_server():
+    proto = tensor_codec.to_tensor_proto(np.array([[0.25, 0.75]], dtype=np.float32))
+    assert list(proto.float_val) == [0.25, 0.75]
+    assert [d.size for d in proto.tensor_shape.dim] == [1, 2]
+
+
+def test_tensor_content_is_read_without_copying():
+    array = np.arange(784, dtype=np.float32).reshape(1, 784)
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_content=array.tobytes())
+    proto.tensor_shape.dim.add(size=1)
+    proto.tensor_shape.dim.add(size=784)
+    np.testing.assert_array_equal(tensor_codec.to_ndarray(proto), array)
+
+
+def test_single_value_fills_the_shape_as_tensorflow_does():
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[2.0])
+    proto.tensor_shape.dim.add(size=3)
+    np.testing.assert_array_equal(tensor_codec.to_ndarray(proto), [2.0, 2.0, 2.0])
+
+
+def test_wrong_value_count_is_a_clear_invalid_argument():
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[1.0, 2.0])
+    proto.tensor_shape.dim.add(size=3)
+    with pytest.raises(status.ServingError) as raised:
+        tensor_codec.to_ndarray(proto)
+    assert raised.value.http_status() == 400
+    assert "2 values" in raised.value.message and "[3]" in raised.value.message
+
+
+def test_wrong_content_length_is_a_clear_invalid_argument():
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_content=b"\x00" * 7)
+    proto.tensor_shape.dim.add(size=2)
+    with pytest.raises(status.ServingError, match="7 bytes"):
+        tensor_codec.to_ndarray(proto)
+
+
+def test_unsupported_dtype_is_rejected():
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_RESOURCE)
+    with pytest.raises(status.ServingError, match="DT_RESOURCE"):
+        tensor_codec.to_ndarray(proto)
+
+
+if __name__ == "__main__":
+    sys.exit(testing.main(__file__))
