@@ -13,8 +13,6 @@ import logging
 import threading
 import time
 
-from google.protobuf import text_format
-
 from tensorflow_serving.apis import get_model_status_pb2, model_pb2
 from tensorflow_serving.config import model_server_config_pb2
 from tensorflow_serving.core.aspired_version_policy import (
@@ -36,7 +34,7 @@ from tensorflow_serving.sources.storage_path.file_system_storage_path_source imp
     FileSystemStoragePathSource,
     ServableToMonitor,
 )
-from tensorflow_serving.util import status
+from tensorflow_serving.util import config_protos, status
 
 _LOG = logging.getLogger(__name__)
 
@@ -71,17 +69,7 @@ def single_model_config(name: str, base_path: str) -> ModelServerConfig:
 
 def read_model_server_config(path: str) -> ModelServerConfig:
     """Parses an ASCII ModelServerConfig file; INVALID_ARGUMENT names the file."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except OSError as error:
-        raise status.invalid_argument(
-            f"Cannot read model config file '{path}': {error.strerror or error}"
-        ) from None
-    try:
-        return text_format.Parse(text, ModelServerConfig())
-    except (text_format.ParseError, UnicodeDecodeError) as error:
-        raise status.invalid_argument(f"Invalid protobuf file: '{path}': {error}") from None
+    return config_protos.parse_text_file(path, ModelServerConfig)
 
 
 def validate_config(config: ModelServerConfig) -> None:

@@ -1,0 +1,110 @@
+"""Config messages the pip package lacks: BatchingParameters, MonitoringConfig, SSLConfig.
+
+tensorflow-serving-api ships ModelServerConfig but not these. We declare them
+here with upstream's package, names and field numbers, so the same ASCII
+files that configure the stock server parse with protobuf's text_format; no
+generated code to keep in step with the protobuf runtime.
+"""
+
+from __future__ import annotations
+
+from google.protobuf import (
+    descriptor_pb2,
+    descriptor_pool,
+    message_factory,
+    text_format,
+    wrappers_pb2,  # noqa: F401  (registers wrappers.proto in the pool)
+)
+
+from tensorflow_serving.util import status
+
+_F = descriptor_pb2.FieldDescriptorProto
+_WRAPPERS = "google/protobuf/wrappers.proto"
+
+# message name -> [(field name, number, type, label, type_name)]
+_MESSAGES = {
+    "BatchingParameters": [
+        ("max_batch_size", 1, _F.TYPE_MESSAGE, _F.LABEL_OPTIONAL, ".google.protobuf.Int64Value"),
+        (
+            "batch_timeout_micros",
+            2,
+            _F.TYPE_MESSAGE,
+            _F.LABEL_OPTIONAL,
+            ".google.protobuf.Int64Value",
+        ),
+        (
+            "max_enqueued_batches",
+            3,
+            _F.TYPE_MESSAGE,
+            _F.LABEL_OPTIONAL,
+            ".google.protobuf.Int64Value",
+        ),
+        ("num_batch_threads", 4, _F.TYPE_MESSAGE, _F.LABEL_OPTIONAL, ".google.protobuf.Int64Value"),
+        ("thread_pool_name", 5, _F.TYPE_MESSAGE, _F.LABEL_OPTIONAL, ".google.protobuf.StringValue"),
+        ("allowed_batch_sizes", 6, _F.TYPE_INT64, _F.LABEL_REPEATED, None),
+        ("pad_variable_length_inputs", 7, _F.TYPE_BOOL, _F.LABEL_OPTIONAL, None),
+    ],
+    "PrometheusConfig": [
+        ("enable", 1, _F.TYPE_BOOL, _F.LABEL_OPTIONAL, None),
+        ("path", 2, _F.TYPE_STRING, _F.LABEL_OPTIONAL, None),
+    ],
+    "MonitoringConfig": [
+        (
+            "prometheus_config",
+            1,
+            _F.TYPE_MESSAGE,
+            _F.LABEL_OPTIONAL,
+            ".tensorflow.serving.PrometheusConfig",
+        ),
+    ],
+    "SSLConfig": [
+        ("server_key", 1, _F.TYPE_STRING, _F.LABEL_OPTIONAL, None),
+        ("server_cert", 2, _F.TYPE_STRING, _F.LABEL_OPTIONAL, None),
+        ("custom_ca", 3, _F.TYPE_STRING, _F.LABEL_OPTIONAL, None),
+        ("client_verify", 4, _F.TYPE_BOOL, _F.LABEL_OPTIONAL, None),
+    ],
+}
+
+
+def _build_classes() -> dict[str, type]:
+    file_proto = descriptor_pb2.FileDescriptorProto(
+        name="tensorflow_serving_py/config_protos.proto",
+        package="tensorflow.serving",
+        syntax="proto3",
+        dependency=[_WRAPPERS],
+    )
+    for name, fields in _MESSAGES.items():
+        message = file_proto.message_type.add(name=name)
+        for field_name, number, kind, label, type_name in fields:
+            field = message.field.add(name=field_name, number=number, type=kind, label=label)
+            if type_name:
+                field.type_name = type_name
+    pool = descriptor_pool.Default()
+    try:
+        file_descriptor = pool.FindFileByName(file_proto.name)
+    except KeyError:
+        file_descriptor = pool.Add(file_proto) or pool.FindFileByName(file_proto.name)
+    return {
+        name: message_factory.GetMessageClass(file_descriptor.message_types_by_name[name])
+        for name in _MESSAGES
+    }
+
+
+_CLASSES = _build_classes()
+BatchingParameters = _CLASSES["BatchingParameters"]
+PrometheusConfig = _CLASSES["PrometheusConfig"]
+MonitoringConfig = _CLASSES["MonitoringConfig"]
+SSLConfig = _CLASSES["SSLConfig"]
+
+
+def parse_text_file(path: str, message_class: type):
+    """Reads an ASCII proto file; INVALID_ARGUMENT names the file and the problem."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as error:
+        raise status.invalid_argument(f"Cannot read '{path}': {error.strerror or error}") from None
+    try:
+        return text_format.Parse(text, message_class())
+    except (text_format.ParseError, UnicodeDecodeError) as error:
+        raise status.invalid_argument(f"Invalid protobuf file: '{path}': {error}") from None

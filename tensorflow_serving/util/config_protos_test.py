@@ -1,0 +1,47 @@
+"""The stock server's ASCII config files parse into our declared messages."""
+
+import sys
+
+import pytest
+
+from tensorflow_serving.util import config_protos, status, testing
+
+
+def test_batching_parameters_file_in_upstream_syntax(tmp_path):
+    path = tmp_path / "batching.txt"
+    path.write_text(
+        "max_batch_size { value: 32 }\n"
+        "batch_timeout_micros { value: 500 }\n"
+        "num_batch_threads { value: 2 }\n"
+        "allowed_batch_sizes: 8\nallowed_batch_sizes: 32\n"
+        "pad_variable_length_inputs: true\n"
+    )
+    params = config_protos.parse_text_file(str(path), config_protos.BatchingParameters)
+    assert params.max_batch_size.value == 32
+    assert params.batch_timeout_micros.value == 500
+    assert not params.HasField("max_enqueued_batches")
+    assert list(params.allowed_batch_sizes) == [8, 32]
+    assert params.pad_variable_length_inputs
+
+
+def test_monitoring_and_ssl_configs(tmp_path):
+    path = tmp_path / "monitoring.txt"
+    path.write_text('prometheus_config { enable: true, path: "/metrics" }')
+    config = config_protos.parse_text_file(str(path), config_protos.MonitoringConfig)
+    assert config.prometheus_config.enable and config.prometheus_config.path == "/metrics"
+    ssl = config_protos.SSLConfig(server_key="k", server_cert="c", client_verify=True)
+    assert ssl.client_verify
+
+
+def test_garbage_names_the_file(tmp_path):
+    path = tmp_path / "bad.txt"
+    path.write_text("max_batch_size: {{{")
+    with pytest.raises(status.ServingError, match="bad.txt") as raised:
+        config_protos.parse_text_file(str(path), config_protos.BatchingParameters)
+    assert raised.value.http_status() == 400
+    with pytest.raises(status.ServingError, match="Cannot read"):
+        config_protos.parse_text_file(str(tmp_path / "missing.txt"), config_protos.MonitoringConfig)
+
+
+if __name__ == "__main__":
+    sys.exit(testing.main(__file__))
