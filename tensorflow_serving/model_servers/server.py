@@ -9,12 +9,19 @@ import gc
 import logging
 import os
 import threading
+from collections.abc import Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+from tensorflow_serving.batching.batching_session import (
+    BatchingServable,
+    read_batching_parameters,
+)
+from tensorflow_serving.batching.shared_batch_scheduler import SharedBatchScheduler
 from tensorflow_serving.core.aspired_versions_manager import ManagerOptions
+from tensorflow_serving.core.servable_state import ServableId
 from tensorflow_serving.model_servers.model_service_impl import ModelServiceImpl
 from tensorflow_serving.model_servers.prediction_service_impl import PredictionServiceImpl
 from tensorflow_serving.model_servers.server_core import (
@@ -91,8 +98,10 @@ def _session_threads(options: ServerOptions) -> tuple[int, int]:
     return intra, inter
 
 
-def server_core_options(options: ServerOptions) -> ServerCoreOptions:
-    """Translates flags into what ServerCore needs."""
+def server_core_options(
+    options: ServerOptions, wrap: Callable[[ServableId, object], object] | None = None
+) -> ServerCoreOptions:
+    """Translates flags into what ServerCore needs; `wrap` decorates each loaded model."""
     if not options.model_config_file and not options.model_base_path:
         raise status.invalid_argument(
             "Both server_options.model_base_path and server_options.model_config_file are "
@@ -116,6 +125,7 @@ def server_core_options(options: ServerOptions) -> ServerCoreOptions:
             config=session_config(intra, inter),
             enable_model_warmup=options.enable_model_warmup,
             warmup_iterations=options.num_request_iterations_for_warmup,
+            wrap=wrap,
         ),
         model_config_file=options.model_config_file,
         model_config_file_poll_wait_seconds=options.model_config_file_poll_wait_seconds,
@@ -163,6 +173,9 @@ class Server:
         self.grpc_port: int | None = None
         self.http_server = None
         self._health: _ReadinessHealth | None = None
+        self.batch_scheduler: SharedBatchScheduler | None = None
+        # Called with (batch size, rows still queued) for every batch run.
+        self.on_batch: Callable[[int, int], None] | None = None
         self._terminated = threading.Event()
 
     def build_and_start(self, options: ServerOptions) -> None:
@@ -173,12 +186,25 @@ class Server:
                 "Please use a different port for HTTP/REST API."
             )
         channel_args = parse_channel_arguments(options.grpc_channel_arguments)
-        self.core = ServerCore.create(server_core_options(options))
+        self.core = ServerCore.create(server_core_options(options, self._batching_wrapper(options)))
         # TF's objects make Python's full collections slow; loaded models are
         # long-lived, so take them out of the collector's view.
         gc.collect()
         gc.freeze()
         self._start_grpc(options, channel_args)
+
+    def _batching_wrapper(self, options: ServerOptions):
+        """With --enable_batching: one scheduler shared by every model version."""
+        if not options.enable_batching:
+            return None
+        batching = read_batching_parameters(options.batching_parameters_file)
+        self.batch_scheduler = SharedBatchScheduler(batching.num_batch_threads)
+        _LOG.info("Batching enabled: %s", batching)
+
+        def wrap(servable_id: ServableId, bundle) -> BatchingServable:
+            return BatchingServable(bundle, self.batch_scheduler, batching, self.on_batch)
+
+        return wrap
 
     def _start_grpc(self, options: ServerOptions, channel_args) -> None:
         if not options.port and not options.grpc_socket_path:
@@ -228,4 +254,6 @@ class Server:
             self.grpc_server.stop(grace_seconds).wait()
         if self.core is not None:
             self.core.stop()
+        if self.batch_scheduler is not None:
+            self.batch_scheduler.stop()
         self._terminated.set()
