@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -171,6 +173,18 @@ def test_healthcheck_is_unhealthy_when_nothing_listens(server):
     result = _healthcheck(server, PORT=str(testing.free_port()))
     assert result.returncode == 1
     assert result.stdout.startswith("unhealthy: ")
+
+
+def test_healthcheck_turns_unhealthy_when_the_last_version_is_removed(server):
+    """The server still answers, but with no AVAILABLE version it cannot serve."""
+    util.wait_for_http(server.rest_url(f"/v1/models/{MODEL}"))
+    shutil.rmtree(Path(server.env["MODEL_BASE_PATH"], MODEL, "1"))
+    deadline = time.monotonic() + 30
+    while (result := _healthcheck(server)).returncode == 0:
+        assert time.monotonic() < deadline, "still healthy 30 s after the version was removed"
+        time.sleep(0.5)
+    assert result.returncode == 1
+    assert "no AVAILABLE version" in result.stdout, result.stdout
 
 
 def test_docker_stop_ends_the_server_cleanly(server):
