@@ -22,6 +22,8 @@ from tensorflow_serving.batching.batching_session import (
 from tensorflow_serving.batching.shared_batch_scheduler import SharedBatchScheduler
 from tensorflow_serving.core.aspired_versions_manager import ManagerOptions
 from tensorflow_serving.core.servable_state import ServableId
+from tensorflow_serving.model_servers import http_server as http_server_lib
+from tensorflow_serving.model_servers import metrics as metrics_lib
 from tensorflow_serving.model_servers.model_service_impl import ModelServiceImpl
 from tensorflow_serving.model_servers.prediction_service_impl import PredictionServiceImpl
 from tensorflow_serving.model_servers.server_core import (
@@ -166,12 +168,23 @@ class _ReadinessHealth:
         self.servicer.enter_graceful_shutdown()
 
 
+class _MonitoredServerCore(ServerCore):
+    """A ServerCore whose state changes reach the metrics from the very first load."""
+
+    def __init__(self, options: ServerCoreOptions):
+        super().__init__(options)
+        self.monitor.add_listener(metrics_lib.default().on_servable_state)
+
+
 class Server:
     def __init__(self) -> None:
         self.core: ServerCore | None = None
         self.grpc_server: grpc.Server | None = None
         self.grpc_port: int | None = None
-        self.http_server = None
+        self.http_server: http_server_lib.HttpServer | None = None
+        self.http_port: int | None = None
+        self.metrics = metrics_lib.default()
+        self._prometheus_path: str | None = None
         self._health: _ReadinessHealth | None = None
         self.batch_scheduler: SharedBatchScheduler | None = None
         # Called with (batch size, rows still queued) for every batch run.
@@ -186,12 +199,24 @@ class Server:
                 "Please use a different port for HTTP/REST API."
             )
         channel_args = parse_channel_arguments(options.grpc_channel_arguments)
-        self.core = ServerCore.create(server_core_options(options, self._batching_wrapper(options)))
+        if options.monitoring_config_file:
+            self._prometheus_path = metrics_lib.prometheus_path(
+                metrics_lib.read_monitoring_config(options.monitoring_config_file)
+            )
+        if self.on_batch is None:
+            self.on_batch = self.metrics.observe_batch
+        self.core = _MonitoredServerCore.create(
+            server_core_options(options, self._batching_wrapper(options))
+        )
+        self.metrics.attach_core(self.core)
+        if self.batch_scheduler is not None:
+            self.metrics.attach_batching(self.batch_scheduler.enqueued)
         # TF's objects make Python's full collections slow; loaded models are
         # long-lived, so take them out of the collector's view.
         gc.collect()
         gc.freeze()
         self._start_grpc(options, channel_args)
+        self._start_http(options)
 
     def _batching_wrapper(self, options: ServerOptions):
         """With --enable_batching: one scheduler shared by every model version."""
@@ -240,6 +265,30 @@ class Server:
             self.grpc_server.add_insecure_port(f"unix:{options.grpc_socket_path}")
             _LOG.info("Running gRPC ModelServer at UNIX socket %s ...", options.grpc_socket_path)
         self.grpc_server.start()
+
+    def _start_http(self, options: ServerOptions) -> None:
+        """REST API, Prometheus page and health checks on --rest_api_port (0: off)."""
+        if not options.rest_api_port:
+            if self._prometheus_path:
+                _LOG.warning(
+                    "Prometheus metrics are enabled but not exported: they are served on "
+                    "the HTTP/REST port and --rest_api_port is 0"
+                )
+            return
+        self.http_server = http_server_lib.create_and_start(
+            self.core,
+            http_server_lib.HttpOptions(
+                port=options.rest_api_port,
+                host=options.bind_address,
+                num_threads=options.rest_api_num_threads,
+                timeout_in_ms=options.rest_api_timeout_in_ms,
+                enable_cors=options.rest_api_enable_cors_support,
+                prometheus_path=self._prometheus_path,
+            ),
+            self.metrics,
+        )
+        self.http_port = self.http_server.port
+        _LOG.info("Exporting HTTP/REST API at:localhost:%d ...", self.http_port)
 
     def wait_for_termination(self) -> None:
         self._terminated.wait()

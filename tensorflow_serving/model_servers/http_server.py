@@ -1,0 +1,279 @@
+"""The HTTP server on --rest_api_port: REST API, Prometheus page, health checks
+(upstream: http_server.cc).
+
+A bare ASGI app served by uvicorn (uvloop + httptools) on a thread of the
+model server's process, so gRPC and REST share one ServerCore and one set of
+loaded models. No web framework: routing is upstream's URL regexes, and
+measured on this machine a framework only adds per-request cost (see
+http_server_bench.py and the numbers in its docstring).
+
+The event loop only reads requests and writes answers; the work (JSON
+decoding, the model, JSON encoding) runs on `--rest_api_num_threads` worker
+threads, as upstream runs it on its own pool, so a slow model never stops
+the loop from accepting and answering health checks. Beyond upstream, each
+request is bounded by `--rest_api_timeout_in_ms` as a whole (504 when it
+passes; upstream bounds only the TensorFlow run), and a bounded backlog of
+waiting requests answers 503 instead of queueing without limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import logging
+import socket
+import threading
+import time
+
+import uvicorn
+
+from tensorflow_serving.model_servers import metrics as metrics_lib
+from tensorflow_serving.model_servers.http_rest_api_handler import (
+    HEALTH_LIVE_PATH,
+    HEALTH_READY_PATH,
+    PATH_REGEX,
+    HttpRestApiHandler,
+    RestResponse,
+    error_response,
+    parse_route,
+)
+from tensorflow_serving.util import status
+
+_LOG = logging.getLogger(__name__)
+
+_JSON = (b"content-type", b"application/json")
+# Upstream's CORS headers (--rest_api_enable_cors_support).
+CORS_HEADERS = (
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-allow-methods", b"POST, GET"),
+    (b"access-control-allow-headers", b"Content-Type"),
+)
+_STARTUP_SECONDS = 30.0
+
+
+@dataclasses.dataclass
+class HttpOptions:
+    """The REST flags, plus the limits upstream does not have."""
+
+    port: int
+    host: str = "0.0.0.0"
+    num_threads: int = 4
+    timeout_in_ms: int = 30000
+    enable_cors: bool = False
+    prometheus_path: str | None = None
+    # Requests queued or running on the workers before new ones get 503.
+    max_pending: int = 0  # 0: 64 per worker thread, at least 256
+
+    def pending_limit(self) -> int:
+        return self.max_pending or max(256, 64 * self.num_threads)
+
+
+class RestApiApp:
+    """The ASGI callable: routes, runs the handler on workers, answers JSON."""
+
+    def __init__(
+        self,
+        handler: HttpRestApiHandler,
+        options: HttpOptions,
+        metrics: metrics_lib.ServingMetrics | None = None,
+    ):
+        self._handler = handler
+        self._options = options
+        self._metrics = metrics or metrics_lib.default()
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(1, options.num_threads), thread_name_prefix="rest"
+        )
+        self._timeout = options.timeout_in_ms / 1000 if options.timeout_in_ms > 0 else None
+        self._extra_headers = list(CORS_HEADERS) if options.enable_cors else []
+        self._pending = 0
+        self._pending_lock = threading.Lock()
+        self._max_pending = options.pending_limit()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter()
+        method = scope["method"]
+        raw_path = scope.get("raw_path")
+        path = raw_path.decode("utf-8", "replace") if raw_path else scope["path"]
+        body = await _read_body(receive)
+        if body is None:
+            return  # the client went away
+        prometheus = self._options.prometheus_path
+        if prometheus is not None and path == prometheus:
+            await _reply(send, 200, self._metrics.render(), metrics_lib.CONTENT_TYPE.encode())
+            return
+        if not PATH_REGEX.fullmatch(path):
+            error = status.not_found(f"Not found: {method} {path}")
+            await self._send(send, error_response(error))
+            return
+        if method == "OPTIONS" and self._extra_headers:
+            await self._send(send, RestResponse(200, b""))  # CORS preflight
+            return
+        if method == "GET" and path == HEALTH_LIVE_PATH:
+            await self._send(send, self._handler.live())
+            return
+        if method == "GET" and path == HEALTH_READY_PATH:
+            await self._send(send, self._handler.ready())
+            return
+        route = parse_route(method, path)
+        if route.error is not None:
+            response = error_response(route.error)
+        else:
+            response = await self._run(route, body)
+        await self._send(send, response)
+        self._metrics.record_request(
+            route.model_name,
+            route.api,
+            metrics_lib.REST,
+            response.status_name,
+            time.perf_counter() - started,
+            response.version,
+            response.signature_name,
+        )
+
+    async def _run(self, route, body: bytes) -> RestResponse:
+        with self._pending_lock:
+            if self._pending >= self._max_pending:
+                return error_response(
+                    status.unavailable(
+                        f"Server is overloaded: {self._pending} HTTP/REST requests are already "
+                        "queued or running; retry later"
+                    )
+                )
+            self._pending += 1
+        work = self._executor.submit(self._handler.handle, route, body)
+        work.add_done_callback(self._finished)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(work), self._timeout)
+        except TimeoutError:
+            return error_response(
+                status.deadline_exceeded(
+                    f"Request did not finish within --rest_api_timeout_in_ms="
+                    f"{self._options.timeout_in_ms}"
+                )
+            )
+
+    def _finished(self, _future) -> None:
+        with self._pending_lock:
+            self._pending -= 1
+
+    async def _send(self, send, response: RestResponse) -> None:
+        await _reply(send, response.http_status, response.body, None, self._extra_headers)
+
+
+async def _read_body(receive) -> bytes | None:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        if chunk:
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _reply(
+    send,
+    code: int,
+    body: bytes,
+    content_type: bytes | None = None,
+    extra_headers: list | None = None,
+) -> None:
+    headers = [
+        (b"content-type", content_type) if content_type else _JSON,
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if extra_headers:
+        headers.extend(extra_headers)
+    await send({"type": "http.response.start", "status": code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Binds before the thread starts, so a taken port fails build_and_start."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise status.unavailable(
+            f"Failed to start HTTP Server at {host}:{port}: {error.strerror or error}"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+class HttpServer:
+    """uvicorn serving a RestApiApp on a thread; start() returns once it listens."""
+
+    def __init__(self, app: RestApiApp, options: HttpOptions):
+        self.app = app
+        self.options = options
+        self.port: int | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        sock = _bind(self.options.host, self.options.port)
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self.app,
+            loop="uvloop",
+            http="httptools",
+            lifespan="off",
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            server_header=False,
+            backlog=2048,
+            timeout_graceful_shutdown=30,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="http", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + _STARTUP_SECONDS
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise status.unavailable(f"HTTP/REST server on port {self.port} did not start")
+            time.sleep(0.005)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stops listening, lets in-flight requests finish (up to `timeout`), stops workers."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.app.close()
+
+
+def create_and_start(core, options: HttpOptions, metrics=None) -> HttpServer:
+    """The REST server of a model server (upstream: CreateAndStartHttpServer)."""
+    app = RestApiApp(HttpRestApiHandler(core), options, metrics)
+    server = HttpServer(app, options)
+    try:
+        server.start()
+    except BaseException:
+        app.close()
+        raise
+    return server
+
+
+__all__ = [
+    "CORS_HEADERS",
+    "HttpOptions",
+    "HttpServer",
+    "RestApiApp",
+    "create_and_start",
+]

@@ -1,0 +1,336 @@
+"""Prometheus metrics: what the server counts, and the page it serves them on.
+
+Upstream exports its monitoring counters on the REST port when
+`--monitoring_config_file` holds `prometheus_config { enable: true }`, at
+`path` (default /monitoring/prometheus/metrics). We keep upstream's metric
+names, `/tensorflow/serving/request_count` written the Prometheus way as
+`:tensorflow:serving:request_count`, so dashboards and alerts written for the
+stock server (e.g. Grafana's TF Serving mixin) work unchanged, and counters
+appear without the `_total` suffix, as upstream writes them. Collection goes
+through prometheus_client (its metric types, locking, and process collector);
+only the text page is written here, to keep those names.
+
+What is counted, gRPC and REST alike (label `entrypoint` = GRPC / REST):
+- `:tensorflow:serving:request_count` and `:tensorflow:serving:request_latency`
+  (microseconds) per model, version, signature, API and status. Upstream
+  labels only model/status (count) and model/API/entrypoint (latency); the
+  extra labels narrow a query and do not break one.
+- loads and unloads of model versions (count, latency), versions serving now;
+- batch sizes and queue depth when --enable_batching is on.
+
+Label values are bounded: a request for a model that is not configured is
+counted under model_name="" (a client must not be able to grow the page with
+made-up names); version and signature are the ones that answered.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+from tensorflow_serving.core.servable_state import ManagerState, ServableState
+from tensorflow_serving.util import config_protos, status
+
+_LOG = logging.getLogger(__name__)
+
+DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+GRPC = "GRPC"
+REST = "REST"
+OK = "OK"
+
+# Upstream's request-latency buckets: 10 us * 1.8**i for i < 33 (10 us .. ~2e9 us).
+LATENCY_BUCKETS_USEC = tuple(float(f"{10.0 * 1.8**i:.6g}") for i in range(33))
+BATCH_SIZE_BUCKETS = tuple(float(2**i) for i in range(13))
+
+_UPSTREAM_PREFIX = ":tensorflow:"
+_REQUEST_LABELS = ("model_name", "version", "signature_name", "API", "entrypoint")
+
+
+def read_monitoring_config(path: str):
+    """Parses --monitoring_config_file (ASCII MonitoringConfig)."""
+    config = config_protos.parse_text_file(path, config_protos.MonitoringConfig)
+    page = config.prometheus_config.path
+    if page and not page.startswith("/"):
+        raise status.invalid_argument(
+            f"Invalid monitoring config '{path}': prometheus_config.path must start with '/', "
+            f"got {page!r}"
+        )
+    return config
+
+
+def prometheus_path(config) -> str | None:
+    """The page to serve metrics on, or None when Prometheus export is off."""
+    if config is None or not config.prometheus_config.enable:
+        return None
+    return config.prometheus_config.path or DEFAULT_PROMETHEUS_PATH
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+class _LiveGauges(Collector):
+    """Gauges read at scrape time: versions serving now, batch queue depth."""
+
+    def __init__(self, metrics: ServingMetrics):
+        self._metrics = metrics
+
+    def collect(self):
+        loaded = GaugeMetricFamily(
+            ":tensorflow:serving:loaded_versions",
+            "Number of versions of each model that are AVAILABLE (serving) now.",
+            labels=["model_name"],
+        )
+        available = self._metrics.available_models
+        if available is not None:
+            for name, versions in sorted(available().items()):
+                loaded.add_metric([name], len(versions))
+        yield loaded
+        queued = self._metrics.queued_rows
+        if queued is not None:
+            yield GaugeMetricFamily(
+                ":tensorflow:serving:batching_session:queue_depth",
+                "Rows waiting in the batching queues now.",
+                value=queued(),
+            )
+
+
+class ServingMetrics:
+    """Every metric the server records, in one registry, and the page of them."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, process: bool = True):
+        self.registry = registry or CollectorRegistry()
+        self.request_count = Counter(
+            ":tensorflow:serving:request_count",
+            "The total number of requests.",
+            [*_REQUEST_LABELS, "status"],
+            registry=self.registry,
+        )
+        self.request_latency = Histogram(
+            ":tensorflow:serving:request_latency",
+            "Distribution of wall time (in microseconds) for serving requests, from "
+            "the request arriving to the answer being ready.",
+            _REQUEST_LABELS,
+            buckets=LATENCY_BUCKETS_USEC,
+            registry=self.registry,
+        )
+        self.load_count = Counter(
+            ":tensorflow:serving:load_attempt_count",
+            "Model version loads that finished, by outcome (OK or the error code).",
+            ["model_name", "status"],
+            registry=self.registry,
+        )
+        self.load_latency = Histogram(
+            ":tensorflow:serving:load_latency",
+            "Wall time (in microseconds) from a version starting to load to it serving "
+            "or failing for good (retries included).",
+            ["model_name"],
+            buckets=LATENCY_BUCKETS_USEC,
+            registry=self.registry,
+        )
+        self.unload_count = Counter(
+            ":tensorflow:serving:unload_count",
+            "Model versions unloaded.",
+            ["model_name"],
+            registry=self.registry,
+        )
+        self.unload_latency = Histogram(
+            ":tensorflow:serving:unload_latency",
+            "Wall time (in microseconds) to unload a version, draining its in-flight requests.",
+            ["model_name"],
+            buckets=LATENCY_BUCKETS_USEC,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            ":tensorflow:serving:batching_session:batch_size",
+            "Sizes of the batches run (after padding to an allowed batch size).",
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=self.registry,
+        )
+        self.available_models: Callable[[], dict] | None = None
+        self.queued_rows: Callable[[], int] | None = None
+        self._known_models: Callable[[], Iterable[str]] | None = None
+        self._known_cache: tuple[object, frozenset[str]] = (None, frozenset())
+        self.registry.register(_LiveGauges(self))
+        if process:
+            ProcessCollector(registry=self.registry)
+        self._children: dict[tuple, tuple] = {}
+        self._transitions: dict[tuple[str, int], tuple[ManagerState, float]] = {}
+        self._lock = threading.Lock()
+
+    # -- Wiring -------------------------------------------------------------
+
+    def attach_core(self, core) -> None:
+        """Lets the page show loaded versions and bound model-name labels to the config."""
+        self.available_models = core.manager.available_models
+        self._known_models = core.model_names
+
+    def attach_batching(self, queued_rows: Callable[[], int] | None) -> None:
+        self.queued_rows = queued_rows
+
+    # -- Requests -----------------------------------------------------------
+
+    def _model_label(self, name: str) -> str:
+        if self._known_models is None:
+            return name
+        names = self._known_models()
+        key, known = self._known_cache
+        if key != names:
+            known = frozenset(names)
+            self._known_cache = (names, known)
+        return name if name in known else ""
+
+    def record_request(
+        self,
+        model_name: str,
+        api: str,
+        entrypoint: str,
+        status_name: str,
+        seconds: float,
+        version: str = "",
+        signature_name: str = "",
+    ) -> None:
+        """One finished request: count it and its latency."""
+        key = (self._model_label(model_name), version, signature_name, api, entrypoint)
+        children = self._children.get((key, status_name))
+        if children is None:
+            children = (
+                self.request_count.labels(*key, status_name),
+                self.request_latency.labels(*key),
+            )
+            self._children[(key, status_name)] = children
+        children[0].inc()
+        children[1].observe(seconds * 1e6)
+
+    def record_grpc(
+        self, api: str, request, response, code: grpc.StatusCode, seconds: float
+    ) -> None:
+        """A gRPC call as the decorator saw it; version and signature from the answer."""
+        spec = getattr(request, "model_spec", None)
+        name = spec.name if spec is not None else ""
+        version = signature = ""
+        answered = getattr(response, "model_spec", None) if response is not None else None
+        if answered is not None:
+            if answered.HasField("version"):
+                version = str(answered.version.value)
+            signature = answered.signature_name
+        self.record_request(
+            name,
+            api,
+            GRPC,
+            OK if code == grpc.StatusCode.OK else code.name,
+            seconds,
+            version,
+            signature,
+        )
+
+    # -- Model versions (a ServableStateMonitor listener) -----------------------
+
+    def on_servable_state(self, state: ServableState) -> None:
+        """Turns state changes into load/unload counts and latencies."""
+        key = (state.id.name, state.id.version)
+        now = time.monotonic()
+        with self._lock:
+            previous = self._transitions.get(key)
+            if state.state in (ManagerState.LOADING, ManagerState.UNLOADING):
+                if previous is None or previous[0] != state.state:
+                    self._transitions[key] = (state.state, now)
+                return
+            self._transitions.pop(key, None)
+        if previous is None:
+            return
+        started_as, started_at = previous
+        elapsed_usec = (now - started_at) * 1e6
+        name = state.id.name
+        if started_as == ManagerState.LOADING:
+            if state.state == ManagerState.AVAILABLE:
+                outcome = OK
+            else:
+                outcome = state.error.code.name if state.error is not None else "CANCELLED"
+            self.load_count.labels(name, outcome).inc()
+            self.load_latency.labels(name).observe(elapsed_usec)
+        elif started_as == ManagerState.UNLOADING and state.state == ManagerState.END:
+            self.unload_count.labels(name).inc()
+            self.unload_latency.labels(name).observe(elapsed_usec)
+
+    # -- Batching -------------------------------------------------------------
+
+    def observe_batch(self, batch_size: int, queued_rows: int) -> None:
+        """BatchingServable's on_batch hook: one batch about to run."""
+        self.batch_size.observe(batch_size)
+
+    # -- The page ---------------------------------------------------------------
+
+    def render(self) -> bytes:
+        """The Prometheus text page (format 0.0.4).
+
+        Our own metrics are written with upstream's names: counters without
+        `_total`, no `_created` series. Others (process_*) keep
+        prometheus_client's standard names.
+        """
+        lines: list[str] = []
+        for family in self.registry.collect():
+            upstream = family.name.startswith(_UPSTREAM_PREFIX)
+            kind = family.type
+            name = family.name
+            if kind == "counter" and not upstream:
+                name = f"{family.name}_total"
+            if kind == "unknown":
+                kind = "untyped"
+            lines.append(f"# HELP {name} {_escape_help(family.documentation)}")
+            lines.append(f"# TYPE {name} {kind}")
+            for sample in family.samples:
+                sample_name = sample.name
+                if sample_name.endswith("_created"):
+                    continue
+                if upstream and kind == "counter" and sample_name.endswith("_total"):
+                    sample_name = sample_name[: -len("_total")]
+                if sample.labels:
+                    labels = ",".join(
+                        f'{key}="{_escape_label(str(value))}"'
+                        for key, value in sample.labels.items()
+                    )
+                    lines.append(f"{sample_name}{{{labels}}} {floatToGoString(sample.value)}")
+                else:
+                    lines.append(f"{sample_name} {floatToGoString(sample.value)}")
+        lines.append("")
+        return "\n".join(lines).encode("utf-8")
+
+
+_DEFAULT: ServingMetrics | None = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def default() -> ServingMetrics:
+    """The process's metrics: gRPC and REST record into the same instance."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        with _DEFAULT_LOCK:
+            if _DEFAULT is None:
+                _DEFAULT = ServingMetrics()
+    return _DEFAULT
+
+
+__all__ = [
+    "CONTENT_TYPE",
+    "DEFAULT_PROMETHEUS_PATH",
+    "GRPC",
+    "REST",
+    "ServingMetrics",
+    "default",
+    "prometheus_path",
+    "read_monitoring_config",
+]
