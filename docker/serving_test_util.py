@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -67,20 +68,23 @@ def export_half_plus_two(base_path: Path, version: int, a: float = 0.5, b: float
 
 
 def server_bin_dir(tmp_dir: Path) -> Path:
-    """A folder holding a `tensorflow_model_server` to put first on PATH.
+    """A folder holding a `tensorflow_model_server`, to put first on PATH.
 
-    Under Bazel it is the py_binary the runtime image ships (a data dependency
-    of the test); from a plain `pytest` run, a shim running the same main().
+    Under Bazel it is laid out as docker/Dockerfile lays it out: the
+    py_binary's launcher beside a dereferenced copy (`cp -rL`) of its
+    runfiles, so the test runs what the image runs. From a plain `pytest` run
+    there is no built binary: a shim runs the same main().
     """
-    bin_dir = tmp_dir / "bin"
+    bin_dir = tmp_dir / "opt" / "tensorflow_serving" / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     server = bin_dir / "tensorflow_model_server"
     runfiles = os.environ.get("TEST_SRCDIR")
-    built = (
-        Path(runfiles, os.environ.get("TEST_WORKSPACE", ""), SERVER_TARGET) if runfiles else None
-    )
-    if built is not None and built.exists():
-        server.symlink_to(built)
+    if runfiles:
+        built = Path(runfiles, os.environ.get("TEST_WORKSPACE", ""), SERVER_TARGET)
+        assert built.exists(), f"{built}: the test needs the server binary as data"
+        shutil.copy(built, server)
+        # The test's runfiles hold the server's (it is a data dependency).
+        shutil.copytree(runfiles, bin_dir / "tensorflow_model_server.runfiles", symlinks=False)
     else:
         server.write_text(
             "#!/bin/sh\n"
@@ -90,6 +94,11 @@ def server_bin_dir(tmp_dir: Path) -> Path:
         )
         server.chmod(0o755)
     return bin_dir
+
+
+# What Bazel gives a test process but a container does not: the server must
+# find its code through its own runfiles, as in the image.
+_TEST_ONLY_ENV = ("PYTHONPATH", "RUNFILES_DIR", "RUNFILES_MANIFEST_FILE", "JAVA_RUNFILES")
 
 
 @dataclasses.dataclass
@@ -127,7 +136,7 @@ def start_entrypoint(
     tmp_dir: Path, env: dict[str, str], args: list[str] | None = None
 ) -> EntrypointServer:
     """Runs the entrypoint script with `env` added to ours and our server on PATH."""
-    full_env = dict(os.environ)
+    full_env = {k: v for k, v in os.environ.items() if k not in _TEST_ONLY_ENV}
     full_env.update(env)
     full_env["PATH"] = f"{server_bin_dir(tmp_dir)}{os.pathsep}{full_env.get('PATH', '')}"
     log_path = tmp_dir / "server.log"
