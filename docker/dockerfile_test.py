@@ -206,10 +206,20 @@ def test_absolute_scripts_the_image_runs_were_copied_in(name):
                     )
 
 
-@pytest.mark.parametrize("name", dockerfiles())
+def _copy_whole_context() -> list[str]:
+    return [
+        name
+        for name in dockerfiles()
+        if any("." in sources for s in stages(name) for sources, _, _ in s.copies())
+    ]
+
+
+def test_devel_and_runtime_copy_the_whole_repo():
+    assert {"Dockerfile", "Dockerfile.devel"} <= set(_copy_whole_context())
+
+
+@pytest.mark.parametrize("name", _copy_whole_context())
 def test_build_context_keeps_host_venv_and_bazel_output_out(name):
-    if not any("." in sources for s in stages(name) for sources, _, _ in s.copies()):
-        pytest.skip(f"{name} does not copy the whole context")
     patterns = _ignore_patterns(name)
     for host_only in (".venv", "bazel-bin", "bazel-out", ".git", "docker/__pycache__"):
         assert _ignored(host_only, patterns), f"{name}.dockerignore lets {host_only} in"
