@@ -3,9 +3,20 @@
 
 A bare ASGI app served by uvicorn (uvloop + httptools) on a thread of the
 model server's process, so gRPC and REST share one ServerCore and one set of
-loaded models. No web framework: routing is upstream's URL regexes, and
-measured on this machine a framework only adds per-request cost (see
-http_server_bench.py and the numbers in its docstring).
+loaded models. No web framework: routing is upstream's URL regexes.
+
+Chosen by measurement (2 vCPU, server pinned to one core, shared/bench's
+loadgen on the other, same handler and worker pool behind each stack, fixed
+answer, medians of 4 runs; requests/s and server CPU per request):
+
+    stack                                  c=1        c=32
+    bare ASGI on uvicorn+uvloop+httptools  4,310/s    13,000/s  76 us
+    aiohttp 3.14 web (uvloop)              3,820/s    12,860/s  77 us
+    Starlette 1.10 on the same uvicorn     3,750/s     9,180/s  109 us
+
+aiohttp ties the bare ASGI app but would be one more dependency; Starlette's
+request/response objects cost ~30% at load. With the MNIST CNN behind it the
+model dominates (~700-820 requests/s on one core for every stack).
 
 The event loop only reads requests and writes answers; the work (JSON
 decoding, the model, JSON encoding) runs on `--rest_api_num_threads` worker
