@@ -19,6 +19,7 @@ from tensorflow_serving.servables.tensorflow import (
     predict_util,
     regressor,
 )
+from tensorflow_serving.servables.tensorflow.util import FixedHandle
 from tensorflow_serving.util import status, tensor_codec
 
 _LOG = logging.getLogger(__name__)
@@ -27,23 +28,7 @@ WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_WARMUP_RECORDS = 1000  # upstream's limit
 
 
-class _FixedHandle:
-    """A handle on one servable, for replaying requests outside ServerCore."""
-
-    def __init__(self, name: str, version: int, servable: object):
-        self.name, self.version, self.servable = name, version, servable
-
-    def servable_handle(self, model_spec):
-        return self
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-
-def _replay(handle: _FixedHandle, log: prediction_log_pb2.PredictionLog) -> None:
+def _replay(handle: FixedHandle, log: prediction_log_pb2.PredictionLog) -> None:
     kind = log.WhichOneof("log_type")
     if kind == "predict_log":
         request = log.predict_log.request
@@ -70,7 +55,7 @@ def run_saved_model_warmup(
     path = os.path.join(export_dir, WARMUP_FILE)
     if not os.path.exists(path):
         return 0
-    handle = _FixedHandle(name, version, servable)
+    handle = FixedHandle(name, version, servable)
     count = 0
     try:
         for record in tf.compat.v1.io.tf_record_iterator(path):

@@ -57,3 +57,22 @@ def run_on_examples(handle, signature: Signature, examples: np.ndarray, outputs:
     """Feeds the serialized examples to the signature's only input."""
     (alias,) = signature.inputs
     return handle.servable.run(signature, {alias: examples}, outputs)
+
+
+class FixedHandle:
+    """A handle on one servable outside ServerCore (warmup replays, tests).
+
+    It also acts as a one-model core, so the run_* request functions accept it.
+    """
+
+    def __init__(self, name: str, version: int, servable: object):
+        self.name, self.version, self.servable = name, version, servable
+
+    def servable_handle(self, model_spec) -> FixedHandle:
+        return self
+
+    def __enter__(self) -> FixedHandle:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None

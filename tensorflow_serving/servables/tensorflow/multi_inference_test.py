@@ -1,0 +1,50 @@
+"""MultiInference runs several signatures of one model on one input."""
+
+import sys
+
+import pytest
+
+from tensorflow_serving.apis import inference_pb2
+from tensorflow_serving.servables.tensorflow import multi_inference
+from tensorflow_serving.servables.tensorflow.classifier_test import examples
+from tensorflow_serving.util import status, testing
+
+CLASSIFY = "tensorflow/serving/classify"
+REGRESS = "tensorflow/serving/regress"
+
+
+def request(*tasks, names=None):
+    req = inference_pb2.MultiInferenceRequest(input=examples(2.0))
+    for i, (signature, method) in enumerate(tasks):
+        task = req.tasks.add(method_name=method)
+        task.model_spec.name = names[i] if names else "hp"
+        task.model_spec.signature_name = signature
+    return req
+
+
+def test_classify_and_regress_in_one_request(model):
+    response = multi_inference.run_multi_inference(
+        model, request(("classify_x_to_y", CLASSIFY), ("regress_x_to_y2", REGRESS))
+    )
+    first, second = response.results
+    assert first.classification_result.classifications[0].classes[0].score == 3.0
+    assert second.regression_result.regressions[0].value == 4.0
+    assert second.model_spec.signature_name == "regress_x_to_y2"
+
+
+def test_rejects_mixed_models_duplicates_and_unknown_methods(model):
+    with pytest.raises(status.ServingError, match="same model name"):
+        multi_inference.run_multi_inference(
+            model,
+            request(("classify_x_to_y", CLASSIFY), ("regress_x_to_y", REGRESS), names=["a", "b"]),
+        )
+    with pytest.raises(status.ServingError, match="Duplicate evaluation of signature"):
+        multi_inference.run_multi_inference(
+            model, request(("regress_x_to_y", REGRESS), ("regress_x_to_y", REGRESS))
+        )
+    with pytest.raises(status.ServingError, match="Unsupported signature method_name"):
+        multi_inference.run_multi_inference(model, request(("serving_default", "predict")))
+
+
+if __name__ == "__main__":
+    sys.exit(testing.main(__file__))
