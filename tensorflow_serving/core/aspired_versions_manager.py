@@ -313,7 +313,10 @@ class AspiredVersionsManager:
                 for harness in self._harnesses[name].values():
                     harness.is_aspired = False
         self._wake.set()
-        self.monitor.wait_until(lambda: not self._has_live_versions(), timeout=30)
+        # Poll rather than wait on the monitor: its lock is taken under ours.
+        deadline = time.monotonic() + 30
+        while self._has_live_versions() and time.monotonic() < deadline:
+            time.sleep(0.01)
         self._stopping = True
         self._wake.set()
         self._thread.join(timeout=5)
