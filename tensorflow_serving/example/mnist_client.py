@@ -183,12 +183,13 @@ def do_inference(
                     state["first_failure"] = state["first_failure"] or failure
                 elif wrong:
                     state["wrong"] += 1
+                if progress:
+                    # Under the lock, so no dot lands after the summary line.
+                    sys.stdout.write("." if failure is None else "E")
+                    sys.stdout.flush()
                 state["done"] += 1
                 state["active"] -= 1
                 lock.notify_all()
-            if progress:
-                sys.stdout.write("." if failure is None else "E")
-                sys.stdout.flush()
 
         for _ in range(num_tests):
             image, label = test_set.next_batch(1)

@@ -151,6 +151,16 @@ def test_concurrency_limits_requests_in_flight(work_dir, serve):
     assert 1 < servicer.max_active <= 4
 
 
+def test_progress_dots_all_come_before_the_summary(work_dir, serve, capsys):
+    server = serve(FakePredictionService())
+    args = [f"--server={server.address}", f"--work_dir={work_dir}", "--concurrency=8"]
+    for _ in range(3):
+        assert mnist_client.main(args + [f"--num_tests={NUM_TEST}"]) == 0
+        out = capsys.readouterr().out
+        assert out.count(".") == NUM_TEST
+        assert out.endswith("\nInference error rate: 0%\n")
+
+
 def test_model_name_flag(work_dir, serve):
     server = serve(FakePredictionService())
     args = [f"--server={server.address}", f"--work_dir={work_dir}", "--num_tests=2"]
