@@ -37,7 +37,6 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -438,11 +437,3 @@ def write_synthetic_data_sets(
             images[i, row : row + 2, 4:24] = 200 + rng.randint(0, 56)
         write_idx_images(os.path.join(work_dir, image_name), images)
         write_idx_labels(os.path.join(work_dir, label_name), labels)
-
-
-def class_counts(labels: Sequence[int] | np.ndarray) -> list[int]:
-    """How many examples of each digit a label array holds (int or one-hot labels)."""
-    labels = np.asarray(labels)
-    if labels.ndim == 2:
-        labels = labels.argmax(axis=1)
-    return [int(c) for c in np.bincount(labels.astype(np.int64), minlength=NUM_CLASSES)]
