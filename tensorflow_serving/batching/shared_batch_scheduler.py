@@ -184,8 +184,12 @@ class SharedBatchScheduler:
                         task.finish(error=error)
 
     def stop(self) -> None:
+        """Stops the threads; tasks still queued are answered UNAVAILABLE, never left waiting."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
+            queues = list(self._queues)
         for thread in self._threads:
             thread.join(timeout=5)
+        for queue in queues:
+            self.remove_queue(queue)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import signal
 import sys
 import threading
@@ -128,15 +129,49 @@ def parse_options(argv: list[str]) -> tuple[ServerOptions, argparse.Namespace]:
     return ServerOptions(**values), args
 
 
-def _install_signal_handlers(server: Server) -> None:
-    def handle(signum, frame) -> None:
-        logging.getLogger(__name__).info(
-            "Received %s: draining in-flight requests", signal.Signals(signum).name
-        )
-        threading.Thread(target=server.stop, name="shutdown", daemon=True).start()
+class _StopSignal:
+    """Catches SIGTERM/SIGINT from start-up on, so a stop during loading is clean too."""
 
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
+    def __init__(self) -> None:
+        self.name = ""
+        self._arrived = threading.Event()
+        signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.name = signal.Signals(signum).name
+        self._arrived.set()
+
+    def wait(self) -> str:
+        while not self._arrived.wait(timeout=1.0):
+            pass
+        return self.name
+
+
+def _shut_down(server: Server, grace_seconds: float) -> int:
+    """Drains and stops the server; exits hard if that does not finish in time.
+
+    The exit is os._exit: every request has been answered or refused by then,
+    and no lingering library thread may keep a stopped server alive.
+    """
+    log = logging.getLogger(__name__)
+    stopper = threading.Thread(target=server.stop, args=(grace_seconds,), daemon=True)
+    stopper.start()
+    stopper.join(grace_seconds + _STOP_SLACK_SECONDS)
+    code = 0
+    if stopper.is_alive():
+        log.error("Shutdown did not finish within %.0f s; exiting anyway", grace_seconds)
+        code = 1
+    else:
+        log.info("Server stopped")
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return code
+
+
+_GRACE_SECONDS = 30.0
+_STOP_SLACK_SECONDS = 60.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         datefmt="%Y-%m-%d %H:%M:%S",
         stream=sys.stderr,
     )
+    stop_signal = _StopSignal()
     server = Server()
     try:
         server.build_and_start(options)
@@ -159,10 +195,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Failed to start server. Error: {error.code.name}: {error.message}", file=sys.stderr)
         server.stop(grace_seconds=0)
         return 1
-    _install_signal_handlers(server)
-    server.wait_for_termination()
-    logging.getLogger(__name__).info("Server stopped")
-    return 0
+    name = stop_signal.wait()
+    logging.getLogger(__name__).info("Received %s: draining in-flight requests", name)
+    os._exit(_shut_down(server, _GRACE_SECONDS))
 
 
 if __name__ == "__main__":
