@@ -2,7 +2,7 @@
 
 Two servers run for the whole module:
 - "main": half_plus_two TF1 (versions 1 and 2, labels), TF2, and a string echo
-  model, with Prometheus on and CORS on;
+  model, with Prometheus, CORS and batching on;
 - "cold": one model whose directory starts empty (readiness flips when a
   version appears), a 1 ms REST timeout, CORS off, the gRPC health service on.
 """
@@ -166,6 +166,7 @@ def main_server(tmp_path_factory):
             f"--model_config_file={config}",
             f"--monitoring_config_file={monitoring}",
             "--rest_api_enable_cors_support=true",
+            "--enable_batching=true",
         ],
     )
     try:
@@ -448,6 +449,10 @@ def test_counters_move_by_exactly_the_requests_sent(main_server):
         and dict(labels).get("entrypoint") == "GRPC"
     )
     assert latency_count >= 3
+    # Each successful predict ran as one batch (one request at a time).
+    batches = ":tensorflow:serving:batching_session:batch_size_count"
+    assert after[(batches, frozenset())] - before[(batches, frozenset())] == 8
+    assert (":tensorflow:serving:batching_session:queue_depth", frozenset()) in after
     loaded = after[(":tensorflow:serving:loaded_versions", frozenset({("model_name", "hp")}))]
     assert loaded == 2
     load_ok = after[
