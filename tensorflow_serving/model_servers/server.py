@@ -298,7 +298,7 @@ class Server:
         if self._health is not None:
             self._health.stop()
         if self.http_server is not None:
-            self.http_server.stop()
+            self.http_server.stop(timeout=grace_seconds)
         if self.grpc_server is not None:
             self.grpc_server.stop(grace_seconds).wait()
         if self.core is not None:
