@@ -144,9 +144,7 @@ class BatchingServable:
         size = _batch_size(inputs)
         if size is None:
             return self._bundle.run(signature, inputs, output_aliases)
-        task = Task(inputs, size)
-        self._queue_for(signature, inputs, output_aliases).schedule(task)
-        return task.wait()
+        return self._queue_for(signature, inputs, output_aliases).submit(inputs, size)
 
     def _queue_for(self, signature, inputs, output_aliases):
         if self._options.pad_variable_length_inputs:
@@ -190,27 +188,25 @@ class BatchingServable:
             merged[alias] = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return merged, padded
 
-    def _process(self, signature, output_aliases, tasks: list[Task]) -> None:
-        try:
-            merged, padded = self._merge(signature, tasks)
-            if self._on_batch is not None:
-                self._on_batch(padded, self._scheduler.enqueued())
-            outputs = self._bundle.run(signature, merged, output_aliases)
-            for alias, value in outputs.items():
-                if value.ndim == 0 or value.shape[0] != padded:
-                    raise status.failed_precondition(
-                        f"Batched output {alias} has shape {list(value.shape)}: its first "
-                        f"dimension must be the batch size {padded} for batching to split it"
-                    )
-        except BaseException as error:
-            for task in tasks:
-                task.finish(error=error)
-            return
+    def _process(self, signature, output_aliases, tasks: list[Task]) -> list[dict]:
+        """Runs one merged batch; returns each task's slice of every output."""
+        merged, padded = self._merge(signature, tasks)
+        if self._on_batch is not None:
+            self._on_batch(padded, self._scheduler.enqueued())
+        outputs = self._bundle.run(signature, merged, output_aliases)
+        for alias, value in outputs.items():
+            if value.ndim == 0 or value.shape[0] != padded:
+                raise status.failed_precondition(
+                    f"Batched output {alias} has shape {list(value.shape)}: its first "
+                    f"dimension must be the batch size {padded} for batching to split it"
+                )
+        results = []
         offset = 0
         for task in tasks:
             end = offset + task.size
-            task.finish({alias: value[offset:end] for alias, value in outputs.items()})
+            results.append({alias: value[offset:end] for alias, value in outputs.items()})
             offset = end
+        return results
 
     def close(self) -> None:
         with self._lock:

@@ -257,9 +257,12 @@ class Server:
             self._health.start()
         if options.port:
             address = f"{options.bind_address}:{options.port}"
-            self.grpc_port = self.grpc_server.add_insecure_port(address)
+            try:
+                self.grpc_port = self.grpc_server.add_insecure_port(address)
+            except RuntimeError:
+                self.grpc_port = 0
             if not self.grpc_port:
-                raise status.unavailable(f"Failed to listen for gRPC on {address}")
+                raise status.unavailable(f"Failed to listen for gRPC on {address} (port in use?)")
             _LOG.info("Running gRPC ModelServer at %s ...", address)
         if options.grpc_socket_path:
             self.grpc_server.add_insecure_port(f"unix:{options.grpc_socket_path}")
