@@ -8,11 +8,8 @@ Two servers run for the whole module:
 """
 
 import base64
-import http.client
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 
@@ -31,91 +28,11 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
     regression_pb2,
 )
+from tensorflow_serving.model_servers.model_server_process import RunningServer
 from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two as hp
 from tensorflow_serving.util import json_tensor, tensor_codec, testing
 
-BINARY = "tensorflow_serving/model_servers/tensorflow_model_server"
 METRICS_PATH = "/monitoring/prometheus/metrics"
-STARTUP_SECONDS = 180
-
-
-def server_command() -> list[str]:
-    """The py_binary from this test's runfiles, else the module from the source tree."""
-    srcdir = os.environ.get("TEST_SRCDIR")
-    if srcdir:
-        workspace = os.environ.get("TEST_WORKSPACE", "tf_serving_py")
-        candidate = os.path.join(srcdir, workspace, BINARY)
-        if os.access(candidate, os.X_OK):
-            return [candidate]
-    return [sys.executable, "-m", "tensorflow_serving.model_servers.main"]
-
-
-class RunningServer:
-    """One server process: started with flags, stopped by its own pid."""
-
-    def __init__(self, tmp_path, name: str, flags: list[str]):
-        self.grpc_port = testing.free_port()
-        self.rest_port = testing.free_port()
-        self.log_path = tmp_path / f"{name}.log"
-        self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            [
-                *server_command(),
-                f"--port={self.grpc_port}",
-                f"--rest_api_port={self.rest_port}",
-                "--bind_address=127.0.0.1",
-                *flags,
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}")
-
-    def wait_until_serving(self) -> None:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"server exited ({self.process.returncode}):\n{self.log_tail()}")
-            try:
-                if self.request("GET", "/v1/health/live")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        pytest.fail(f"server did not start in {STARTUP_SECONDS} s:\n{self.log_tail()}")
-
-    def log_tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def request(self, method, path, body=None, headers=None):
-        if body is not None and not isinstance(body, bytes):
-            body = json.dumps(body).encode()
-        connection = http.client.HTTPConnection("127.0.0.1", self.rest_port, timeout=30)
-        try:
-            connection.request(method, path, body=body, headers=headers or {})
-            response = connection.getresponse()
-            return (
-                response.status,
-                {k.lower(): v for k, v in response.getheaders()},
-                response.read(),
-            )
-        finally:
-            connection.close()
-
-    def json(self, method, path, body=None):
-        code, _, raw = self.request(method, path, body)
-        return code, json.loads(raw) if raw else None
-
-    def stop(self) -> None:
-        self.channel.close()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self._log.close()
 
 
 def export_echo_model(base_path: str, version: int) -> None:
