@@ -40,6 +40,7 @@ from tensorflow_serving.util import status
 _LOG = logging.getLogger(__name__)
 
 _MAX_MESSAGE_BYTES = 2**31 - 1  # upstream: SetMaxMessageSize(kint32max)
+_MAX_BATCHING_THREADS = 128
 
 
 @dataclasses.dataclass
@@ -76,6 +77,11 @@ class ServerOptions:
     monitoring_config_file: str = ""
     ssl_config_file: str = ""
     bind_address: str = "0.0.0.0"
+    # Not upstream: a version load that takes longer fails (0: no limit).
+    load_timeout_seconds: float = 0.0
+    # Not upstream: gRPC calls in flight (running or queued) before new ones
+    # get RESOURCE_EXHAUSTED at once instead of queueing without bound (0: no cap).
+    max_concurrent_requests: int = 1024
 
 
 def parse_channel_arguments(text: str) -> list[tuple[str, int | str]]:
@@ -121,6 +127,7 @@ def server_core_options(
             num_unload_threads=options.num_unload_threads,
             max_num_load_retries=options.max_num_load_retries,
             load_retry_interval_micros=options.load_retry_interval_micros,
+            load_timeout_seconds=options.load_timeout_seconds,
         ),
         bundle=BundleOptions(
             tags=tuple(t.strip() for t in options.saved_model_tags.split(",") if t.strip()),
@@ -187,6 +194,7 @@ class Server:
         self._prometheus_path: str | None = None
         self._health: _ReadinessHealth | None = None
         self.batch_scheduler: SharedBatchScheduler | None = None
+        self._batch_threads_wanted = 0
         # Called with (batch size, rows still queued) for every batch run.
         self.on_batch: Callable[[int, int], None] | None = None
         self._terminated = threading.Event()
@@ -223,6 +231,7 @@ class Server:
         if not options.enable_batching:
             return None
         batching = read_batching_parameters(options.batching_parameters_file)
+        self._batch_threads_wanted = min(2 * batching.queue.max_batch_size, _MAX_BATCHING_THREADS)
         self.batch_scheduler = SharedBatchScheduler(batching.num_batch_threads)
         _LOG.info("Batching enabled: %s", batching)
 
@@ -231,12 +240,30 @@ class Server:
 
         return wrap
 
+    def _grpc_workers(self, options: ServerOptions) -> int:
+        """--grpc_max_threads, raised to 2 x max_batch_size (at most 128) when batching.
+
+        A request waits on its thread while its batch forms, so a batch can never
+        be larger than the number of handler threads; upstream's batching guide
+        asks for twice the batch size in client threads for the same reason.
+        """
+        workers = max(1, options.grpc_max_threads)
+        if self._batch_threads_wanted > workers:
+            _LOG.info(
+                "Batching: %d gRPC handler threads (--grpc_max_threads=%d is too few to fill "
+                "batches)",
+                self._batch_threads_wanted,
+                workers,
+            )
+            workers = self._batch_threads_wanted
+        return workers
+
     def _start_grpc(self, options: ServerOptions, channel_args) -> None:
         if not options.port and not options.grpc_socket_path:
             return
         self.grpc_server = grpc.server(
             concurrent.futures.ThreadPoolExecutor(
-                max_workers=max(1, options.grpc_max_threads), thread_name_prefix="grpc"
+                max_workers=self._grpc_workers(options), thread_name_prefix="grpc"
             ),
             options=[
                 ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
@@ -244,6 +271,7 @@ class Server:
                 ("grpc.so_reuseport", 0),
                 *channel_args,
             ],
+            maximum_concurrent_rpcs=options.max_concurrent_requests or None,
         )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionServiceImpl(self.core), self.grpc_server

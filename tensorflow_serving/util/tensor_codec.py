@@ -10,8 +10,10 @@ read `outputs[...].float_val`.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 
 from tensorflow_serving.util import status
 
@@ -79,9 +81,23 @@ def _safe_name(dtype: int) -> str:
         return str(dtype)
 
 
+# numpy holds at most 64 dimensions (TensorFlow 254).
+MAX_RANK = 64
+# A TensorProto with no value, or one, stands for its whole shape: a request of
+# a few bytes could make the server fill terabytes. Beyond this many elements
+# (256 MiB of float32, the default --max_request_bytes) the values must be sent.
+MAX_FILL_ELEMENTS = 1 << 26
+# numpy's limit on the bytes an array spans, even an empty one.
+_MAX_BYTES = (1 << 63) - 1
+
+
 def _shape_of(proto: tensor_pb2.TensorProto) -> tuple[int, ...]:
     if proto.tensor_shape.unknown_rank:
         raise status.invalid_argument("Tensor shape must have a known rank")
+    if len(proto.tensor_shape.dim) > MAX_RANK:
+        raise status.invalid_argument(
+            f"Tensor has {len(proto.tensor_shape.dim)} dimensions; at most {MAX_RANK} are supported"
+        )
     dims = tuple(d.size for d in proto.tensor_shape.dim)
     if any(d < 0 for d in dims):
         raise status.invalid_argument(f"Tensor shape has a negative dimension: {list(dims)}")
@@ -98,7 +114,9 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     if dtype is None:
         raise status.invalid_argument(f"Unsupported tensor dtype: {_safe_name(proto.dtype)}")
     shape = _shape_of(proto)
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)  # exact: huge shapes must not wrap around
+    if math.prod(d for d in shape if d) * dtype.itemsize > _MAX_BYTES:
+        raise status.invalid_argument(f"Tensor shape {list(shape)} is too large")
     if proto.tensor_content and proto.dtype != types_pb2.DT_STRING:
         content = proto.tensor_content
         if len(content) != count * dtype.itemsize:
@@ -109,11 +127,24 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
         return np.frombuffer(content, dtype=dtype).reshape(shape)
     values = getattr(proto, field)
     n = len(values)
+    if n != count and n > 1:
+        raise status.invalid_argument(
+            f"Tensor has {n} values in {field} but its shape {list(shape)} holds {count}"
+        )
+    if n < count and count > MAX_FILL_ELEMENTS:
+        raise status.invalid_argument(
+            f"Tensor of shape {list(shape)} ({count} elements) carries {n} value(s) in {field}; "
+            f"filling more than {MAX_FILL_ELEMENTS} elements from fewer values is refused"
+        )
     if proto.dtype == types_pb2.DT_STRING:
         flat = np.empty(n, dtype=object)
         flat[:] = list(values)
     elif proto.dtype == types_pb2.DT_HALF:
-        flat = np.array(values, dtype=np.uint16).view(np.float16)
+        # half_val holds the bit patterns in int32s; keep the low 16 bits.
+        flat = np.array(values, dtype=np.int32).astype(np.uint16).view(np.float16)
+    elif field == "int_val" and dtype != np.int32:
+        # int8/16 and uint8/16 travel as int32: narrow like a C cast, as TensorFlow does.
+        flat = np.array(values, dtype=np.int32).astype(dtype)
     else:
         flat = np.array(values, dtype=dtype)
     if n == count:
@@ -124,17 +155,7 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
             if proto.dtype != types_pb2.DT_STRING
             else np.full(shape, b"", dtype=object)
         )
-    if n == 1:
-        return np.full(shape, flat[0], dtype=flat.dtype)
-    raise status.invalid_argument(
-        f"Tensor has {n} values in {field} but its shape {list(shape)} holds {count}"
-    )
-
-
-def _shape_proto(shape: tuple[int, ...]) -> tensor_shape_pb2.TensorShapeProto:
-    return tensor_shape_pb2.TensorShapeProto(
-        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in shape]
-    )
+    return np.full(shape, flat[0], dtype=flat.dtype)  # n == 1
 
 
 def to_tensor_proto(
@@ -149,7 +170,9 @@ def to_tensor_proto(
         proto.Clear()
     dtype = data_type_of(array)
     proto.dtype = dtype
-    proto.tensor_shape.CopyFrom(_shape_proto(array.shape))
+    dims = proto.tensor_shape.dim
+    for size in array.shape:
+        dims.add(size=size)
     field = _CODECS[dtype][1]
     flat = array.ravel()
     if dtype == types_pb2.DT_STRING:
