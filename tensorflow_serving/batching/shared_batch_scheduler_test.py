@@ -1,0 +1,119 @@
+"""The scheduler answers every request exactly once and respects its batch slots."""
+
+import random
+import sys
+import threading
+import time
+
+import pytest
+
+from tensorflow_serving.batching.shared_batch_scheduler import QueueOptions, SharedBatchScheduler
+from tensorflow_serving.util import status, testing
+
+
+class Recorder:
+    """A batch function that echoes each task's input and tracks running batches."""
+
+    def __init__(self, delay=0.002):
+        self.delay = delay
+        self.running = 0
+        self.max_running = 0
+        self.sizes = []
+        self._lock = threading.Lock()
+
+    def __call__(self, tasks):
+        with self._lock:
+            self.running += 1
+            self.max_running = max(self.max_running, self.running)
+            self.sizes.append(sum(t.size for t in tasks))
+        time.sleep(self.delay)
+        with self._lock:
+            self.running -= 1
+        return [task.inputs["id"] for task in tasks]
+
+
+def hammer(queues, threads=24, calls=25):
+    errors, wrong = [], []
+
+    def client(worker):
+        rng = random.Random(worker)
+        for call in range(calls):
+            queue = rng.choice(queues)
+            token = (worker, call)
+            try:
+                if queue.submit({"id": token}, rng.randint(1, 3)) != token:
+                    wrong.append(token)
+            except status.ServingError as error:
+                errors.append(error)
+
+    pool = [threading.Thread(target=client, args=(i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(60)
+    assert not any(t.is_alive() for t in pool), "a request was never answered"
+    return errors, wrong
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+def test_every_request_gets_its_own_answer_across_queues(slots):
+    scheduler = SharedBatchScheduler(slots)
+    recorders = [Recorder(), Recorder()]
+    queues = [scheduler.add_queue(QueueOptions(max_batch_size=8), r) for r in recorders]
+    errors, wrong = hammer(queues)
+    assert errors == [] and wrong == []
+    running_at_once = max(r.max_running for r in recorders)
+    assert running_at_once <= slots
+    assert max(max(r.sizes) for r in recorders) <= 8
+    assert max(max(r.sizes) for r in recorders) > 3, "concurrent requests must share batches"
+
+
+def test_timeout_waits_for_a_fuller_batch():
+    scheduler = SharedBatchScheduler(1)
+    recorder = Recorder(delay=0)
+    queue = scheduler.add_queue(
+        QueueOptions(max_batch_size=4, batch_timeout_micros=200_000), recorder
+    )
+    results = []
+    threads = [
+        threading.Thread(target=lambda i=i: results.append(queue.submit({"id": i}, 1)))
+        for i in range(4)
+    ]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+        time.sleep(0.01)
+    for t in threads:
+        t.join(5)
+    assert sorted(results) == [0, 1, 2, 3]
+    assert recorder.sizes == [4], "four requests inside the timeout make one full batch"
+    assert time.monotonic() - started < 1.0
+
+
+def test_failing_batch_fails_each_of_its_requests_and_the_queue_goes_on():
+    scheduler = SharedBatchScheduler(1)
+    calls = []
+
+    def flaky(tasks):
+        calls.append(len(tasks))
+        if len(calls) == 1:
+            raise status.invalid_argument("bad batch")
+        return [t.inputs["id"] for t in tasks]
+
+    queue = scheduler.add_queue(QueueOptions(max_batch_size=4), flaky)
+    with pytest.raises(status.ServingError, match="bad batch"):
+        queue.submit({"id": 1}, 1)
+    assert queue.submit({"id": 2}, 1) == 2
+
+
+def test_stopped_scheduler_refuses_work():
+    scheduler = SharedBatchScheduler(1)
+    queue = scheduler.add_queue(QueueOptions(), Recorder())
+    scheduler.stop()
+    with pytest.raises(status.ServingError) as raised:
+        queue.submit({"id": 1}, 1)
+    assert raised.value.http_status() == 503
+
+
+if __name__ == "__main__":
+    sys.exit(testing.main(__file__))
