@@ -33,6 +33,7 @@ import binascii
 import enum
 import json
 import math
+import re
 import struct
 from collections.abc import Mapping
 from typing import Any
@@ -118,13 +119,58 @@ def loads(body: bytes) -> Any:
             f"JSON Parse error: Invalid encoding in string. at offset: {error.start}"
         ) from None
     try:
-        return json.loads(text)
+        doc = json.loads(text, parse_float=_parse_float, parse_int=_parse_int)
     except json.JSONDecodeError as error:
         raise status.invalid_argument(
             f"JSON Parse error: {error.msg} at offset: {error.pos}"
         ) from None
     except RecursionError:
         raise status.invalid_argument("JSON Parse error: document nested too deeply") from None
+    if _SURROGATE_ESCAPE.search(body):
+        _check_surrogates(doc)
+    return doc
+
+
+# The stdlib parser is the fallback: make it refuse what orjson (and upstream's
+# RapidJSON) refuse, so NaN in a body does not open other doors.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise status.invalid_argument(
+            f"JSON Parse error: Number too big to be stored in double: {text[:40]}"
+        )
+    return value
+
+
+def _parse_int(text: str) -> int | float:
+    """Integers beyond 64 bits become doubles, as in orjson and RapidJSON."""
+    if len(text) <= 20:
+        value = int(text)
+        if _INT64[0] <= value <= _UINT64[1]:
+            return value
+    return _parse_float(text)
+
+
+def _check_surrogates(doc: Any) -> None:
+    """A lone UTF-16 surrogate escape cannot become UTF-8: a parse error, as in orjson."""
+    stack = [doc]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise status.invalid_argument(
+                    "JSON Parse error: The surrogate pair in string is invalid."
+                ) from None
 
 
 def loads_object(body: bytes) -> dict:
@@ -156,10 +202,28 @@ def value_to_string(value: Any) -> str:
     """A JSON value as upstream quotes it in error messages (indented, 4 spaces)."""
     if isinstance(value, float):
         return format_float(value, np.float32 if _is_float32(value) else np.float64)
+    # Lazily encoded and cut short: a 100 MB body must not become a 100 MB message.
+    parts: list[str] = []
+    size = 0
     try:
-        return json.dumps(value, indent=4, ensure_ascii=False)
-    except (TypeError, ValueError, RecursionError):
-        return repr(value)
+        for chunk in _INDENTED.iterencode(value):
+            parts.append(chunk)
+            size += len(chunk)
+            if size > MAX_VALUE_TEXT:
+                break
+    except TypeError:
+        return repr(value)[:MAX_VALUE_TEXT]  # not a parsed JSON value
+    except (ValueError, RecursionError):
+        size = MAX_VALUE_TEXT + 1  # too deep: show the start only
+    text = "".join(parts)
+    if size > MAX_VALUE_TEXT:
+        return f"{text[:MAX_VALUE_TEXT]}... (truncated)"
+    return text
+
+
+# Longest quotation of a request value in an error message.
+MAX_VALUE_TEXT = 4096
+_INDENTED = json.JSONEncoder(indent=4, ensure_ascii=False)
 
 
 def _is_float32(value: float) -> bool:
@@ -307,6 +371,22 @@ def dense_shape(value: Any) -> list[int]:
     return shape
 
 
+# numpy holds at most 64 dimensions (TensorFlow 254); deeper lists are refused
+# before anything walks them recursively.
+MAX_RANK = 64
+
+
+def _checked_shape(value: Any, outer: int = 0) -> list[int]:
+    """dense_shape, refusing lists nested deeper than a tensor can be (`outer`: batch dims)."""
+    shape = dense_shape(value)
+    if len(shape) + outer > MAX_RANK:
+        raise status.invalid_argument(
+            f"JSON list nested {len(shape) + outer} levels deep: a tensor has at most "
+            f"{MAX_RANK} dimensions"
+        )
+    return shape
+
+
 def _walk(value: Any, level: int, shape: list[int], dtype: int, out: list) -> None:
     """Checks a nested list against `shape` and collects its leaves, as upstream does."""
     rank = len(shape)
@@ -351,7 +431,7 @@ def _array_from_leaves(leaves: list, shape: list[int], dtype: int) -> np.ndarray
 
 def tensor_from_json_exact(value: Any, dtype: int) -> np.ndarray:
     """The slow, exact conversion: upstream's checks and messages, element by element."""
-    shape = dense_shape(value)
+    shape = _checked_shape(value)
     leaves: list = []
     _walk(value, 0, shape, dtype, leaves)
     return _array_from_leaves(leaves, shape, dtype)
@@ -450,7 +530,7 @@ def _rows_exact(instances: list, dtypes: Mapping[str, int]) -> dict[str, np.ndar
     def add_item(item: Any, name: str) -> None:
         if name not in dtypes:
             raise status.invalid_argument(f"JSON object: does not have named input: {name}")
-        shape = dense_shape(item)
+        shape = _checked_shape(item, outer=1)
         values: list = []
         _walk(item, 0, shape, dtypes[name], values)
         if name not in sizes:
@@ -788,7 +868,10 @@ def regression_response_json(result: regression_pb2.RegressionResult) -> bytes:
 
 
 def error_json(message: str) -> bytes:
-    return orjson.dumps({ERROR_KEY: message})
+    try:
+        return orjson.dumps({ERROR_KEY: message})
+    except orjson.JSONEncodeError:  # e.g. a lone surrogate: escape it rather than fail
+        return json.dumps({ERROR_KEY: message}).encode("ascii")
 
 
 # ---------------------------------------------------------------------------

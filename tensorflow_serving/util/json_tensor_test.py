@@ -347,5 +347,51 @@ def test_classification_and_regression_results():
     assert body == b'{"results":[42.0,0.123456791]}'
 
 
+
+# -- Hostile bodies: a clear 400, never an exception the server did not expect ------
+
+
+@pytest.mark.parametrize(
+    "body,words",
+    [
+        ('{"instances": [1e400]}', "Number too big to be stored in double: 1e400"),
+        ('{"instances": [NaN, -1e999]}', "Number too big to be stored in double: -1e999"),
+        ('{"instances": [1' + "0" * 5000 + "]}", "Number too big to be stored in double"),
+        ('{"instances": ["\\ud800"]}', "surrogate pair in string is invalid"),
+        ('{"instances": [NaN], "\\udfff": 1}', "surrogate pair in string is invalid"),
+        ('{"inputs": ' + "[" * 100 + "1" + "]" * 100 + "}", "nested 100 levels deep"),
+        ('{"instances": ' + "[" * 65 + "1" + "]" * 65 + "}", "nested 65 levels deep"),
+        ('{"inputs": ' + "[" * 900 + '"a"' + "]" * 900 + "}", "nested 900 levels deep"),
+        ('{"inputs": ' + "[" * 5000 + "]" * 5000 + "}", "nested too deeply"),
+    ],
+)
+def test_hostile_bodies_are_invalid_argument_naming_the_problem(body, words):
+    error = error_of(decode, body, {"x": FLOAT})
+    assert error.code.name == "INVALID_ARGUMENT"
+    assert words in error.message
+
+
+def test_big_integers_beyond_64_bits_are_doubles_as_in_rapidjson():
+    inputs, _ = decode('{"instances": [NaN, 123456789012345678901234567890]}', {"x": DOUBLE})
+    assert inputs["x"][1] == 1.2345678901234568e29
+
+
+def test_a_valid_surrogate_pair_still_decodes_with_nan_in_the_body():
+    inputs, _ = decode('{"instances": ["\\ud83d\\ude00"], "n": NaN}', {"x": STRING})
+    assert inputs["x"].tolist() == ["\U0001f600".encode()]
+
+
+def test_error_messages_quote_at_most_a_few_kilobytes_of_the_request():
+    body = '{"instances": "no", "pad": [' + ",".join(["1.5"] * 200000) + "]}"
+    error = error_of(decode, body, {"x": FLOAT})
+    assert "Excepting 'instances' to be an list/array" in error.message
+    assert len(error.message) < json_tensor.MAX_VALUE_TEXT + 200
+    assert "(truncated)" in error.message
+
+
+def test_error_json_survives_a_lone_surrogate_in_the_message():
+    assert json.loads(json_tensor.error_json("bad name \ud800")) == {"error": "bad name \ud800"}
+
+
 if __name__ == "__main__":
     sys.exit(testing.main(__file__))

@@ -80,5 +80,63 @@ def test_unsupported_dtype_is_rejected():
         tensor_codec.to_ndarray(proto)
 
 
+
+# -- Hostile TensorProtos: INVALID_ARGUMENT, never an allocation the request did not pay for
+
+
+def _proto(dtype, dims, **fields) -> tensor_pb2.TensorProto:
+    proto = tensor_pb2.TensorProto(dtype=dtype, **fields)
+    for size in dims:
+        proto.tensor_shape.dim.add(size=size)
+    return proto
+
+
+@pytest.mark.parametrize(
+    "proto,words",
+    [
+        (_proto(types_pb2.DT_FLOAT, [1] * 65, float_val=[1.0]), "65 dimensions; at most 64"),
+        (_proto(types_pb2.DT_FLOAT, [2**40]), "filling more than"),
+        (_proto(types_pb2.DT_STRING, [2**40], string_val=[b"a"]), "filling more than"),
+        (_proto(types_pb2.DT_FLOAT, [2**62, 2**62, 4], tensor_content=b"1234"), "too large"),
+        (_proto(types_pb2.DT_FLOAT, [0, 2**62, 2**62]), "too large"),
+        (_proto(types_pb2.DT_FLOAT, [2**61, 4], tensor_content=b"12345678"), "too large"),
+        (_proto(types_pb2.DT_FLOAT, [3], float_val=[1.0, 2.0]), "2 values in float_val"),
+        (_proto(types_pb2.DT_DOUBLE, [2], tensor_content=b"1234"), "4 bytes does not match"),
+        (_proto(types_pb2.DT_FLOAT, [-1]), "negative dimension"),
+        (_proto(999, [1]), "Unsupported tensor dtype: 999"),
+        (_proto(types_pb2.DT_RESOURCE, [1]), "Unsupported tensor dtype: DT_RESOURCE"),
+    ],
+)
+def test_hostile_protos_are_invalid_argument(proto, words):
+    with pytest.raises(status.ServingError) as caught:
+        tensor_codec.to_ndarray(proto)
+    assert caught.value.code.name == "INVALID_ARGUMENT"
+    assert words in caught.value.message
+
+
+def test_fill_up_to_the_limit_is_still_served():
+    proto = _proto(types_pb2.DT_INT8, [tensor_codec.MAX_FILL_ELEMENTS], int_val=[7])
+    array = tensor_codec.to_ndarray(proto)
+    assert array.shape == (tensor_codec.MAX_FILL_ELEMENTS,) and array[-1] == 7
+
+
+@pytest.mark.parametrize(
+    "dtype,field,values,expected",
+    [
+        (types_pb2.DT_INT8, "int_val", [1000, -129], [-24, 127]),
+        (types_pb2.DT_UINT8, "int_val", [-1, 256], [255, 0]),
+        (types_pb2.DT_INT16, "int_val", [70000, -40000], [4464, 25536]),
+        (types_pb2.DT_UINT16, "int_val", [-1, 65536], [65535, 0]),
+        (types_pb2.DT_HALF, "half_val", [0x13C00, -1], [0x3C00, 0xFFFF]),  # 1.0, NaN
+    ],
+)
+def test_out_of_range_narrow_values_wrap_like_a_c_cast(dtype, field, values, expected):
+    # TensorFlow's C++ Tensor::FromProto static_casts; tf.make_ndarray raises OverflowError.
+    array = tensor_codec.to_ndarray(_proto(dtype, [2], **{field: values}))
+    assert array.dtype == tensor_codec.numpy_dtype(dtype)
+    bits = array.view(np.uint16) if dtype == types_pb2.DT_HALF else array
+    assert bits.tolist() == expected
+
+
 if __name__ == "__main__":
     sys.exit(testing.main(__file__))
