@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from tensorflow_serving.util import status
+from tensorflow_serving.util import request_deadline, status
 
 _LOG = logging.getLogger(__name__)
 
@@ -42,7 +42,17 @@ class QueueOptions:
 class Task:
     """One request's rows, waiting for its slice of a batch's result."""
 
-    __slots__ = ("inputs", "size", "result", "error", "enqueued_at", "done", "holds_slot", "_wake")
+    __slots__ = (
+        "inputs",
+        "size",
+        "result",
+        "error",
+        "enqueued_at",
+        "deadline",
+        "done",
+        "holds_slot",
+        "_wake",
+    )
 
     def __init__(self, inputs: dict, size: int):
         self.inputs = inputs
@@ -50,6 +60,8 @@ class Task:
         self.result = None
         self.error: BaseException | None = None
         self.enqueued_at = 0.0
+        # When the caller stops waiting (request_deadline); an expired task is not run.
+        self.deadline: float | None = request_deadline.current()
         self.done = False
         self.holds_slot = False  # this request's thread runs batches now
         self._wake = threading.Lock()
@@ -87,8 +99,13 @@ class BatchQueue:
         batch: list[Task] = []
         size = 0
         limit = self.options.max_batch_size
+        now = time.monotonic()
         while self.tasks and size + self.tasks[0].size <= limit:
             task = self.tasks.popleft()
+            if task.deadline is not None and task.deadline <= now:
+                self.enqueued_size -= task.size
+                self._scheduler._expire(task)  # its client stopped waiting: do not run it
+                continue
             size += task.size
             batch.append(task)
         self.enqueued_size -= size
@@ -186,7 +203,8 @@ class SharedBatchScheduler:
                     queue.filling_leaders -= 1
                     continue
                 batch = queue.pop_batch()
-            self._run(queue, batch)
+            if batch:  # empty when every task taken had expired
+                self._run(queue, batch)
 
     def _run(self, queue: BatchQueue, batch: list[Task]) -> None:
         try:
@@ -209,6 +227,19 @@ class SharedBatchScheduler:
         task.result, task.error, task.done = result, error, True
         if not task.holds_slot:
             task._wake.release()
+
+    def _expire(self, task: Task) -> None:
+        """Answers a task whose deadline passed while it was queued (lock held)."""
+        waited = time.monotonic() - task.enqueued_at
+        self._finish(
+            task,
+            None,
+            status.deadline_exceeded(
+                f"Deadline exceeded after {waited:.3f} s in the batching queue; not run"
+            ),
+        )
+        if self._waiting_on_cond:
+            self._cond.notify_all()
 
     def _pass_slot_on(self) -> None:
         """Gives this leader's slot to the oldest waiting request, or frees it (lock held)."""

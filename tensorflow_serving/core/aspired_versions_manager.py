@@ -133,11 +133,10 @@ class AspiredVersionsManager:
 
     @staticmethod
     def _should_retry(harness: _Harness, loader: Loader) -> bool:
-        """A failed version is tried again once its files changed (it was fixed)."""
-        return (
-            harness.state == ManagerState.END
-            and harness.error is not None
-            and loader.fingerprint != harness.loader.fingerprint
+        """A failed version is tried again once its files changed (it was fixed); one
+        that ended because it was no longer wanted is loaded again when wanted again."""
+        return harness.state == ManagerState.END and (
+            harness.error is None or loader.fingerprint != harness.loader.fingerprint
         )
 
     # -- Request side -----------------------------------------------------
@@ -216,20 +215,40 @@ class AspiredVersionsManager:
         if timeout <= 0:
             return harness.loader.load()
         result: dict[str, object] = {}
+        handover = threading.Lock()  # decides, once, between "taken" and "abandoned"
 
         def target() -> None:
             try:
-                result["servable"] = harness.loader.load()
+                servable = harness.loader.load()
             except BaseException as error:  # handed to the waiting thread
-                result["error"] = error
+                with handover:
+                    result["error"] = error
+                return
+            with handover:
+                if "abandoned" not in result:
+                    result["servable"] = servable
+                    return
+            # The manager gave up on this load: free what it took, nobody will serve it.
+            _LOG.warning(
+                "Servable %s finished loading after its %g s load timeout; unloading it",
+                harness.id,
+                timeout,
+            )
+            try:
+                harness.loader.unload(servable)
+            except Exception:
+                _LOG.exception("Unloading late servable %s failed", harness.id)
 
         worker = threading.Thread(target=target, name=f"load-{harness.id}", daemon=True)
         worker.start()
         worker.join(timeout)
-        if worker.is_alive():
-            raise status.deadline_exceeded(
-                f"Loading servable {harness.id} did not finish within {timeout:g} s"
-            )
+        with handover:
+            if "servable" not in result and "error" not in result:
+                result["abandoned"] = True
+                raise status.deadline_exceeded(
+                    f"Loading servable {harness.id} did not finish within the load timeout of "
+                    f"{timeout:g} s (--load_timeout_seconds)"
+                )
         if "error" in result:
             raise result["error"]
         return result["servable"]
@@ -250,14 +269,24 @@ class AspiredVersionsManager:
                     attempts,
                     harness.error.message,
                 )
-                if attempt == attempts or not self._wait_to_retry(harness, interval):
+                if attempt == attempts:
+                    break
+                with self._lock:
+                    # Still LOADING, but GetModelStatus shows why while it waits to retry.
+                    self._publish(harness)
+                if not self._wait_to_retry(harness, interval):
                     break
                 continue
             with self._lock:
-                harness.error = None
-                harness.loaded = LoadedServable(harness.id, servable)
-                self._set_state(harness, ManagerState.AVAILABLE)
-                self._update_serving(harness.id.name)
+                wanted = harness.is_aspired
+                if wanted:
+                    harness.error = None
+                    harness.loaded = LoadedServable(harness.id, servable)
+                    self._set_state(harness, ManagerState.AVAILABLE)
+                    self._update_serving(harness.id.name)
+            if not wanted:
+                self._discard(harness, servable)
+                return
             _LOG.info(
                 "Successfully loaded servable version %s in %.3f s",
                 harness.id,
@@ -266,6 +295,23 @@ class AspiredVersionsManager:
             self._wake.set()
             return
         with self._lock:
+            self._set_state(harness, ManagerState.END)
+        self._wake.set()
+
+    def _discard(self, harness: _Harness, servable: object) -> None:
+        """A load that finished after its version stopped being wanted (e.g. its
+        directory was deleted meanwhile): never served, freed at once."""
+        _LOG.warning(
+            "Servable %s stopped being aspired while it loaded (version directory gone?); "
+            "unloading it without serving it",
+            harness.id,
+        )
+        try:
+            harness.loader.unload(servable)
+        except Exception:
+            _LOG.exception("Unloading servable %s failed", harness.id)
+        with self._lock:
+            harness.error = None
             self._set_state(harness, ManagerState.END)
         self._wake.set()
 

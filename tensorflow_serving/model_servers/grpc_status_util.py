@@ -10,7 +10,7 @@ from collections.abc import Callable
 import grpc
 
 from tensorflow_serving.model_servers import metrics
-from tensorflow_serving.util import status
+from tensorflow_serving.util import request_deadline, status
 
 _LOG = logging.getLogger(__name__)
 
@@ -38,7 +38,9 @@ def grpc_method(api: str) -> Callable:
             try:
                 if remaining is not None and remaining <= 0:
                     raise status.deadline_exceeded(f"{api}: deadline exceeded before it started")
-                response = method(self, request, context)
+                # Queues below (batching) drop the work once the client stopped waiting.
+                with request_deadline.scope(remaining):
+                    response = method(self, request, context)
                 return response
             except status.ServingError as error:
                 _LOG.debug("%s failed: %s", api, error.message)
@@ -58,3 +60,63 @@ def grpc_method(api: str) -> Callable:
         return wrapper
 
     return decorate
+
+
+class _Undecodable:
+    """Stands in for a request whose bytes are not the RPC's message."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+class UndecodableRequestInterceptor(grpc.ServerInterceptor):
+    """Bytes that do not parse as the request message: INVALID_ARGUMENT, not INTERNAL.
+
+    grpcio (like gRPC C++ under the stock server) answers a request it cannot
+    deserialize with INTERNAL, "Exception deserializing request!", which reads
+    as a server fault; the fault is the client's. Each unary method's
+    deserializer is wrapped once (handlers are cached per method name).
+    """
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, grpc.RpcMethodHandler | None] = {}
+
+    def intercept_service(self, continuation, handler_call_details):
+        method = handler_call_details.method
+        try:
+            return self._handlers[method]
+        except KeyError:
+            pass
+        handler = continuation(handler_call_details)
+        if handler is not None and handler.unary_unary and handler.request_deserializer:
+            handler = _decoding_checked(method, handler)
+        self._handlers[method] = handler
+        return handler
+
+
+def _decoding_checked(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    deserialize = handler.request_deserializer
+    behavior = handler.unary_unary
+
+    def safe_deserialize(data: bytes):
+        try:
+            return deserialize(data)
+        except Exception as error:  # protobuf's DecodeError, or worse bytes
+            return _Undecodable(f"{type(error).__name__}: {error}")
+
+    def checked_behavior(request, context):
+        if isinstance(request, _Undecodable):
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Request to {method} is not a valid protobuf message of its type "
+                f"({request.reason})",
+            )
+        return behavior(request, context)
+
+    return grpc.unary_unary_rpc_method_handler(
+        checked_behavior,
+        request_deserializer=safe_deserialize,
+        response_serializer=handler.response_serializer,
+    )

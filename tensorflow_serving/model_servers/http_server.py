@@ -49,7 +49,7 @@ from tensorflow_serving.model_servers.http_rest_api_handler import (
     error_response,
     parse_route,
 )
-from tensorflow_serving.util import status
+from tensorflow_serving.util import request_deadline, status
 
 _LOG = logging.getLogger(__name__)
 
@@ -75,6 +75,8 @@ class HttpOptions:
     prometheus_path: str | None = None
     # Requests queued or running on the workers before new ones get 503.
     max_pending: int = 0  # 0: 64 per worker thread, at least 256
+    # --max_request_bytes: longer bodies get 413 and are not read further (0: no limit).
+    max_request_bytes: int = 0
 
     def pending_limit(self) -> int:
         return self.max_pending or max(256, 64 * self.num_threads)
@@ -111,9 +113,13 @@ class RestApiApp:
         method = scope["method"]
         raw_path = scope.get("raw_path")
         path = raw_path.decode("utf-8", "replace") if raw_path else scope["path"]
-        body = await _read_body(receive)
+        limit = self._options.max_request_bytes
+        body = await _read_body(receive, limit, _content_length(scope) if limit else None)
         if body is None:
             return  # the client went away
+        if isinstance(body, _TooLarge):
+            await self._refuse_too_large(send, body, method, path, started)
+            return
         prometheus = self._options.prometheus_path
         if prometheus is not None and path == prometheus:
             await _reply(send, 200, self._metrics.render(), metrics_lib.CONTENT_TYPE.encode())
@@ -157,17 +163,48 @@ class RestApiApp:
                     )
                 )
             self._pending += 1
-        work = self._executor.submit(self._handler.handle, route, body)
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        work = self._executor.submit(self._handle_unless_late, deadline, route, body)
         work.add_done_callback(self._finished)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(work), self._timeout)
         except TimeoutError:
-            return error_response(
-                status.deadline_exceeded(
-                    f"Request did not finish within --rest_api_timeout_in_ms="
-                    f"{self._options.timeout_in_ms}"
-                )
-            )
+            return error_response(self._timed_out())
+
+    def _timed_out(self) -> status.ServingError:
+        return status.deadline_exceeded(
+            f"Request did not finish within --rest_api_timeout_in_ms={self._options.timeout_in_ms}"
+        )
+
+    def _handle_unless_late(self, deadline: float | None, route, body: bytes) -> RestResponse:
+        """On a worker: runs the handler, unless the client got its 504 while this waited.
+
+        The deadline goes down to the batching queue too, so a request that
+        times out there is dropped instead of run for nobody.
+        """
+        if deadline is not None and time.monotonic() >= deadline:
+            return error_response(self._timed_out())
+        with request_deadline.at(deadline):
+            return self._handler.handle(route, body)
+
+    async def _refuse_too_large(self, send, body: _TooLarge, method, path, started) -> None:
+        """413: the body was not (or not entirely) read; a declared length also closes."""
+        error = status.resource_exhausted(
+            f"Request body of {body.size} bytes{'' if body.declared else ' or more'} is larger "
+            f"than --max_request_bytes={self._options.max_request_bytes}"
+        )
+        response = error_response(error)
+        response.http_status = 413  # Payload Too Large, rather than RESOURCE_EXHAUSTED's 429
+        extra = [*self._extra_headers, *([(b"connection", b"close")] if body.declared else [])]
+        await _reply(send, response.http_status, response.body, None, extra)
+        route = parse_route(method, path)
+        self._metrics.record_request(
+            route.model_name,
+            route.api,
+            metrics_lib.REST,
+            response.status_name,
+            time.perf_counter() - started,
+        )
 
     def _finished(self, _future) -> None:
         with self._pending_lock:
@@ -177,8 +214,36 @@ class RestApiApp:
         await _reply(send, response.http_status, response.body, None, self._extra_headers)
 
 
-async def _read_body(receive) -> bytes | None:
+@dataclasses.dataclass
+class _TooLarge:
+    """A body over --max_request_bytes: its declared size, or the bytes seen so far."""
+
+    size: int
+    declared: bool
+
+
+def _content_length(scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _read_body(
+    receive, limit: int = 0, declared: int | None = None
+) -> bytes | _TooLarge | None:
+    """The whole body; None if the client left; _TooLarge past `limit` (0: none).
+
+    A Content-Length over the limit is refused before reading; a chunked body
+    is read only until it passes the limit (uvicorn discards the rest).
+    """
+    if limit and declared is not None and declared > limit:
+        return _TooLarge(declared, declared=True)
     chunks = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
@@ -186,6 +251,9 @@ async def _read_body(receive) -> bytes | None:
         chunk = message.get("body", b"")
         if chunk:
             chunks.append(chunk)
+            size += len(chunk)
+            if limit and size > limit:
+                return _TooLarge(size, declared=False)
         if not message.get("more_body", False):
             break
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -54,9 +54,17 @@ _HELP = {
     "enable_model_warmup": "Replay assets.extra/tf_serving_warmup_requests at load.",
     "num_request_iterations_for_warmup": "Times each warmup request is replayed.",
     "monitoring_config_file": "ASCII MonitoringConfig file (Prometheus endpoint).",
-    "ssl_config_file": "ASCII SSLConfig file: serve gRPC over TLS.",
+    "ssl_config_file": "ASCII SSLConfig file (server_key, server_cert, custom_ca, "
+    "client_verify): serve gRPC on --port over TLS.",
+    "max_request_bytes": "Not upstream: largest request accepted, in bytes: bigger REST bodies "
+    "get 413 without being read, bigger gRPC messages RESOURCE_EXHAUSTED. 0: no limit of ours "
+    "(gRPC keeps upstream's 2 GiB).",
     "bind_address": "Address the gRPC and REST servers listen on (not upstream; upstream "
     "always uses 0.0.0.0).",
+    "load_timeout_seconds": "Not upstream: a model version whose load takes longer than this "
+    "many seconds fails with DEADLINE_EXCEEDED (and is retried as any failed load); 0: no limit.",
+    "max_concurrent_requests": "Not upstream: gRPC calls running or queued at once; beyond it "
+    "new calls get RESOURCE_EXHAUSTED immediately instead of queueing without bound; 0: no cap.",
 }
 
 # Upstream flags that need hardware or runtimes this server does not have:

@@ -24,6 +24,7 @@ from tensorflow_serving.core.aspired_versions_manager import ManagerOptions
 from tensorflow_serving.core.servable_state import ServableId
 from tensorflow_serving.model_servers import http_server as http_server_lib
 from tensorflow_serving.model_servers import metrics as metrics_lib
+from tensorflow_serving.model_servers.grpc_status_util import UndecodableRequestInterceptor
 from tensorflow_serving.model_servers.model_service_impl import ModelServiceImpl
 from tensorflow_serving.model_servers.prediction_service_impl import PredictionServiceImpl
 from tensorflow_serving.model_servers.server_core import (
@@ -31,6 +32,7 @@ from tensorflow_serving.model_servers.server_core import (
     ServerCoreOptions,
     single_model_config,
 )
+from tensorflow_serving.model_servers.server_credentials import server_credentials
 from tensorflow_serving.servables.tensorflow.saved_model_bundle import session_config
 from tensorflow_serving.servables.tensorflow.saved_model_bundle_source_adapter import (
     BundleOptions,
@@ -76,12 +78,22 @@ class ServerOptions:
     num_request_iterations_for_warmup: int = 1
     monitoring_config_file: str = ""
     ssl_config_file: str = ""
+    # Not upstream: largest request body (REST) / message (gRPC) accepted; 0: no
+    # limit of ours (gRPC then keeps upstream's 2 GiB - 1).
+    max_request_bytes: int = 256 * 1024 * 1024
     bind_address: str = "0.0.0.0"
     # Not upstream: a version load that takes longer fails (0: no limit).
     load_timeout_seconds: float = 0.0
     # Not upstream: gRPC calls in flight (running or queued) before new ones
     # get RESOURCE_EXHAUSTED at once instead of queueing without bound (0: no cap).
     max_concurrent_requests: int = 1024
+
+
+def _receive_limit(options: ServerOptions) -> int:
+    """gRPC's max_receive_message_length: --max_request_bytes, capped at gRPC's int32 limit."""
+    if options.max_request_bytes <= 0:
+        return _MAX_MESSAGE_BYTES
+    return min(options.max_request_bytes, _MAX_MESSAGE_BYTES)
 
 
 def parse_channel_arguments(text: str) -> list[tuple[str, int | str]]:
@@ -198,6 +210,7 @@ class Server:
         # Called with (batch size, rows still queued) for every batch run.
         self.on_batch: Callable[[int, int], None] | None = None
         self._terminated = threading.Event()
+        self._grpc_credentials: grpc.ServerCredentials | None = None
 
     def build_and_start(self, options: ServerOptions) -> None:
         """Loads the models, then starts listening; raises ServingError on bad options."""
@@ -207,6 +220,7 @@ class Server:
                 "Please use a different port for HTTP/REST API."
             )
         channel_args = parse_channel_arguments(options.grpc_channel_arguments)
+        self._grpc_credentials = server_credentials(options.ssl_config_file)
         if options.monitoring_config_file:
             self._prometheus_path = metrics_lib.prometheus_path(
                 metrics_lib.read_monitoring_config(options.monitoring_config_file)
@@ -266,11 +280,12 @@ class Server:
                 max_workers=self._grpc_workers(options), thread_name_prefix="grpc"
             ),
             options=[
-                ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", _receive_limit(options)),
                 ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
                 ("grpc.so_reuseport", 0),
                 *channel_args,
             ],
+            interceptors=[UndecodableRequestInterceptor()],
             maximum_concurrent_rpcs=options.max_concurrent_requests or None,
         )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
@@ -286,7 +301,7 @@ class Server:
         if options.port:
             address = f"{options.bind_address}:{options.port}"
             try:
-                self.grpc_port = self.grpc_server.add_insecure_port(address)
+                self.grpc_port = self._add_tcp_port(address)
             except RuntimeError:
                 self.grpc_port = 0
             if not self.grpc_port:
@@ -296,6 +311,14 @@ class Server:
             self.grpc_server.add_insecure_port(f"unix:{options.grpc_socket_path}")
             _LOG.info("Running gRPC ModelServer at UNIX socket %s ...", options.grpc_socket_path)
         self.grpc_server.start()
+
+    def _add_tcp_port(self, address: str) -> int:
+        """The gRPC TCP port: TLS with --ssl_config_file (the Unix socket stays local)."""
+        if self._grpc_credentials is None:
+            return self.grpc_server.add_insecure_port(address)
+        port = self.grpc_server.add_secure_port(address, self._grpc_credentials)
+        _LOG.info("gRPC on %s uses TLS (--ssl_config_file)", address)
+        return port
 
     def _start_http(self, options: ServerOptions) -> None:
         """REST API, Prometheus page and health checks on --rest_api_port (0: off)."""
@@ -315,6 +338,7 @@ class Server:
                 timeout_in_ms=options.rest_api_timeout_in_ms,
                 enable_cors=options.rest_api_enable_cors_support,
                 prometheus_path=self._prometheus_path,
+                max_request_bytes=options.max_request_bytes,
             ),
             self.metrics,
         )

@@ -167,6 +167,11 @@ class ServerCore:
 
     def reload_config(self, config: ModelServerConfig) -> None:
         """Realises `config` exactly; raises (keeping the old config) when it is invalid."""
+        if config.WhichOneof("config") is None:
+            # As upstream: an empty config (e.g. a config file caught half-written, or
+            # emptied) changes nothing; `model_config_list {}` unloads every model.
+            _LOG.info("Taking no action for empty config.")
+            return
         validate_config(config)
         with self._reload_lock:
             models = list(config.model_config_list.config)
@@ -223,6 +228,8 @@ class ServerCore:
                 _LOG.info("Reloaded model config from %s", path)
             except status.ServingError as error:
                 _LOG.error("Rejected new model config %s (keeping the old): %s", path, error)
+            except Exception:  # the poll thread must outlive any bad file
+                _LOG.exception("Rejected new model config %s (keeping the old)", path)
 
     def _on_aspired_versions(self, name: str, versions: list[tuple[ServableId, str]]) -> None:
         loaders = [

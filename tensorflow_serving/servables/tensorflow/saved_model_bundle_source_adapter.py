@@ -61,9 +61,9 @@ class SavedModelLoader(Loader):
                 run_saved_model_warmup(
                     self.path, self.id.name, self.id.version, bundle, self.options.warmup_iterations
                 )
-        except Exception:
-            bundle.close()
+            if self.options.wrap is not None:
+                return self.options.wrap(self.id, bundle)
+        except BaseException:
+            bundle.close()  # a failed load must not keep its session
             raise
-        if self.options.wrap is not None:
-            return self.options.wrap(self.id, bundle)
         return bundle
