@@ -1,0 +1,441 @@
+"""benchmark: hold a model server against the physical limit of its model, in one run.
+
+Like Triton's perf_analyzer, pointed at your own SavedModel:
+
+  1. limit   the signature called in-process (Session callable, the server's
+             intra/inter-op threads) at every batch size the run needs;
+  2. floor   a no-work server on the same transport (gRPC Predict, REST
+             :predict) answering a fixed response of the right shape;
+  3. server  the model server, started here on free loopback ports with the
+             flags you give;
+  4. load    the same multi-process load generator drives the floors and the
+             server for every scenario (protocol:batch:concurrency).
+
+It prints one table (throughput, p50/p90/p99, errors, server CPU per
+inference, client CPU with saturation flagged, server/limit and
+server/ceiling) and writes everything as JSON with --out. On a machine with
+two or more CPUs the server side (limit, floors, server) is pinned to one
+CPU and the load generator to another, so each party has a core of its own.
+
+  bazel run //tensorflow_serving/tools:benchmark -- \\
+      --model_base_path=/tmp/models/mnist_tf1 --model_name=mnist \\
+      --signature_name=predict_images --scenarios=grpc:1:1,grpc:1:32,grpc:32:1,rest:1:32 \\
+      --server_flags="--enable_batching --batching_parameters_file=/tmp/batching.txt"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from tensorflow_serving.tools import load_generator, processes, report
+from tensorflow_serving.tools.report import Scenario
+
+# Flags the benchmark sets on the server itself.
+_OWNED_SERVER_FLAGS = ("port", "rest_api_port", "model_name", "model_base_path", "bind_address")
+_SERVER_BINARY = "tensorflow_serving/model_servers/tensorflow_model_server"
+_UPSTREAM_MAX_BATCH_SIZE = 1000  # BatchingParameters default when the file does not set it
+
+
+def say(message: str) -> None:
+    """Progress for the user, on stderr (the table goes to stdout)."""
+    print(f"[benchmark] {message}", file=sys.stderr, flush=True)
+
+
+def _user_path(path: str) -> str:
+    """A path as the user meant it: `bazel run` moves the working directory."""
+    if not path or os.path.isabs(path):
+        return path
+    return os.path.join(os.environ.get("BUILD_WORKING_DIRECTORY", os.getcwd()), path)
+
+
+def _bool(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "t", "yes")
+
+
+def server_settings(server_flags: list[str]) -> dict[str, Any]:
+    """What the server flags mean for the benchmark: TF threads and the batching cap."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    for name in _OWNED_SERVER_FLAGS:
+        parser.add_argument(f"--{name}")
+    parser.add_argument("--enable_batching", type=_bool, nargs="?", const=True, default=False)
+    parser.add_argument("--batching_parameters_file", default="")
+    for name in ("session", "intra_op", "inter_op"):
+        parser.add_argument(f"--tensorflow_{name}_parallelism", type=int, default=0)
+    known, _ = parser.parse_known_args(server_flags)
+    owned = [f"--{n}" for n in _OWNED_SERVER_FLAGS if getattr(known, n) is not None]
+    if owned:
+        raise SystemExit(
+            f"do not pass {', '.join(owned)} in --server_flags: the benchmark sets them"
+        )
+    max_batch = None
+    if known.enable_batching:
+        max_batch = _UPSTREAM_MAX_BATCH_SIZE
+        if known.batching_parameters_file:
+            from tensorflow_serving.util import config_protos
+
+            params = config_protos.parse_text_file(
+                _user_path(known.batching_parameters_file), config_protos.BatchingParameters
+            )
+            if params.HasField("max_batch_size"):
+                max_batch = params.max_batch_size.value
+    session = known.tensorflow_session_parallelism
+    return {
+        "intra_op_threads": known.tensorflow_intra_op_parallelism or session,
+        "inter_op_threads": known.tensorflow_inter_op_parallelism or session,
+        "max_batch_size": max_batch,
+    }
+
+
+def latest_version_dir(base_path: str, version: int | None) -> str:
+    """The version directory the server will serve (the highest number by default)."""
+    if version is not None:
+        path = os.path.join(base_path, str(version))
+        if not os.path.isdir(path):
+            raise SystemExit(f"no version {version} under {base_path}")
+        return path
+    try:
+        versions = [int(d) for d in os.listdir(base_path) if d.isdigit()]
+    except OSError as error:
+        raise SystemExit(f"cannot read --model_base_path {base_path}: {error}") from None
+    if not versions:
+        raise SystemExit(f"no numeric version directory under {base_path}")
+    return os.path.join(base_path, str(max(versions)))
+
+
+def pick_cpus(server: str, client: str) -> tuple[set[int] | None, set[int] | None]:
+    """Server and client CPU sets: by default the first and second CPU this process may use."""
+    allowed = sorted(os.sched_getaffinity(0))
+    auto_server = {allowed[0]} if len(allowed) >= 2 else None
+    auto_client = {allowed[1]} if len(allowed) >= 2 else None
+    server_cpus = auto_server if server == "auto" else processes.parse_cpus(server)
+    client_cpus = auto_client if client == "auto" else processes.parse_cpus(client)
+    return server_cpus, client_cpus
+
+
+def default_server_command() -> list[str]:
+    """Our server: the py_binary beside this one in Bazel's runfiles, else the module."""
+    candidate = os.path.join(processes.PACKAGE_ROOT, _SERVER_BINARY)
+    if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+        return [candidate]
+    return processes.python_module("tensorflow_serving.model_servers.main")
+
+
+class Benchmark:
+    """One run: limit, floors and server under the same load; `run()` returns the report."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.scenarios = report.parse_scenarios(args.scenarios)
+        self.parties = {p.strip() for p in args.parties.split(",") if p.strip()}
+        unknown = self.parties - {"limit", "floor", "server"}
+        if unknown:
+            raise SystemExit(f"--parties: unknown {sorted(unknown)} (limit, floor, server)")
+        self.server_flags = shlex.split(args.server_flags)
+        self.settings = server_settings(self.server_flags)
+        self.model_base_path = os.path.abspath(_user_path(args.model_base_path))
+        self.model_dir = latest_version_dir(self.model_base_path, args.model_version)
+        self.server_cpus, self.client_cpus = pick_cpus(args.server_cpus, args.client_cpus)
+        self.cwd = os.environ.get("BUILD_WORKING_DIRECTORY") or None
+        self.work = ""
+        self.payloads: dict[str, dict[str, str]] = {}
+
+    # ------------------------------------------------------------------ parties
+    def measure_limit(self) -> dict[str, Any]:
+        """Runs inprocess_limit in a pinned child; returns its record (payload paths too)."""
+        a = self.args
+        batches = report.limit_batches(self.scenarios, self.settings["max_batch_size"])
+        result_path = os.path.join(self.work, "limit.json")
+        cmd = [
+            *processes.python_module("tensorflow_serving.tools.inprocess_limit"),
+            f"--model_dir={self.model_dir}",
+            f"--signature={a.signature_name}",
+            f"--tags={a.saved_model_tags}",
+            f"--batches={','.join(map(str, batches))}",
+            f"--intra={self.settings['intra_op_threads']}",
+            f"--inter={self.settings['inter_op_threads']}",
+            f"--runs={a.limit_runs if 'limit' in self.parties else 0}",
+            f"--run_seconds={a.limit_seconds}",
+            f"--warmup_seconds={min(a.limit_seconds, 1.0)}",
+            f"--data={a.data}",
+            f"--model_name={a.model_name}",
+            f"--rest_format={a.rest_format}",
+            f"--payload_dir={self.work}",
+            f"--result={result_path}",
+            *[f"--input_shape={s}" for s in a.input_shape],
+        ]
+        if a.input_data:
+            cmd.append(f"--input_data={_user_path(a.input_data)}")
+        if self.server_cpus:
+            cmd.append(f"--cpus={','.join(map(str, sorted(self.server_cpus)))}")
+        say(f"in-process limit at batches {batches} ({self.model_dir})")
+        done = subprocess.run(
+            cmd,
+            env=processes.child_env(),
+            cwd=self.cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=120 + len(batches) * (a.limit_runs + 1) * (a.limit_seconds + 1) * 2,
+        )
+        if done.returncode != 0 or not os.path.exists(result_path):
+            raise SystemExit(
+                f"in-process limit failed (exit {done.returncode}):\n{done.stdout[-3000:]}"
+            )
+        with open(result_path) as handle:
+            return json.load(handle)
+
+    def _spec(
+        self, scenario: Scenario, port: int, server_pid: int | None
+    ) -> load_generator.LoadSpec:
+        a = self.args
+        paths = self.payloads[str(scenario.batch)]
+        with open(paths[scenario.protocol], "rb") as handle:
+            body = handle.read()
+        return load_generator.LoadSpec(
+            protocol=scenario.protocol,
+            port=port,
+            body=body,
+            batch=scenario.batch,
+            concurrency=scenario.concurrency,
+            rest_path=f"/v1/models/{a.model_name}:predict",
+            duration_s=None if a.requests else a.duration,
+            requests=a.requests or None,
+            warmup_s=a.warmup,
+            timeout_s=a.timeout,
+            procs=a.client_procs,
+            cpus=frozenset(self.client_cpus) if self.client_cpus else None,
+            server_pid=server_pid,
+        )
+
+    def _drive(self, who: str, scenario: Scenario, port: int, pid: int) -> dict[str, Any]:
+        """Checks one request, then runs the scenario's load against `port`."""
+        spec = self._spec(scenario, port, pid)
+        ok, detail = load_generator.send_one(spec)
+        if not ok:
+            say(f"{who} {scenario.name}: request rejected: {detail}")
+            return {"failure": f"request rejected: {detail}", "requests_ok": 0}
+        result = load_generator.run_load(spec).to_dict()
+        lat = result.get("latency_ms") or {}
+        say(
+            f"{who} {scenario.name}: {result['throughput_ips']:,.0f} inf/s, "
+            f"p50 {lat.get('p50')} ms, errors {result['errors']}"
+            + (f", FAILED: {result['failure']}" if result.get("failure") else "")
+        )
+        return result
+
+    def measure_floors(self, floor_spec: dict) -> dict[str, dict]:
+        """Each protocol's floor server, started pinned, under every scenario of that protocol."""
+        results: dict[str, dict] = {}
+        for protocol in sorted({s.protocol for s in self.scenarios}):
+            port = processes.free_port()
+            log_path = os.path.join(self.work, f"floor_{protocol}.log")
+            cmd = [
+                *processes.python_module("tensorflow_serving.tools.floor_servers"),
+                protocol,
+                f"--port={port}",
+                f"--spec={json.dumps(floor_spec)}",
+                f"--threads={self.args.floor_grpc_threads}",
+            ]
+            say(f"floor: {protocol} no-work server on 127.0.0.1:{port}")
+            server = processes.start(cmd, self.server_cpus, log_path, cwd=self.cwd)
+            try:
+                if not processes.wait_for_port(port, 120, server):
+                    raise SystemExit(
+                        f"{protocol} floor server did not start:\n{processes.log_tail(log_path)}"
+                    )
+                for scenario in (s for s in self.scenarios if s.protocol == protocol):
+                    results[scenario.name] = self._drive("floor ", scenario, port, server.pid)
+            finally:
+                processes.stop(server)
+        return results
+
+    def _server_command(self, grpc_port: int, rest_port: int) -> list[str]:
+        a = self.args
+        if a.server_binary:
+            base = shlex.split(a.server_binary)
+            own = []
+        else:
+            base = default_server_command()
+            own = ["--bind_address=127.0.0.1"]
+        return [
+            *base,
+            f"--port={grpc_port}",
+            f"--rest_api_port={rest_port}",
+            f"--model_name={a.model_name}",
+            f"--model_base_path={self.model_base_path}",
+            *own,
+            *self.server_flags,
+        ]
+
+    def measure_server(self) -> tuple[dict[str, dict], list[str]]:
+        """Starts the server pinned on free ports, waits for the model, runs every scenario."""
+        grpc_port = processes.free_port()
+        rest_port = processes.free_port()
+        while rest_port == grpc_port:
+            rest_port = processes.free_port()
+        cmd = self._server_command(grpc_port, rest_port)
+        log_path = os.path.join(self.work, "server.log")
+        say("server: " + " ".join(shlex.quote(c) for c in cmd))
+        server = processes.start(cmd, self.server_cpus, log_path, cwd=self.cwd)
+        results: dict[str, dict] = {}
+        try:
+            self._wait_until_serving(server, grpc_port, rest_port, log_path)
+            for scenario in self.scenarios:
+                port = grpc_port if scenario.protocol == "grpc" else rest_port
+                results[scenario.name] = self._drive("server", scenario, port, server.pid)
+        finally:
+            code = processes.stop(server)
+            if code not in (0, None, -15):
+                say(f"server exited with {code}; log: {log_path}")
+            if self.args.keep_server_log:
+                say(f"server log:\n{processes.log_tail(log_path)}")
+        return results, cmd
+
+    def _wait_until_serving(self, server, grpc_port: int, rest_port: int, log_path: str) -> None:
+        first = self.scenarios[0]
+        port = grpc_port if first.protocol == "grpc" else rest_port
+        deadline = time.monotonic() + self.args.ready_timeout
+        if not processes.wait_for_port(port, self.args.ready_timeout, server):
+            raise SystemExit(f"server did not open port {port}:\n{processes.log_tail(log_path)}")
+        probe = self._spec(Scenario(first.protocol, first.batch, 1), port, None)
+        detail = ""
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                raise SystemExit(
+                    f"server exited ({server.returncode}):\n{processes.log_tail(log_path)}"
+                )
+            ok, detail = load_generator.send_one(probe)
+            if ok:
+                return
+            time.sleep(0.5)
+        raise SystemExit(
+            f"the model did not answer within {self.args.ready_timeout} s (last: {detail}):\n"
+            f"{processes.log_tail(log_path)}"
+        )
+
+    # ------------------------------------------------------------------ the run
+    def run(self) -> dict[str, Any]:
+        a = self.args
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        with tempfile.TemporaryDirectory(prefix="tfs_benchmark_") as work:
+            self.work = work
+            limit = self.measure_limit()
+            self.payloads = limit["payloads"]
+            floor_spec = {
+                "model_name": a.model_name,
+                "signature": a.signature_name,
+                "inputs": {i["alias"]: i["dtype"] for i in limit["inputs"]},
+                "outputs": limit["output_rows"],
+            }
+            floors = self.measure_floors(floor_spec) if "floor" in self.parties else {}
+            servers, server_cmd = self.measure_server() if "server" in self.parties else ({}, [])
+        max_batch = self.settings["max_batch_size"]
+        summaries = [
+            report.scenario_summary(
+                s, max_batch, limit["limits"], floors.get(s.name), servers.get(s.name)
+            )
+            for s in self.scenarios
+        ]
+        return {
+            "started": started,
+            "argv": sys.argv,
+            "model_base_path": self.model_base_path,
+            "model_dir": self.model_dir,
+            "signature": a.signature_name,
+            "server_command": server_cmd,
+            "server_settings": self.settings,
+            "server_cpus": sorted(self.server_cpus) if self.server_cpus else None,
+            "client_cpus": sorted(self.client_cpus) if self.client_cpus else None,
+            "load": {
+                "duration_s": None if a.requests else a.duration,
+                "requests": a.requests or None,
+                "warmup_s": a.warmup,
+                "data": a.data,
+                "rest_format": a.rest_format,
+            },
+            "signature_inputs": limit["inputs"],
+            "signature_outputs": limit["outputs"],
+            "limits": limit["limits"],
+            "scenarios": summaries,
+            "table": report.render_table(summaries),
+        }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="benchmark",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    add = parser.add_argument
+    add("--model_base_path", required=True, help="the model's base path (version dirs below)")
+    add("--model_name", default="model", help="name the server serves the model under")
+    add("--model_version", type=int, default=None, help="version for the limit (default: latest)")
+    add("--signature_name", default="serving_default")
+    add("--saved_model_tags", default="serve")
+    add(
+        "--scenarios",
+        default="grpc:1:1,grpc:1:32,grpc:32:1,rest:1:32",
+        help="comma list of protocol:batch:concurrency (protocol grpc or rest)",
+    )
+    add("--duration", type=float, default=5.0, help="measured seconds per scenario and party")
+    add("--requests", type=int, default=0, help="measure this many requests instead of --duration")
+    add("--warmup", type=float, default=2.0, help="seconds of unrecorded load first")
+    add("--timeout", type=float, default=10.0, help="per-request timeout, seconds")
+    add("--server_flags", default="", help="extra flags for the server, one shell-quoted string")
+    add("--server_binary", default="", help="another server command (default: ours)")
+    add("--ready_timeout", type=float, default=180.0, help="seconds for the model to load")
+    add("--parties", default="limit,floor,server", help="what to measure (limit,floor,server)")
+    add("--server_cpus", default="auto", help="CPUs for limit, floors, server ('none': unpinned)")
+    add("--client_cpus", default="auto", help="CPUs for the load generator ('none': unpinned)")
+    add("--client_procs", type=int, default=0, help="load processes (0: min(2, concurrency))")
+    add("--floor_grpc_threads", type=int, default=8, help="thread pool of the gRPC floor")
+    add("--limit_runs", type=int, default=3, help="timed in-process runs per batch (median)")
+    add("--limit_seconds", type=float, default=1.0, help="seconds per in-process run")
+    add("--input_shape", action="append", default=[], help="alias=d1,d2: row shape of an input")
+    add("--input_data", default="", help=".npz of input rows by alias (cycled to the batch)")
+    add("--data", choices=["random", "sparse", "zeros"], default="random", help="synthetic values")
+    add("--rest_format", choices=["instances", "inputs"], default="instances")
+    add("--keep_server_log", action="store_true", help="print the server log's tail at the end")
+    add("--out", default="", help="write the whole report as JSON here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not 0 < args.duration <= load_generator.MAX_DURATION_S:
+        raise SystemExit(f"--duration must be in (0, {load_generator.MAX_DURATION_S}]")
+    if not 0 <= args.warmup <= load_generator.MAX_WARMUP_S:
+        raise SystemExit(f"--warmup must be in [0, {load_generator.MAX_WARMUP_S}]")
+    try:
+        result = Benchmark(args).run()
+    except ValueError as error:
+        raise SystemExit(f"benchmark: {error}") from None
+    print(result["table"])
+    print()
+    print(report.LEGEND)
+    if args.out:
+        out = _user_path(args.out)
+        with open(out, "w") as handle:
+            json.dump(result, handle, indent=1)
+        say(f"wrote {out}")
+    failed = [
+        s["scenario"]
+        for s in result["scenarios"]
+        if (s["server"] and (s["server"].get("failure") or s["server"].get("requests_ok", 0) == 0))
+    ]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

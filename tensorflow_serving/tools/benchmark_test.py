@@ -1,0 +1,141 @@
+"""The whole benchmark, a couple of seconds per scenario, on half_plus_two made here.
+
+No timing assertions: the checks are that every party was measured, nothing
+failed, and the report carries the numbers and ratios a user reads.
+"""
+
+import json
+import os
+import sys
+
+import pytest
+
+from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two
+from tensorflow_serving.tools import benchmark
+from tensorflow_serving.util import testing
+
+SHORT = ["--duration=1.5", "--warmup=0.5", "--limit_runs=1", "--limit_seconds=0.5"]
+
+
+def _run(capsys, argv):
+    code = benchmark.main(argv)
+    return code, capsys.readouterr().out
+
+
+def test_full_run_reports_limit_floor_ceiling_and_server(tmp_path, capsys):
+    base = tmp_path / "half_plus_two"
+    export_half_plus_two.export_half_plus_two_tf1(str(base), 123)
+    batching = tmp_path / "batching.txt"
+    batching.write_text(
+        "max_batch_size { value: 8 }\nbatch_timeout_micros { value: 0 }\n"
+        "num_batch_threads { value: 1 }\nmax_enqueued_batches { value: 100 }\n"
+    )
+    out = tmp_path / "report.json"
+    code, stdout = _run(
+        capsys,
+        [
+            f"--model_base_path={base}",
+            "--model_name=hpt",
+            "--scenarios=grpc:1:1,grpc:1:4,rest:2:2",
+            f"--server_flags=--enable_batching --batching_parameters_file={batching} "
+            "--tensorflow_intra_op_parallelism=1 --tensorflow_inter_op_parallelism=1",
+            f"--out={out}",
+            *SHORT,
+        ],
+    )
+    assert code == 0, stdout
+    report = json.loads(out.read_text())
+    assert report["server_settings"] == {
+        "intra_op_threads": 1,
+        "inter_op_threads": 1,
+        "max_batch_size": 8,
+    }
+    assert report["model_dir"].endswith(os.path.join("half_plus_two", "123"))
+    assert [i["alias"] for i in report["signature_inputs"]] == ["x"]
+    assert sorted(report["limits"]) == ["1", "2", "4"]  # b_eff of grpc:1:4 is 4
+    by_name = {s["scenario"]: s for s in report["scenarios"]}
+    assert list(by_name) == ["grpc:1:1", "grpc:1:4", "rest:2:2"]
+    assert by_name["grpc:1:4"]["b_eff"] == 4 and by_name["rest:2:2"]["b_eff"] == 4
+    for name, s in by_name.items():
+        assert s["limit"]["inferences_per_s"] > 0, name
+        for party in ("floor", "server"):
+            result = s[party]
+            assert result["failure"] is None, (name, party, result)
+            assert result["errors"] == 0, (name, party, result["error_kinds"])
+            assert result["throughput_ips"] > 0 and result["requests_ok"] > 0, (name, party)
+            lat = result["latency_ms"]
+            assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"], (name, party)
+            assert result["server_cpu"]["us_per_inference"] > 0, (name, party)
+            assert result["client_cpu"]["cores"] > 0, (name, party)
+        assert s["ceiling_ips"] > 0 and s["server_vs_ceiling"] > 0 and s["server_vs_limit"] > 0
+    assert by_name["grpc:1:1"]["ideal_p50_ms"] > 0
+    assert by_name["rest:2:2"]["server"]["throughput_ips"] == pytest.approx(
+        2 * by_name["rest:2:2"]["server"]["throughput_rps"], rel=0.01
+    )
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert report["server_cpus"] != report["client_cpus"]
+    # The printed table has the limit, floor, ceiling and server rows of every scenario.
+    for name in by_name:
+        for party in ("limit (in-process", "floor (no-work", "ceiling", "**server**"):
+            assert any(name in line and party in line for line in stdout.splitlines()), (
+                name,
+                party,
+            )
+    assert report["table"] in stdout
+
+
+def test_tf2_model_server_only_with_a_request_count(tmp_path, capsys):
+    """A TF2 export (x is [None]: rows are scalars), only limit and server, counted requests."""
+    base = tmp_path / "hpt2"
+    export_half_plus_two.export_half_plus_two_tf2(str(base), 1)
+    export_half_plus_two.export_half_plus_two_tf2(str(base), 2, a=1.0)
+    out = tmp_path / "report.json"
+    code, stdout = _run(
+        capsys,
+        [
+            f"--model_base_path={base}",
+            "--model_name=hpt2",
+            "--scenarios=rest:3:1,grpc:3:2",
+            "--parties=limit,server",
+            "--requests=200",
+            "--warmup=0.3",
+            "--limit_runs=1",
+            "--limit_seconds=0.3",
+            "--rest_format=inputs",
+            f"--out={out}",
+        ],
+    )
+    assert code == 0, stdout
+    report = json.loads(out.read_text())
+    assert report["model_dir"].endswith(os.path.join("hpt2", "2"))
+    assert report["signature_inputs"][0]["row_shape"] == []
+    for s in report["scenarios"]:
+        assert s["floor"] is None and s["ceiling_ips"] is None
+        assert s["server"]["requests_ok"] == 200 and s["server"]["errors"] == 0
+        assert s["server_vs_limit"] > 0
+
+
+def test_flags_the_benchmark_owns_are_refused():
+    with pytest.raises(SystemExit, match="--port"):
+        benchmark.server_settings(["--port=9000", "--enable_batching"])
+
+
+def test_batching_without_a_file_uses_upstreams_cap():
+    settings = benchmark.server_settings(
+        ["--enable_batching", "--tensorflow_session_parallelism=2"]
+    )
+    assert settings == {"intra_op_threads": 2, "inter_op_threads": 2, "max_batch_size": 1000}
+    assert benchmark.server_settings([])["max_batch_size"] is None
+
+
+def test_the_latest_version_is_benchmarked(tmp_path):
+    for version in ("3", "20", "not_a_version"):
+        (tmp_path / version).mkdir()
+    assert benchmark.latest_version_dir(str(tmp_path), None) == str(tmp_path / "20")
+    assert benchmark.latest_version_dir(str(tmp_path), 3) == str(tmp_path / "3")
+    with pytest.raises(SystemExit):
+        benchmark.latest_version_dir(str(tmp_path), 7)
+
+
+if __name__ == "__main__":
+    sys.exit(testing.main(__file__))

@@ -1,0 +1,174 @@
+"""Transport floors: Predict servers that do no model work and answer a fixed response.
+
+What any Python server on the same transport pays per request at least, so
+the benchmark can tell the transport's cost from the server's:
+
+- gRPC: the same stack as the model server (sync `grpc.server` on a thread
+  pool, the generated PredictionService servicer). Each call parses the
+  PredictRequest, turns its inputs into numpy arrays (`np.frombuffer`, as a
+  real server must) and returns a prebuilt PredictResponse of the right
+  shape for the request's batch, encoded as the model server encodes outputs.
+- REST: a bare ASGI app on uvicorn (uvloop, httptools). Each :predict call
+  reads the body, parses it with orjson into numpy arrays and answers a
+  prebuilt {"predictions": ...} of the right shape.
+
+    python -m tensorflow_serving.tools.floor_servers grpc --port 9000 --spec '{...}'
+
+`--spec` is JSON: {"model_name", "signature", "inputs": {alias: dtype},
+"outputs": {alias: {"dtype", "row_shape"}}}. SIGTERM stops either server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import gc
+import json
+import os
+import signal
+import sys
+import threading
+from concurrent import futures
+
+import numpy as np
+
+
+def _zeros(outputs: dict, batch: int) -> dict[str, np.ndarray]:
+    return {
+        alias: np.zeros((batch, *o["row_shape"]), dtype=o["dtype"]) for alias, o in outputs.items()
+    }
+
+
+def serve_grpc(port: int, spec: dict, threads: int) -> None:
+    """Serves the gRPC floor on 127.0.0.1:`port` until SIGTERM/SIGINT."""
+    import grpc
+
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+    from tensorflow_serving.util import tensor_codec
+
+    @functools.lru_cache(maxsize=64)
+    def response(batch: int) -> predict_pb2.PredictResponse:
+        answer = predict_pb2.PredictResponse()
+        answer.model_spec.name = spec["model_name"]
+        answer.model_spec.signature_name = spec["signature"]
+        answer.model_spec.version.value = 1
+        for alias, array in _zeros(spec["outputs"], batch).items():
+            tensor_codec.to_tensor_proto(array, answer.outputs[alias])
+        return answer
+
+    class FixedPrediction(prediction_service_pb2_grpc.PredictionServiceServicer):
+        def Predict(self, request, context):  # noqa: N802  (gRPC's method name)
+            batch = 1
+            for tensor in request.inputs.values():
+                batch = len(tensor_codec.to_ndarray(tensor))
+            return response(batch)
+
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=threads),
+        options=[("grpc.max_receive_message_length", -1), ("grpc.so_reuseport", 0)],
+    )
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(FixedPrediction(), server)
+    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    gc.collect()
+    gc.freeze()
+    server.start()
+    print(f"READY {bound} {os.getpid()}", flush=True)
+    stop.wait()
+    server.stop(0)
+
+
+def rest_app(spec: dict):
+    """The ASGI app of the REST floor."""
+    import orjson
+
+    dtypes = dict(spec["inputs"])
+    outputs = spec["outputs"]
+    not_found = b'{"error": "not found"}'
+
+    @functools.lru_cache(maxsize=64)
+    def response(batch: int) -> bytes:
+        arrays = _zeros(outputs, batch)
+        if len(arrays) == 1:
+            predictions = next(iter(arrays.values()))
+        else:
+            predictions = [{a: v[i] for a, v in arrays.items()} for i in range(batch)]
+        return orjson.dumps({"predictions": predictions}, option=orjson.OPT_SERIALIZE_NUMPY)
+
+    def decode(body: bytes) -> int:
+        request = orjson.loads(body)
+        if "instances" in request:
+            rows = request["instances"]
+            if rows and isinstance(rows[0], dict):
+                for alias in rows[0]:
+                    np.asarray([r[alias] for r in rows], dtype=dtypes.get(alias))
+            else:
+                np.asarray(rows, dtype=next(iter(dtypes.values()), None))
+            return len(rows)
+        batch = 1
+        for alias, value in request["inputs"].items():
+            batch = len(np.asarray(value, dtype=dtypes.get(alias)))
+        return batch
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        chunks = []
+        more = True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        if scope["method"] == "POST" and scope["path"].endswith(":predict"):
+            status, body = 200, response(decode(b"".join(chunks)))
+        else:
+            status, body = 404, not_found
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+def serve_rest(port: int, spec: dict) -> None:
+    """Serves the REST floor on 127.0.0.1:`port`; uvicorn stops on SIGTERM/SIGINT."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        rest_app(spec),
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    gc.collect()
+    gc.freeze()
+    print(f"READY {port} {os.getpid()}", flush=True)
+    server.run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("protocol", choices=["grpc", "rest"])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--spec", required=True, help="JSON: model_name, signature, in/outputs")
+    parser.add_argument("--threads", type=int, default=8, help="gRPC thread pool size")
+    args = parser.parse_args(argv)
+    spec = json.loads(args.spec)
+    if args.protocol == "grpc":
+        serve_grpc(args.port, spec, args.threads)
+    else:
+        serve_rest(args.port, spec)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

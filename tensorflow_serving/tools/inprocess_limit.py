@@ -1,0 +1,209 @@
+"""The in-process limit of a SavedModel signature, and the requests the benchmark sends.
+
+Runs in its own process, pinned to the server's core(s) before TensorFlow
+starts, and calls the signature the way the model server does: a graph-mode
+Session with the server's intra/inter-op thread settings, one
+`Session._make_callable_from_options` callable (the Python twin of the C++
+`Session::MakeCallable`), numpy in and out, called from one thread. No server
+can run the model faster than this on the same cores.
+
+For each batch size: warm-up, then `runs` timed runs of `run_seconds`; each
+run gives inferences/s, call latency p50/p99 and process CPU per inference;
+the reported value is the median run.
+
+The same process writes the request payloads of every batch size into
+`--payload_dir` (gRPC PredictRequest bytes, REST JSON body) and returns the
+signature's inputs and outputs, so the benchmark's parent process never
+imports TensorFlow.
+
+    python -m tensorflow_serving.tools.inprocess_limit --model_dir /m/1 \\
+        --signature predict_images --batches 1,32 --cpus 0 --intra 1 --inter 1 \\
+        --payload_dir /tmp/p --model_name mnist --result /tmp/limit.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    k = (len(sorted_values) - 1) * q / 100.0
+    low = int(k)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (k - low)
+
+
+def timed_runs(
+    call: Callable[[], object], runs: int, run_seconds: float, warmup_seconds: float, batch: int
+) -> dict:
+    """Median over `runs` runs of `call()` in a loop; throughput in inferences/s."""
+    clock = time.perf_counter
+    stop = clock() + warmup_seconds
+    while clock() < stop:
+        call()
+    per_run = []
+    for _ in range(runs):
+        latencies = []
+        cpu0, start = time.process_time(), clock()
+        stop = start + run_seconds
+        while True:
+            t0 = clock()
+            if t0 >= stop:
+                break
+            call()
+            latencies.append(clock() - t0)
+        wall, cpu = clock() - start, time.process_time() - cpu0
+        latencies.sort()
+        n = max(len(latencies), 1)
+        per_run.append(
+            {
+                "inferences_per_s": len(latencies) * batch / wall,
+                "p50_ms": _percentile(latencies, 50) * 1e3,
+                "p99_ms": _percentile(latencies, 99) * 1e3,
+                "cpu_us_per_inference": cpu / (n * batch) * 1e6,
+                "cpu_cores": cpu / wall,
+            }
+        )
+    result = {k: round(statistics.median(r[k] for r in per_run), 3) for k in per_run[0]}
+    result["runs_inferences_per_s"] = [round(r["inferences_per_s"], 1) for r in per_run]
+    return result
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """Loads the model, writes payloads, times every batch size; returns the result record."""
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow.core.protobuf import config_pb2
+
+    from tensorflow_serving.tools import signature_inputs
+
+    config = config_pb2.ConfigProto(
+        intra_op_parallelism_threads=args.intra,
+        inter_op_parallelism_threads=args.inter,
+        allow_soft_placement=True,
+    )
+    graph = tf.Graph()
+    session = tf.compat.v1.Session(graph=graph, config=config)
+    with graph.as_default():
+        meta_graph = tf.compat.v1.saved_model.loader.load(
+            session, args.tags.split(","), args.model_dir
+        )
+    if args.signature not in meta_graph.signature_def:
+        raise SystemExit(
+            f"signature {args.signature!r} not in {args.model_dir}; it has "
+            f"{sorted(k for k in meta_graph.signature_def if not k.startswith('__'))}"
+        )
+    overrides = signature_inputs.parse_shape_overrides(args.input_shape)
+
+    def graph_shape(tensor_name: str) -> tuple[int, ...] | None:
+        shape = graph.get_tensor_by_name(tensor_name).shape
+        if shape.rank is None:
+            return None
+        return tuple(-1 if d is None else d for d in shape.as_list())
+
+    inputs, outputs = signature_inputs.signature_specs(
+        meta_graph.signature_def[args.signature], overrides, graph_shape
+    )
+    data = signature_inputs.load_input_data(args.input_data, inputs) if args.input_data else None
+    fn = session._make_callable_from_options(
+        config_pb2.CallableOptions(
+            feed=[s.tensor_name for s in inputs], fetch=[s.tensor_name for s in outputs]
+        )
+    )
+    gc.collect()
+    gc.freeze()  # as the server does once its models are loaded
+    record: dict = {
+        "model_dir": args.model_dir,
+        "signature": args.signature,
+        "intra_op_threads": args.intra,
+        "inter_op_threads": args.inter,
+        "cpus": sorted(os.sched_getaffinity(0)),
+        "inputs": [s.to_dict() for s in inputs],
+        "outputs": [s.to_dict() for s in outputs],
+        "payloads": {},
+        "limits": {},
+    }
+    for batch in sorted({int(b) for b in args.batches.split(",")}):
+        arrays = signature_inputs.make_inputs(inputs, batch, args.data, args.seed, data)
+        feeds = [arrays[s.alias] for s in inputs]
+        results = fn(*feeds)
+        record["output_rows"] = {
+            s.alias: {"dtype": np.asarray(r).dtype.name, "row_shape": list(np.shape(r)[1:])}
+            for s, r in zip(outputs, results, strict=True)
+        }
+        if args.payload_dir:
+            grpc_path = os.path.join(args.payload_dir, f"grpc_b{batch}.bin")
+            rest_path = os.path.join(args.payload_dir, f"rest_b{batch}.json")
+            with open(grpc_path, "wb") as handle:
+                handle.write(signature_inputs.grpc_request(args.model_name, args.signature, arrays))
+            with open(rest_path, "wb") as handle:
+                handle.write(signature_inputs.rest_body(args.signature, arrays, args.rest_format))
+            record["payloads"][str(batch)] = {"grpc": grpc_path, "rest": rest_path}
+        if args.runs > 0:
+            limit = timed_runs(
+                lambda feeds=feeds: fn(*feeds),
+                args.runs,
+                args.run_seconds,
+                args.warmup_seconds,
+                batch,
+            )
+            limit["batch"] = batch
+            record["limits"][str(batch)] = limit
+            print(
+                f"limit b{batch}: {limit['inferences_per_s']:.0f} inf/s, "
+                f"p50 {limit['p50_ms']:.3f} ms",
+                file=sys.stderr,
+                flush=True,
+            )
+    session.close()
+    return record
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model_dir", required=True, help="a SavedModel (version) directory")
+    parser.add_argument("--signature", default="serving_default")
+    parser.add_argument("--tags", default="serve")
+    parser.add_argument("--batches", default="1")
+    parser.add_argument("--intra", type=int, default=0, help="intra-op threads (0: TF decides)")
+    parser.add_argument("--inter", type=int, default=0, help="inter-op threads (0: TF decides)")
+    parser.add_argument("--cpus", default="", help="pin to these CPUs first, e.g. 0")
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per batch; 0: none")
+    parser.add_argument("--run_seconds", type=float, default=1.0)
+    parser.add_argument("--warmup_seconds", type=float, default=1.0)
+    parser.add_argument("--input_shape", action="append", default=[])
+    parser.add_argument("--input_data", default="")
+    parser.add_argument("--data", default="random")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model_name", default="model", help="model name in the requests")
+    parser.add_argument("--rest_format", default="instances")
+    parser.add_argument("--payload_dir", default="")
+    parser.add_argument("--result", required=True, help="write the JSON record here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.runs < 0 or args.runs > 20 or not 0 < args.run_seconds <= 30:
+        raise SystemExit("--runs must be in 0..20 and --run_seconds in (0, 30]")
+    if args.cpus:
+        from tensorflow_serving.tools import processes
+
+        os.sched_setaffinity(0, processes.parse_cpus(args.cpus))  # before TF makes threads
+    record = measure(args)
+    with open(args.result, "w") as handle:
+        json.dump(record, handle, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""The benchmark's arithmetic and its table: limit, floor, ceiling and server side by side.
+
+Two costs no server avoids: the model's compute, measured in-process
+(`compute_ips(b)`, inferences/s at batch b), and the transport's per-request
+cost, measured with a no-work server under the same load (`floor_rps`).
+Paying both on the same core gives the ceiling, in inferences/s:
+
+    ceiling = 1 / (1 / (floor_rps * batch) + 1 / compute_ips(b_eff))
+
+where b_eff is the batch the model actually runs: the request's batch at
+concurrency 1 or without server batching, min(batch * concurrency,
+max_batch_size) with server batching. At concurrency 1 the ideal latency is
+floor p50 + compute p50 at the request's batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """One load point: protocol, rows per request, requests in flight."""
+
+    protocol: str
+    batch: int
+    concurrency: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.protocol}:{self.batch}:{self.concurrency}"
+
+
+def parse_scenarios(text: str) -> list[Scenario]:
+    """'grpc:1:1,rest:1:32' -> scenarios; ValueError names the bad item."""
+    scenarios = []
+    for item in text.split(","):
+        item = item.strip()
+        parts = item.split(":")
+        if len(parts) != 3 or parts[0] not in ("grpc", "rest"):
+            raise ValueError(f"scenario must be grpc|rest:batch:concurrency, got {item!r}")
+        try:
+            batch, concurrency = int(parts[1]), int(parts[2])
+        except ValueError:
+            raise ValueError(f"batch and concurrency must be integers in {item!r}") from None
+        if batch < 1 or concurrency < 1:
+            raise ValueError(f"batch and concurrency must be >= 1 in {item!r}")
+        scenario = Scenario(parts[0], batch, concurrency)
+        if scenario not in scenarios:
+            scenarios.append(scenario)
+    if not scenarios:
+        raise ValueError("no scenarios given")
+    return scenarios
+
+
+def effective_batch(scenario: Scenario, max_batch_size: int | None) -> int:
+    """The batch the model runs: merged up to max_batch_size when the server batches."""
+    if max_batch_size is None or scenario.concurrency == 1:
+        return scenario.batch
+    return max(scenario.batch, min(scenario.batch * scenario.concurrency, max_batch_size))
+
+
+def limit_batches(scenarios: list[Scenario], max_batch_size: int | None) -> list[int]:
+    """Every batch size the in-process limit must be measured at."""
+    sizes = {s.batch for s in scenarios} | {effective_batch(s, max_batch_size) for s in scenarios}
+    return sorted(sizes)
+
+
+def ceiling_ips(floor_rps: float | None, batch: int, compute_ips: float | None) -> float | None:
+    """Inferences/s when each request pays its transport and its share of compute in series."""
+    if not floor_rps or not compute_ips:
+        return None
+    return 1.0 / (1.0 / (floor_rps * batch) + 1.0 / compute_ips)
+
+
+def _ratio(value: float | None, reference: float | None) -> float | None:
+    if value is None or not reference:
+        return None
+    return round(value / reference, 3)
+
+
+def _usable(result: dict | None) -> bool:
+    return bool(result) and not result.get("failure") and result.get("requests_ok", 0) > 0
+
+
+def scenario_summary(
+    scenario: Scenario,
+    max_batch_size: int | None,
+    limits: dict[str, dict],
+    floor: dict | None,
+    server: dict | None,
+) -> dict[str, Any]:
+    """One scenario's record: the measurements and the derived ceiling and ratios."""
+    b_eff = effective_batch(scenario, max_batch_size)
+    limit = limits.get(str(b_eff))
+    limit_at_batch = limits.get(str(scenario.batch))
+    compute = limit["inferences_per_s"] if limit else None
+    floor_rps = floor["throughput_rps"] if _usable(floor) else None
+    ceiling = ceiling_ips(floor_rps, scenario.batch, compute)
+    ideal_p50 = None
+    if scenario.concurrency == 1 and floor_rps and limit_at_batch:
+        ideal_p50 = round(floor["latency_ms"]["p50"] + limit_at_batch["p50_ms"], 3)
+    server_ips = server["throughput_ips"] if _usable(server) else None
+    return {
+        "scenario": scenario.name,
+        "protocol": scenario.protocol,
+        "batch": scenario.batch,
+        "concurrency": scenario.concurrency,
+        "b_eff": b_eff,
+        "limit": limit,
+        "floor": floor,
+        "server": server,
+        "ceiling_ips": round(ceiling, 1) if ceiling else None,
+        "ideal_p50_ms": ideal_p50,
+        "server_vs_limit": _ratio(server_ips, compute),
+        "server_vs_ceiling": _ratio(server_ips, ceiling),
+    }
+
+
+def _fmt(value, pattern: str = "{:,.0f}") -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def _load_cells(result: dict | None) -> list[str]:
+    if not result:
+        return ["-"] * 7
+    if result.get("failure"):
+        return ["FAILED: " + result["failure"][:80].replace("|", "/")] + ["-"] * 6
+    lat = result.get("latency_ms", {})
+    errors = result.get("errors", 0)
+    kinds = result.get("error_kinds") or {}
+    error_cell = f"{errors}" + (
+        f" ({', '.join(f'{k}={v}' for k, v in kinds.items())})" if errors else ""
+    )
+    client = result.get("client_cpu") or {}
+    client_cell = _fmt(client.get("cores"), "{:.2f}") + (" SAT" if client.get("saturated") else "")
+    server_cpu = result.get("server_cpu") or {}
+    return [
+        _fmt(result.get("throughput_ips")),
+        _fmt(result.get("throughput_rps")),
+        "/".join(_fmt(lat.get(q), "{:.2f}") for q in ("p50", "p90", "p99")),
+        error_cell,
+        _fmt(server_cpu.get("us_per_inference")),
+        _fmt(server_cpu.get("cores"), "{:.2f}"),
+        client_cell,
+    ]
+
+
+HEADER = (
+    "| scenario | party | inf/s | req/s | p50/p90/p99 ms | errors | server CPU us/inf "
+    "| server cores | client cores | vs limit | vs ceiling |"
+)
+
+
+def render_table(summaries: list[dict[str, Any]]) -> str:
+    """A Markdown table: per scenario the limit, floor, ceiling and server rows."""
+    lines = [HEADER, "|" + "---|" * 11]
+    for s in summaries:
+        name = s["scenario"]
+        limit = s["limit"]
+        if limit:
+            lines.append(
+                f"| {name} | limit (in-process, b{s['b_eff']}) | "
+                f"{_fmt(limit['inferences_per_s'])} | {_fmt(limit['inferences_per_s'] / s['b_eff'])} "
+                f"| {limit['p50_ms']:.2f}/-/{limit['p99_ms']:.2f} | - | "
+                f"{_fmt(limit['cpu_us_per_inference'])} | {limit['cpu_cores']:.2f} | - | - | - |"
+            )
+        if s["floor"] is not None:
+            cells = _load_cells(s["floor"])
+            lines.append(
+                f"| {name} | floor (no-work {s['protocol']}) | " + " | ".join(cells) + " | - | - |"
+            )
+        if s["ceiling_ips"] is not None:
+            ideal = _fmt(s["ideal_p50_ms"], "{:.2f}")
+            lines.append(
+                f"| {name} | ceiling | {_fmt(s['ceiling_ips'])} | - | {ideal} (ideal p50) "
+                "| - | - | - | - | - | - |"
+            )
+        if s["server"] is not None:
+            cells = _load_cells(s["server"])
+            lines.append(
+                f"| **{name}** | **server** | "
+                + " | ".join(cells)
+                + f" | {_fmt(s['server_vs_limit'], '{:.2f}')} "
+                f"| **{_fmt(s['server_vs_ceiling'], '{:.2f}')}** |"
+            )
+    return "\n".join(lines)
+
+
+LEGEND = (
+    "limit: the signature called in-process (Session callable, server's thread settings, "
+    "server's cores) at the batch the server runs (b_eff); floor: a no-work server on the "
+    "same transport answering a fixed response, same load; ceiling = 1/(1/(floor_rps*batch) "
+    "+ 1/limit_ips(b_eff)); vs limit/ceiling: server inf/s over them. Latency: per request "
+    "(limit: per call). client cores SAT: the load generator used >= 90% of its cores, so "
+    "that row may measure the client."
+)

@@ -1,0 +1,131 @@
+"""The benchmark's arithmetic and table: what a user reads off the report."""
+
+import sys
+
+import pytest
+
+from tensorflow_serving.tools import report
+from tensorflow_serving.tools.report import Scenario
+from tensorflow_serving.util import testing
+
+
+def test_scenarios_parse_in_order_without_duplicates():
+    assert report.parse_scenarios("grpc:1:1, rest:1:32,grpc:1:1,grpc:32:1") == [
+        Scenario("grpc", 1, 1),
+        Scenario("rest", 1, 32),
+        Scenario("grpc", 32, 1),
+    ]
+
+
+@pytest.mark.parametrize("text", ["grpc:1", "http:1:1", "grpc:a:1", "grpc:0:1", "rest:1:0", ""])
+def test_bad_scenarios_are_refused_with_the_item(text):
+    with pytest.raises(ValueError):
+        report.parse_scenarios(text)
+
+
+def test_effective_batch_follows_server_batching():
+    assert report.effective_batch(Scenario("grpc", 1, 32), None) == 1
+    assert report.effective_batch(Scenario("grpc", 1, 32), 32) == 32
+    assert report.effective_batch(Scenario("grpc", 1, 8), 32) == 8
+    assert report.effective_batch(Scenario("grpc", 4, 32), 32) == 32
+    assert report.effective_batch(Scenario("grpc", 32, 1), 32) == 32
+    assert report.effective_batch(Scenario("grpc", 1, 1), 32) == 1
+    # A request larger than the cap still runs at its own size.
+    assert report.effective_batch(Scenario("grpc", 64, 4), 32) == 64
+    assert report.limit_batches([Scenario("grpc", 1, 32), Scenario("rest", 1, 1)], 32) == [1, 32]
+
+
+def test_ceiling_serialises_transport_and_compute():
+    # The issue's numbers: floor 2,150 rps and compute 1,640 inf/s at batch 1.
+    assert report.ceiling_ips(2150, 1, 1640) == pytest.approx(930, abs=1)
+    # Batch 32 at concurrency 1: floor 2,090 rps carries 32 rows each.
+    assert report.ceiling_ips(2090, 32, 3670) == pytest.approx(3480, abs=5)
+    assert report.ceiling_ips(None, 1, 1640) is None
+    assert report.ceiling_ips(2150, 1, None) is None
+
+
+def _load(ips, p50, errors=0, saturated=False, batch=1):
+    return {
+        "throughput_ips": ips,
+        "throughput_rps": ips / batch,
+        "requests_ok": 100,
+        "errors": errors,
+        "error_kinds": {"grpc:UNAVAILABLE": errors} if errors else {},
+        "latency_ms": {"p50": p50, "p90": p50 * 1.5, "p99": p50 * 3},
+        "client_cpu": {"cores": 0.95 if saturated else 0.4, "saturated": saturated},
+        "server_cpu": {"us_per_inference": 500.0, "cores": 0.9},
+    }
+
+
+LIMITS = {
+    "1": {
+        "inferences_per_s": 1640.0,
+        "p50_ms": 0.6,
+        "p99_ms": 0.9,
+        "cpu_us_per_inference": 600.0,
+        "cpu_cores": 1.0,
+    },
+    "32": {
+        "inferences_per_s": 3670.0,
+        "p50_ms": 8.7,
+        "p99_ms": 9.5,
+        "cpu_us_per_inference": 270.0,
+        "cpu_cores": 1.0,
+    },
+}
+
+
+def test_summary_has_ratios_and_ideal_latency_at_concurrency_one():
+    s = report.scenario_summary(
+        Scenario("grpc", 1, 1), 32, LIMITS, _load(2150, 0.45), _load(837, 1.1)
+    )
+    assert s["b_eff"] == 1
+    assert s["ceiling_ips"] == pytest.approx(930, abs=1)
+    assert s["ideal_p50_ms"] == pytest.approx(1.05)
+    assert s["server_vs_ceiling"] == pytest.approx(0.9, abs=0.01)
+    assert s["server_vs_limit"] == pytest.approx(837 / 1640, abs=0.001)
+
+
+def test_summary_with_batching_uses_the_merged_batch_and_no_ideal_latency():
+    s = report.scenario_summary(
+        Scenario("grpc", 1, 32), 32, LIMITS, _load(7700, 4), _load(2300, 13)
+    )
+    assert s["b_eff"] == 32
+    assert s["ideal_p50_ms"] is None
+    assert s["server_vs_limit"] == pytest.approx(2300 / 3670, abs=0.001)
+
+
+def test_summary_without_a_usable_server_has_no_ratios():
+    failed = {"failure": "request rejected: gRPC NOT_FOUND", "requests_ok": 0}
+    s = report.scenario_summary(Scenario("rest", 1, 1), None, LIMITS, _load(4000, 0.2), failed)
+    assert s["server_vs_ceiling"] is None and s["server_vs_limit"] is None
+    assert s["ceiling_ips"] is not None
+
+
+def test_table_shows_every_party_errors_and_a_saturated_client():
+    summaries = [
+        report.scenario_summary(
+            Scenario("grpc", 1, 1), 32, LIMITS, _load(2150, 0.45), _load(837, 1.1, errors=3)
+        ),
+        report.scenario_summary(
+            Scenario("rest", 1, 32),
+            32,
+            LIMITS,
+            _load(13000, 2.0, saturated=True),
+            {"failure": "load workers did not start | bad", "requests_ok": 0},
+        ),
+    ]
+    table = report.render_table(summaries)
+    lines = table.splitlines()
+    assert lines[0] == report.HEADER
+    assert all(line.count("|") == 12 for line in lines), table
+    assert "limit (in-process, b1)" in table and "limit (in-process, b32)" in table
+    assert "3 (grpc:UNAVAILABLE=3)" in table
+    assert "0.95 SAT" in table
+    assert "FAILED: load workers did not start / bad" in table
+    assert "**0.90**" in table
+    assert "1.05 (ideal p50)" in table
+
+
+if __name__ == "__main__":
+    sys.exit(testing.main(__file__))
