@@ -306,23 +306,23 @@ def test_config_file_replaced_by_garbage_keeps_old_config(tmp_path, base, log):
     )
     try:
         assert core.model_names() == ["m"]
-        garbage = [
-            b"model_config_list { config { name: 'm' base_path: ",  # caught half-written
-            b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe garbage",
-            b"model_config_list { config { name: 'm' } }",  # parses, but no base path
-            b"",  # emptied: upstream takes no action
-        ]
-        for text in garbage:
+        garbage = {
+            # caught half-written
+            b"model_config_list { config { name: 'm' base_path: ": "Invalid protobuf file",
+            b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe garbage": "Invalid protobuf file",
+            # parses, but no base path
+            b"model_config_list { config { name: 'm' } }": "empty base_path",
+            b"": "Taking no action for empty config",  # emptied: as upstream
+        }
+        for text, words in garbage.items():
             log.clear()
             config_path.write_bytes(text)
             time.sleep(6 * POLL)
             assert core.model_names() == ["m"], text
             assert predict_y(core) == (1, 2.0), text
+            assert words in log.text, text
             if text:
-                assert "Rejected new model config" in log.text, text
-                assert str(config_path) in log.text
-            else:
-                assert "Taking no action for empty config" in log.text
+                assert f"Rejected new model config {config_path}" in log.text, text
 
         config_path.write_text(
             good[: -len(" }")] + f' config {{ name: "other" base_path: "{other}" }} }}'

@@ -104,6 +104,8 @@ def parse_text_file(path: str, message_class: type):
             text = handle.read()
     except OSError as error:
         raise status.invalid_argument(f"Cannot read '{path}': {error.strerror or error}") from None
+    except UnicodeDecodeError as error:  # binary garbage: the read itself fails
+        raise status.invalid_argument(f"Invalid protobuf file: '{path}': {error}") from None
     try:
         return text_format.Parse(text, message_class())
     except (text_format.ParseError, UnicodeDecodeError) as error:
