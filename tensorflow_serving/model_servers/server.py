@@ -352,10 +352,15 @@ class Server:
         """Stops accepting work, lets in-flight requests finish, unloads models."""
         if self._health is not None:
             self._health.stop()
+        # Both transports refuse new work first, then drain side by side: gRPC's
+        # stop() returns at once, so it must not wait behind the HTTP drain.
+        grpc_stopped = None
+        if self.grpc_server is not None:
+            grpc_stopped = self.grpc_server.stop(grace_seconds)
         if self.http_server is not None:
             self.http_server.stop(timeout=grace_seconds)
-        if self.grpc_server is not None:
-            self.grpc_server.stop(grace_seconds).wait()
+        if grpc_stopped is not None:
+            grpc_stopped.wait()
         if self.core is not None:
             self.core.stop()
         if self.batch_scheduler is not None:
