@@ -5,9 +5,11 @@ the benchmark can tell the transport's cost from the server's:
 
 - gRPC: the same stack as the model server (sync `grpc.server` on a thread
   pool, the generated PredictionService servicer). Each call parses the
-  PredictRequest, turns its inputs into numpy arrays (`np.frombuffer`, as a
-  real server must) and returns a prebuilt PredictResponse of the right
-  shape for the request's batch, encoded as the model server encodes outputs.
+  PredictRequest (protobuf's upb parser does that before the handler runs),
+  reads the batch size off its first dimension and returns a prebuilt
+  PredictResponse of that shape, encoded as the model server encodes
+  outputs. Turning tensors into numpy is the server's work, not the
+  transport's, so it is not part of the floor.
 - REST: a bare ASGI app on uvicorn (uvloop, httptools). Each :predict call
   reads the body, parses it with orjson into numpy arrays and answers a
   prebuilt {"predictions": ...} of the right shape.
@@ -60,7 +62,8 @@ def serve_grpc(port: int, spec: dict, threads: int) -> None:
         def Predict(self, request, context):  # noqa: N802  (gRPC's method name)
             batch = 1
             for tensor in request.inputs.values():
-                batch = len(tensor_codec.to_ndarray(tensor))
+                dims = tensor.tensor_shape.dim
+                batch = dims[0].size if dims else 1
             return response(batch)
 
     server = grpc.server(
