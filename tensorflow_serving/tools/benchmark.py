@@ -294,10 +294,8 @@ class Benchmark:
                 results[scenario.name] = self._drive("server", scenario, port, server.pid)
         finally:
             code = processes.stop(server)
-            if code not in (0, None, -15):
-                say(f"server exited with {code}; log: {log_path}")
-            if self.args.keep_server_log:
-                say(f"server log:\n{processes.log_tail(log_path)}")
+            if code not in (0, None, -15) or self.args.keep_server_log:
+                say(f"server exited with {code}; its log ends:\n{processes.log_tail(log_path)}")
         return results, cmd
 
     def _wait_until_serving(self, server, grpc_port: int, rest_port: int, log_path: str) -> None:
@@ -406,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--input_data", default="", help=".npz of input rows by alias (cycled to the batch)")
     add("--data", choices=["random", "sparse", "zeros"], default="random", help="synthetic values")
     add("--rest_format", choices=["instances", "inputs"], default="instances")
-    add("--keep_server_log", action="store_true", help="print the server log's tail at the end")
+    add("--keep_server_log", action="store_true", help="print the server log's end when it stops")
     add("--out", default="", help="write the whole report as JSON here")
     return parser
 
