@@ -347,7 +347,6 @@ def test_classification_and_regression_results():
     assert body == b'{"results":[42.0,0.123456791]}'
 
 
-
 # -- Hostile bodies: a clear 400, never an exception the server did not expect ------
 
 

@@ -80,7 +80,6 @@ def test_unsupported_dtype_is_rejected():
         tensor_codec.to_ndarray(proto)
 
 
-
 # -- Hostile TensorProtos: INVALID_ARGUMENT, never an allocation the request did not pay for
 
 
