@@ -10,7 +10,7 @@ the test with the traceback and the input's bytes.
 
     if __name__ == "__main__":
         if fuzzing.is_child():
-            fuzzing.fuzz(one_input)
+            fuzzing.fuzz(one_input, ("tensorflow_serving.util.json_tensor",))
         sys.exit(testing.main(__file__))
 """
 
@@ -39,9 +39,12 @@ def is_child() -> bool:
 
 
 def fuzz(
-    one_input, setup=None, preload: tuple[str, ...] = ("numpy", "orjson", "tensorflow")
+    one_input,
+    modules: tuple[str, ...],
+    setup=None,
+    preload: tuple[str, ...] = ("numpy", "orjson", "tensorflow"),
 ) -> None:
-    """In the child: instrument our modules, run `setup`, fuzz until libFuzzer exits."""
+    """In the child: import `modules` instrumented, run `setup`, fuzz until libFuzzer exits."""
     import importlib
 
     import atheris
@@ -50,8 +53,8 @@ def fuzz(
     for name in preload:
         importlib.import_module(name)
     with atheris.instrument_imports(include=list(INSTRUMENTED)):
-        importlib.import_module("tensorflow_serving.util.json_tensor")
-        importlib.import_module("tensorflow_serving.util.tensor_codec")
+        for name in modules:
+            importlib.import_module(name)
     if setup is not None:
         setup()
     marker = os.environ.get(_PLANTED_BUG, "").encode("latin-1")

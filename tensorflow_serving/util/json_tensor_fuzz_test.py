@@ -110,9 +110,10 @@ def one_input(data: bytes) -> None:
             assert exact is None, exact
 
 
-def test_fuzz_rest_body_decoder(tmp_path):
+def test_fuzz_rest_body_decoder(tmp_path, record_property):
     result = fuzzing.run(__file__, tmp_path, SEEDS, DICTIONARY)
     print(f"json_tensor fuzzing: {result.runs} inputs in {fuzzing.seconds()} s")
+    record_property("fuzz_inputs", result.runs)  # in Bazel's test.xml
     assert result.returncode == 0 and not result.crashes, result.report()
     assert result.runs > 100, result.report()
 
@@ -127,5 +128,5 @@ def test_a_planted_bug_is_found_and_reported(tmp_path):
 
 if __name__ == "__main__":
     if fuzzing.is_child():
-        fuzzing.fuzz(one_input)
+        fuzzing.fuzz(one_input, ("tensorflow_serving.util.json_tensor",))
     sys.exit(testing.main(__file__))

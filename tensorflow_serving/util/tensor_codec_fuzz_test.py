@@ -85,9 +85,10 @@ def _cheap_fills() -> None:
     tensor_codec.MAX_FILL_ELEMENTS = FUZZ_FILL_ELEMENTS
 
 
-def test_fuzz_tensor_proto_decoder(tmp_path):
+def test_fuzz_tensor_proto_decoder(tmp_path, record_property):
     result = fuzzing.run(__file__, tmp_path, SEEDS)
     print(f"tensor_codec fuzzing: {result.runs} inputs in {fuzzing.seconds()} s")
+    record_property("fuzz_inputs", result.runs)  # in Bazel's test.xml
     assert result.returncode == 0 and not result.crashes, result.report()
     assert result.runs > 100, result.report()
 
@@ -99,5 +100,5 @@ def test_seeds_pass_the_checks():
 
 if __name__ == "__main__":
     if fuzzing.is_child():
-        fuzzing.fuzz(one_input, setup=_cheap_fills)
+        fuzzing.fuzz(one_input, ("tensorflow_serving.util.tensor_codec",), setup=_cheap_fills)
     sys.exit(testing.main(__file__))
