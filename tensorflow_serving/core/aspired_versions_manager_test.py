@@ -47,12 +47,7 @@ def aspire(manager, *loaders):
 
 
 def wait_for(predicate, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return False
+    return testing.wait_for(predicate, timeout, interval=0.005)
 
 
 @pytest.fixture

@@ -95,12 +95,7 @@ def rest_status(server, model):
 
 
 def wait_for(predicate, timeout=90):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
+    return testing.wait_for(predicate, timeout, interval=0.2)
 
 
 def version_state(server, model, version):

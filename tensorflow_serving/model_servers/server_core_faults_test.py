@@ -119,12 +119,7 @@ def version_status(core, version, name="m"):
 
 
 def wait_for(predicate, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
+    return testing.wait_for(predicate, timeout, interval=0.02)
 
 
 @pytest.fixture

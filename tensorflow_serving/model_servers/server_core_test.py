@@ -56,12 +56,7 @@ def serving(core, name="m"):
 
 
 def wait_for(predicate, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
+    return testing.wait_for(predicate, timeout, interval=0.02)
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@
 import os
 import socket
 import sys
+import time
+from collections.abc import Callable
 
 import pytest
 
@@ -18,6 +20,16 @@ def main(test_file: str) -> int:
     if xml:
         args.append(f"--junitxml={xml}")
     return int(pytest.main(args))
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 60, interval: float = 0.02) -> bool:
+    """Polls `predicate` until it holds (True) or `timeout` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
 
 
 def free_port() -> int:
