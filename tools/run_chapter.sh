@@ -9,7 +9,10 @@ cd "$(dirname "$0")/.."
 MODEL_DIR="${MODEL_DIR:-/tmp/mnist_model}"
 WORK_DIR="${WORK_DIR:-/tmp}"
 PORT="${PORT:-8000}"
-ITERATIONS="${ITERATIONS:-1000}"
+# Version 1 trains as long as the chapter does; version 2 is the same CNN
+# trained longer (test accuracy ~0.97 instead of ~0.955), as a retrained model would be.
+ITERATIONS_V1="${ITERATIONS_V1:-1000}"
+ITERATIONS_V2="${ITERATIONS_V2:-2000}"
 server_pid=""
 
 finish() {
@@ -30,13 +33,14 @@ bazel build //tensorflow_serving/example:serving_model_ch4 \
   //tensorflow_serving/model_servers:tensorflow_model_server || exit 1
 
 for version in 1 2; do
+  iterations="ITERATIONS_V${version}"
   if [ -d "${MODEL_DIR}/${version}" ]; then
     echo "[chapter] ${MODEL_DIR}/${version} exists; keeping it"
     continue
   fi
   echo "[chapter] training and exporting version ${version}"
   bazel-bin/tensorflow_serving/example/serving_model_ch4 \
-    --training_iteration="${ITERATIONS}" --model_version="${version}" \
+    --training_iteration="${!iterations}" --model_version="${version}" \
     --work_dir="${WORK_DIR}" "${MODEL_DIR}" || exit 1
 done
 
