@@ -339,7 +339,12 @@ class Benchmark:
         max_batch = self.settings["max_batch_size"]
         summaries = [
             report.scenario_summary(
-                s, max_batch, limit["limits"], floors.get(s.name), servers.get(s.name)
+                s,
+                max_batch,
+                limit["limits"],
+                floors.get(s.name),
+                servers.get(s.name),
+                sorted(self.server_cpus) if self.server_cpus else None,
             )
             for s in self.scenarios
         ]

@@ -48,9 +48,14 @@ def timed_runs(
     stop = clock() + warmup_seconds
     while clock() < stop:
         call()
+    from tensorflow_serving.tools import processes
+
+    own_cpus = os.sched_getaffinity(0)
     per_run = []
     for _ in range(runs):
         latencies = []
+        busy = processes.CpuBusyMeter()
+        busy.start()
         cpu0, start = time.process_time(), clock()
         stop = start + run_seconds
         while True:
@@ -60,6 +65,8 @@ def timed_runs(
             call()
             latencies.append(clock() - t0)
         wall, cpu = clock() - start, time.process_time() - cpu0
+        busy_by_cpu = busy.stop()
+        others = sum(busy_by_cpu.get(c, 0.0) for c in own_cpus) - cpu / wall
         latencies.sort()
         n = max(len(latencies), 1)
         per_run.append(
@@ -69,6 +76,8 @@ def timed_runs(
                 "p99_ms": _percentile(latencies, 99) * 1e3,
                 "cpu_us_per_inference": cpu / (n * batch) * 1e6,
                 "cpu_cores": cpu / wall,
+                # Cores of this process's CPUs that other processes kept busy: noise.
+                "others_cores": max(0.0, others),
             }
         )
     result = {k: round(statistics.median(r[k] for r in per_run), 3) for k in per_run[0]}

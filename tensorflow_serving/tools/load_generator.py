@@ -119,6 +119,9 @@ class LoadResult:
     latency_ms: dict[str, float | None]
     client_cpu: dict[str, Any]
     server_cpu: dict[str, float] | None = None
+    # Busy fraction of every CPU over the window, by anyone: with server_cpu and
+    # client_cpu it shows what other processes took (the noise of a shared machine).
+    cpu_busy: dict[str, float] = dataclasses.field(default_factory=dict)
     failure: str | None = None  # the run itself failed (workers did not start, ...)
 
     def to_dict(self) -> dict[str, Any]:
@@ -391,16 +394,19 @@ def run_load(spec: LoadSpec) -> LoadResult:
         ctl["go"].set()
 
         meter = processes.CpuMeter(spec.server_pid)
+        busy_meter = processes.CpuBusyMeter()
         time.sleep(max(0.0, t_measure - time.monotonic()))
         meter.start()
+        busy_meter.start()
         t_meter = time.monotonic()
         results = []
-        server_cpu_s, meter_wall, metered = None, 0.0, False
+        server_cpu_s, meter_wall, metered, cpu_busy = None, 0.0, False, {}
         hard_deadline = t_end + spec.timeout_s + 30
         while len(results) < procs:
             # Duration runs: read the server's CPU at the end of the window, not after the drain.
             if spec.requests is None and not metered and time.monotonic() >= t_end:
                 server_cpu_s, meter_wall, metered = meter.stop(), time.monotonic() - t_meter, True
+                cpu_busy = busy_meter.stop()
             try:
                 wait = 0.05 if spec.requests is None and not metered else 1.0
                 results.append(ctl["results"].get(timeout=wait))
@@ -411,6 +417,7 @@ def run_load(spec: LoadSpec) -> LoadResult:
                     return fail(f"load workers exited; {len(results)}/{procs} reported")
         if not metered:
             server_cpu_s, meter_wall = meter.stop(), time.monotonic() - t_meter
+            cpu_busy = busy_meter.stop()
     finally:
         for worker in workers:
             if worker.is_alive():
@@ -418,7 +425,9 @@ def run_load(spec: LoadSpec) -> LoadResult:
             if worker.is_alive():
                 worker.kill()  # our own child, by pid
                 worker.join(timeout=5)
-    return _summarize(spec, procs, results, t_measure, server_cpu_s, meter_wall)
+    result = _summarize(spec, procs, results, t_measure, server_cpu_s, meter_wall)
+    result.cpu_busy = {str(cpu): busy for cpu, busy in sorted(cpu_busy.items())}
+    return result
 
 
 def _empty_result(spec: LoadSpec, procs: int, failure: str) -> LoadResult:

@@ -185,6 +185,43 @@ class CpuMeter:
         return used
 
 
+def _per_cpu_ticks() -> dict[int, tuple[int, int]]:
+    """{cpu: (busy ticks, all ticks)} from /proc/stat."""
+    ticks = {}
+    with open("/proc/stat") as handle:
+        for line in handle:
+            name, _, rest = line.partition(" ")
+            if not name.startswith("cpu") or name == "cpu":
+                continue
+            values = [int(v) for v in rest.split()]
+            idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+            ticks[int(name[3:])] = (sum(values) - idle, sum(values))
+    return ticks
+
+
+class CpuBusyMeter:
+    """How busy each CPU was between `start()` and `stop()`, whoever kept it busy.
+
+    Next to a party's own CPU time this shows what other processes took from
+    its core: on a shared machine that is the noise in the measurement.
+    """
+
+    def __init__(self) -> None:
+        self._before: dict[int, tuple[int, int]] = {}
+
+    def start(self) -> None:
+        self._before = _per_cpu_ticks()
+
+    def stop(self) -> dict[int, float]:
+        """{cpu: busy fraction 0..1}."""
+        after = _per_cpu_ticks()
+        busy = {}
+        for cpu, (b1, t1) in after.items():
+            b0, t0 = self._before.get(cpu, (b1, t1))
+            busy[cpu] = round((b1 - b0) / (t1 - t0), 3) if t1 > t0 else 0.0
+        return busy
+
+
 def parse_cpus(text: str) -> set[int] | None:
     """'0', '0,1' or '0-3' -> a CPU set; '' or 'none' -> None (no pinning)."""
     text = text.strip().lower()

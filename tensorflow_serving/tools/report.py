@@ -84,14 +84,31 @@ def _usable(result: dict | None) -> bool:
     return bool(result) and not result.get("failure") and result.get("requests_ok", 0) > 0
 
 
+def others_on_cpus(result: dict | None, cpus: list[int] | None) -> float | None:
+    """Cores of `cpus` that processes other than the measured server kept busy."""
+    if not _usable(result) or not cpus or not result.get("cpu_busy"):
+        return None
+    busy = sum(result["cpu_busy"].get(str(c), 0.0) for c in cpus)
+    own = (result.get("server_cpu") or {}).get("cores", 0.0)
+    return round(max(0.0, busy - own), 3)
+
+
 def scenario_summary(
     scenario: Scenario,
     max_batch_size: int | None,
     limits: dict[str, dict],
     floor: dict | None,
     server: dict | None,
+    server_cpus: list[int] | None = None,
 ) -> dict[str, Any]:
-    """One scenario's record: the measurements and the derived ceiling and ratios."""
+    """One scenario's record: the measurements and the derived ceiling and ratios.
+
+    With `server_cpus` (the pinned server side), each load result also gets
+    `others_on_server_cpus`: what other processes took from the server's core.
+    """
+    for result in (floor, server):
+        if result is not None and _usable(result):
+            result["others_on_server_cpus"] = others_on_cpus(result, server_cpus)
     b_eff = effective_batch(scenario, max_batch_size)
     limit = limits.get(str(b_eff))
     limit_at_batch = limits.get(str(scenario.batch))
@@ -124,9 +141,9 @@ def _fmt(value, pattern: str = "{:,.0f}") -> str:
 
 def _load_cells(result: dict | None) -> list[str]:
     if not result:
-        return ["-"] * 7
+        return ["-"] * 8
     if result.get("failure"):
-        return ["FAILED: " + result["failure"][:80].replace("|", "/")] + ["-"] * 6
+        return ["FAILED: " + result["failure"][:80].replace("|", "/")] + ["-"] * 7
     lat = result.get("latency_ms", {})
     errors = result.get("errors", 0)
     kinds = result.get("error_kinds") or {}
@@ -143,19 +160,20 @@ def _load_cells(result: dict | None) -> list[str]:
         error_cell,
         _fmt(server_cpu.get("us_per_inference")),
         _fmt(server_cpu.get("cores"), "{:.2f}"),
+        _fmt(result.get("others_on_server_cpus"), "{:.2f}"),
         client_cell,
     ]
 
 
 HEADER = (
     "| scenario | party | inf/s | req/s | p50/p90/p99 ms | errors | server CPU us/inf "
-    "| server cores | client cores | vs limit | vs ceiling |"
+    "| server cores | others on server CPU | client cores | vs limit | vs ceiling |"
 )
 
 
 def render_table(summaries: list[dict[str, Any]]) -> str:
     """A Markdown table: per scenario the limit, floor, ceiling and server rows."""
-    lines = [HEADER, "|" + "---|" * 11]
+    lines = [HEADER, "|" + "---|" * 12]
     for s in summaries:
         name = s["scenario"]
         limit = s["limit"]
@@ -164,7 +182,8 @@ def render_table(summaries: list[dict[str, Any]]) -> str:
                 f"| {name} | limit (in-process, b{s['b_eff']}) | "
                 f"{_fmt(limit['inferences_per_s'])} | {_fmt(limit['inferences_per_s'] / s['b_eff'])} "
                 f"| {limit['p50_ms']:.2f}/-/{limit['p99_ms']:.2f} | - | "
-                f"{_fmt(limit['cpu_us_per_inference'])} | {limit['cpu_cores']:.2f} | - | - | - |"
+                f"{_fmt(limit['cpu_us_per_inference'])} | {limit['cpu_cores']:.2f} | "
+                f"{_fmt(limit.get('others_cores'), '{:.2f}')} | - | - | - |"
             )
         if s["floor"] is not None:
             cells = _load_cells(s["floor"])
@@ -175,7 +194,7 @@ def render_table(summaries: list[dict[str, Any]]) -> str:
             ideal = _fmt(s["ideal_p50_ms"], "{:.2f}")
             lines.append(
                 f"| {name} | ceiling | {_fmt(s['ceiling_ips'])} | - | {ideal} (ideal p50) "
-                "| - | - | - | - | - | - |"
+                "| - | - | - | - | - | - | - |"
             )
         if s["server"] is not None:
             cells = _load_cells(s["server"])
@@ -193,6 +212,7 @@ LEGEND = (
     "server's cores) at the batch the server runs (b_eff); floor: a no-work server on the "
     "same transport answering a fixed response, same load; ceiling = 1/(1/(floor_rps*batch) "
     "+ 1/limit_ips(b_eff)); vs limit/ceiling: server inf/s over them. Latency: per request "
-    "(limit: per call). client cores SAT: the load generator used >= 90% of its cores, so "
-    "that row may measure the client."
+    "(limit: per call). others on server CPU: cores of the server's CPU other processes "
+    "kept busy meanwhile (noise on a shared machine). client cores SAT: the load generator "
+    "used >= 90% of its cores, so that row may measure the client."
 )

@@ -102,6 +102,16 @@ def test_summary_without_a_usable_server_has_no_ratios():
     assert s["ceiling_ips"] is not None
 
 
+def test_noise_is_what_others_took_from_the_server_cpu():
+    server = {**_load(900, 1.0), "cpu_busy": {"0": 0.95, "1": 0.5}}
+    server["server_cpu"]["cores"] = 0.6
+    assert report.others_on_cpus(server, [0]) == pytest.approx(0.35)
+    assert report.others_on_cpus(server, None) is None
+    s = report.scenario_summary(Scenario("grpc", 1, 1), None, LIMITS, None, server, [0])
+    assert s["server"]["others_on_server_cpus"] == pytest.approx(0.35)
+    assert "| 0.35 |" in report.render_table([s])
+
+
 def test_table_shows_every_party_errors_and_a_saturated_client():
     summaries = [
         report.scenario_summary(
@@ -118,7 +128,7 @@ def test_table_shows_every_party_errors_and_a_saturated_client():
     table = report.render_table(summaries)
     lines = table.splitlines()
     assert lines[0] == report.HEADER
-    assert all(line.count("|") == 12 for line in lines), table
+    assert all(line.count("|") == 13 for line in lines), table
     assert "limit (in-process, b1)" in table and "limit (in-process, b32)" in table
     assert "3 (grpc:UNAVAILABLE=3)" in table
     assert "0.95 SAT" in table
