@@ -369,6 +369,7 @@ class Benchmark:
             "signature_outputs": limit["outputs"],
             "limits": limit["limits"],
             "scenarios": summaries,
+            "noisy": report.noisy_parties(summaries),
             "table": report.render_table(summaries),
         }
 
@@ -427,6 +428,12 @@ def main(argv: list[str] | None = None) -> int:
     print(result["table"])
     print()
     print(report.LEGEND)
+    if result["noisy"]:
+        print(
+            f"\nNOISY: other processes took >= {report.NOISE_CORES} cores of the server's CPU "
+            f"during: {', '.join(result['noisy'])}. Those numbers are not the party's; rerun on "
+            "a quieter machine."
+        )
     if args.out:
         out = _user_path(args.out)
         with open(out, "w") as handle:

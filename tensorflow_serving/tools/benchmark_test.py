@@ -82,6 +82,7 @@ def test_full_run_reports_limit_floor_ceiling_and_server(tmp_path, capsys):
                 party,
             )
     assert report["table"] in stdout
+    assert isinstance(report["noisy"], list)  # noise is reported, never asserted away
 
 
 def test_tf2_model_server_only_with_a_request_count(tmp_path, capsys):

@@ -135,6 +135,23 @@ def scenario_summary(
     }
 
 
+NOISE_CORES = 0.1
+
+
+def noisy_parties(summaries: list[dict[str, Any]], threshold: float = NOISE_CORES) -> list[str]:
+    """'scenario party' for every measurement during which other processes took at
+    least `threshold` cores from the server's CPU: those numbers are not the party's."""
+    noisy = []
+    for s in summaries:
+        limit = s.get("limit") or {}
+        if (limit.get("others_cores") or 0.0) >= threshold:
+            noisy.append(f"{s['scenario']} limit")
+        for party in ("floor", "server"):
+            if ((s.get(party) or {}).get("others_on_server_cpus") or 0.0) >= threshold:
+                noisy.append(f"{s['scenario']} {party}")
+    return noisy
+
+
 def _fmt(value, pattern: str = "{:,.0f}") -> str:
     return "-" if value is None else pattern.format(value)
 

@@ -110,6 +110,10 @@ def test_noise_is_what_others_took_from_the_server_cpu():
     s = report.scenario_summary(Scenario("grpc", 1, 1), None, LIMITS, None, server, [0])
     assert s["server"]["others_on_server_cpus"] == pytest.approx(0.35)
     assert "| 0.35 |" in report.render_table([s])
+    assert report.noisy_parties([s]) == ["grpc:1:1 server"]
+    quiet = {**server, "cpu_busy": {"0": 0.62}}
+    s = report.scenario_summary(Scenario("grpc", 1, 1), None, LIMITS, None, quiet, [0])
+    assert report.noisy_parties([s]) == []
 
 
 def test_table_shows_every_party_errors_and_a_saturated_client():
