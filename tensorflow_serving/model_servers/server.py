@@ -260,6 +260,7 @@ class Server:
         A request waits on its thread while its batch forms, so a batch can never
         be larger than the number of handler threads; upstream's batching guide
         asks for twice the batch size in client threads for the same reason.
+        --rest_api_num_threads is raised the same way (see _start_http).
         """
         workers = max(1, options.grpc_max_threads)
         if self._batch_threads_wanted > workers:
@@ -334,7 +335,7 @@ class Server:
             http_server_lib.HttpOptions(
                 port=options.rest_api_port,
                 host=options.bind_address,
-                num_threads=options.rest_api_num_threads,
+                num_threads=max(options.rest_api_num_threads, self._batch_threads_wanted),
                 timeout_in_ms=options.rest_api_timeout_in_ms,
                 enable_cors=options.rest_api_enable_cors_support,
                 prometheus_path=self._prometheus_path,
