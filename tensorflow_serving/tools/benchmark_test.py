@@ -53,6 +53,10 @@ def test_full_run_reports_limit_floor_ceiling_and_server(tmp_path, capsys):
     assert report["model_dir"].endswith(os.path.join("half_plus_two", "123"))
     assert [i["alias"] for i in report["signature_inputs"]] == ["x"]
     assert sorted(report["limits"]) == ["1", "2", "4"]  # b_eff of grpc:1:4 is 4
+    # Measured before and after the load runs; the better pass is kept.
+    for record in report["limits"].values():
+        assert len(record["passes_inferences_per_s"]) == 2
+        assert record["inferences_per_s"] == max(record["passes_inferences_per_s"])
     by_name = {s["scenario"]: s for s in report["scenarios"]}
     assert list(by_name) == ["grpc:1:1", "grpc:1:4", "rest:2:2"]
     assert by_name["grpc:1:4"]["b_eff"] == 4 and by_name["rest:2:2"]["b_eff"] == 4

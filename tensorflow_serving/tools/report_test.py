@@ -44,6 +44,16 @@ def test_ceiling_serialises_transport_and_compute():
     assert report.ceiling_ips(2150, 1, None) is None
 
 
+def test_limit_passes_keep_the_best_per_batch():
+    before = {"1": {"inferences_per_s": 900.0, "p50_ms": 1.0}, "32": {"inferences_per_s": 3600.0}}
+    after = {"1": {"inferences_per_s": 1400.0, "p50_ms": 0.7}, "32": {"inferences_per_s": 2800.0}}
+    merged = report.merge_limit_passes([before, after])
+    assert merged["1"]["inferences_per_s"] == 1400.0 and merged["1"]["p50_ms"] == 0.7
+    assert merged["32"]["inferences_per_s"] == 3600.0
+    assert merged["1"]["passes_inferences_per_s"] == [900.0, 1400.0]
+    assert "passes_inferences_per_s" not in before["1"]
+
+
 def _load(ips, p50, errors=0, saturated=False, batch=1):
     return {
         "throughput_ips": ips,
