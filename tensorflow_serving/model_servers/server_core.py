@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-import time
 
 from tensorflow_serving.apis import get_model_status_pb2, model_pb2
 from tensorflow_serving.config import model_server_config_pb2
@@ -323,16 +322,6 @@ def _read_text(path: str) -> str | None:
         return None
 
 
-def wait_until_available(core: ServerCore, name: str, version: int, timeout: float = 60) -> bool:
-    """Test helper: blocks until version `version` of `name` serves."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if version in (core.manager.serving_versions(name) or {}):
-            return True
-        time.sleep(0.02)
-    return False
-
-
 __all__ = [
     "ServerCore",
     "ServerCoreOptions",
@@ -340,5 +329,4 @@ __all__ = [
     "read_model_server_config",
     "single_model_config",
     "validate_config",
-    "wait_until_available",
 ]
