@@ -10,6 +10,7 @@ allowed size, runs once, and hands each caller its slice of every output.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
@@ -145,6 +146,19 @@ class BatchingServable:
         if size is None:
             return self._bundle.run(signature, inputs, output_aliases)
         return self._queue_for(signature, inputs, output_aliases).submit(inputs, size)
+
+    def submit_async(
+        self, signature, inputs: dict[str, np.ndarray], output_aliases: tuple[str, ...]
+    ) -> asyncio.Future | None:
+        """From an event loop: the run's result as a future of that loop, without a thread.
+
+        None when the inputs cannot be batched; the caller then calls run() on a
+        worker thread.
+        """
+        size = _batch_size(inputs)
+        if size is None:
+            return None
+        return self._queue_for(signature, inputs, output_aliases).submit_async(inputs, size)
 
     def _queue_for(self, signature, inputs, output_aliases):
         if self._options.pad_variable_length_inputs:

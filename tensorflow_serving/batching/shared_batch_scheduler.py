@@ -11,6 +11,12 @@ batches grow exactly as fast as traffic does. Compared with dedicated batch
 threads, this saves two thread hand-offs per request, which in Python cost
 more than the batching gains at low concurrency.
 
+Callers on an asyncio event loop (the REST server) have no thread to lend:
+`submit_async` enqueues and returns a future at once. When such a task gets
+a slot, a *runner* thread of the scheduler leads instead and drains the queue;
+the answers of a batch go back to each loop in one call, so a request costs
+no thread hand-off of its own, only its share of one per batch.
+
 Each (model version, signature, input layout) has its own queue. With a
 batch_timeout_micros above 0 a leader waits (up to that long after the
 oldest task arrived) for a full batch before running a partial one.
@@ -18,7 +24,9 @@ oldest task arrived) for a full batch before running a partial one.
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import concurrent.futures
 import dataclasses
 import logging
 import threading
@@ -51,10 +59,11 @@ class Task:
         "deadline",
         "done",
         "holds_slot",
+        "future",
         "_wake",
     )
 
-    def __init__(self, inputs: dict, size: int):
+    def __init__(self, inputs: dict, size: int, future: asyncio.Future | None = None):
         self.inputs = inputs
         self.size = size
         self.result = None
@@ -63,9 +72,13 @@ class Task:
         # When the caller stops waiting (request_deadline); an expired task is not run.
         self.deadline: float | None = request_deadline.current()
         self.done = False
-        self.holds_slot = False  # this request's thread runs batches now
-        self._wake = threading.Lock()
-        self._wake.acquire()
+        self.holds_slot = False  # this request's thread (or a runner for it) runs batches now
+        # Set for submit_async: resolved on its loop; no thread waits on _wake.
+        self.future = future
+        self._wake = None
+        if future is None:
+            self._wake = threading.Lock()
+            self._wake.acquire()
 
 
 # Runs a batch of tasks; returns one result per task, or raises for all of them.
@@ -88,12 +101,25 @@ class BatchQueue:
 
     def submit(self, inputs: dict, size: int) -> object:
         """Runs `inputs` (`size` rows) as part of a batch; blocks until its result is ready."""
+        self._check_size(size)
+        return self._scheduler._submit(self, Task(inputs, size))
+
+    def submit_async(self, inputs: dict, size: int) -> asyncio.Future:
+        """Like submit, from a running event loop: the result comes as a future of that loop.
+
+        Raises at once (queue full, too large, shutting down) as submit does.
+        """
+        self._check_size(size)
+        future = asyncio.get_running_loop().create_future()
+        self._scheduler._submit_async(self, Task(inputs, size, future))
+        return future
+
+    def _check_size(self, size: int) -> None:
         if size > self.options.max_batch_size:
             raise status.invalid_argument(
                 f"Task size {size} is larger than maximum input batch size "
                 f"{self.options.max_batch_size}"
             )
-        return self._scheduler._submit(self, Task(inputs, size))
 
     def pop_batch(self) -> list[Task]:
         batch: list[Task] = []
@@ -131,6 +157,10 @@ class SharedBatchScheduler:
         self._queues: list[BatchQueue] = []
         self._stopping = False
         self._waiting_on_cond = 0
+        # Leads batches for submit_async tasks (never more than the slots).
+        self._runners = concurrent.futures.ThreadPoolExecutor(
+            max_workers=num_batch_threads, thread_name_prefix="batch"
+        )
 
     def add_queue(self, options: QueueOptions, process: ProcessBatch) -> BatchQueue:
         queue = BatchQueue(self, options, process)
@@ -157,22 +187,35 @@ class SharedBatchScheduler:
 
     # -- The request's thread ---------------------------------------------
 
+    def _enqueue(self, queue: BatchQueue, task: Task) -> None:
+        """Admits `task` or raises; gives it a free slot if there is one (lock held)."""
+        if self._stopping or queue not in self._queues:
+            raise status.unavailable("The batch scheduler is shutting down")
+        if queue.enqueued_size + task.size > queue.capacity:
+            raise status.unavailable(
+                "The batch scheduling queue to which this task was submitted is full"
+            )
+        task.enqueued_at = time.monotonic()
+        queue.tasks.append(task)
+        queue.enqueued_size += task.size
+        if self._active < self._slots:
+            self._active += 1
+            task.holds_slot = True
+        elif queue.filling_leaders and queue.enqueued_size >= queue.options.max_batch_size:
+            self._cond.notify_all()
+
+    def _submit_async(self, queue: BatchQueue, task: Task) -> None:
+        with self._cond:
+            self._enqueue(queue, task)
+        if task.holds_slot:
+            try:
+                self._runners.submit(self._drain, queue)
+            except RuntimeError:  # stop() ran meanwhile and answered the task UNAVAILABLE
+                pass
+
     def _submit(self, queue: BatchQueue, task: Task) -> object:
         with self._cond:
-            if self._stopping or queue not in self._queues:
-                raise status.unavailable("The batch scheduler is shutting down")
-            if queue.enqueued_size + task.size > queue.capacity:
-                raise status.unavailable(
-                    "The batch scheduling queue to which this task was submitted is full"
-                )
-            task.enqueued_at = time.monotonic()
-            queue.tasks.append(task)
-            queue.enqueued_size += task.size
-            if self._active < self._slots:
-                self._active += 1
-                task.holds_slot = True
-            elif queue.filling_leaders and queue.enqueued_size >= queue.options.max_batch_size:
-                self._cond.notify_all()
+            self._enqueue(queue, task)
         if not task.holds_slot:
             task._wake.acquire()  # until done, or until handed a batch slot
         if task.holds_slot:
@@ -206,6 +249,23 @@ class SharedBatchScheduler:
             if batch:  # empty when every task taken had expired
                 self._run(queue, batch)
 
+    def _drain(self, queue: BatchQueue) -> None:
+        """A runner's slot: runs batches of `queue` until it is empty, then passes the slot on."""
+        while True:
+            with self._cond:
+                if not queue.tasks or self._stopping:
+                    self._pass_slot_on()
+                    return
+                deadline = queue.fill_deadline()
+                if deadline is not None and time.monotonic() < deadline:
+                    queue.filling_leaders += 1
+                    self._cond.wait(deadline - time.monotonic())
+                    queue.filling_leaders -= 1
+                    continue
+                batch = queue.pop_batch()
+            if batch:
+                self._run(queue, batch)
+
     def _run(self, queue: BatchQueue, batch: list[Task]) -> None:
         try:
             results = queue.process(batch)
@@ -214,18 +274,29 @@ class SharedBatchScheduler:
             if not isinstance(raised, status.ServingError):
                 _LOG.exception("Batch processing failed")
             results, error = [None] * len(batch), raised
+        replies: dict[asyncio.AbstractEventLoop, list[Task]] = {}
         with self._cond:
             for task, result in zip(batch, results, strict=True):
-                self._finish(task, result, error)
+                self._finish(task, result, error, replies)
             if self._waiting_on_cond:
                 self._cond.notify_all()
+        _reply_to_loops(replies)
 
-    def _finish(self, task: Task, result, error) -> None:
-        """Answers a task (scheduler lock held); wakes it unless its thread is a leader."""
+    def _finish(self, task: Task, result, error, replies=None) -> None:
+        """Answers a task (scheduler lock held); wakes it unless its thread is a leader.
+
+        An async task's answer goes to its loop: collected in `replies` (one
+        call per loop for a whole batch), or sent at once without it.
+        """
         if task.done:
             return
         task.result, task.error, task.done = result, error, True
-        if not task.holds_slot:
+        if task.future is not None:
+            if replies is None:
+                _reply_to_loops({task.future.get_loop(): [task]})
+            else:
+                replies.setdefault(task.future.get_loop(), []).append(task)
+        elif not task.holds_slot:
             task._wake.release()
 
     def _expire(self, task: Task) -> None:
@@ -242,18 +313,27 @@ class SharedBatchScheduler:
             self._cond.notify_all()
 
     def _pass_slot_on(self) -> None:
-        """Gives this leader's slot to the oldest waiting request, or frees it (lock held)."""
-        oldest = None
+        """Gives this leader's slot to the oldest waiting request, or frees it (lock held).
+
+        A waiting thread is woken to lead; for an async request a runner starts.
+        """
+        oldest, oldest_queue = None, None
         for queue in self._queues:
             if queue.tasks and not queue.tasks[0].holds_slot:
                 head = queue.tasks[0]
                 if oldest is None or head.enqueued_at < oldest.enqueued_at:
-                    oldest = head
+                    oldest, oldest_queue = head, queue
         if oldest is None or self._stopping:
             self._active -= 1
             return
         oldest.holds_slot = True
-        oldest._wake.release()
+        if oldest.future is None:
+            oldest._wake.release()
+        else:
+            try:
+                self._runners.submit(self._drain, oldest_queue)
+            except RuntimeError:  # shut down: stop() answers what is still queued
+                self._active -= 1
 
     def stop(self) -> None:
         """Refuses new work and answers every queued task UNAVAILABLE."""
@@ -262,3 +342,24 @@ class SharedBatchScheduler:
             queues = list(self._queues)
         for queue in queues:
             self.remove_queue(queue)
+        self._runners.shutdown(wait=False)
+
+
+def _reply_to_loops(replies: dict[asyncio.AbstractEventLoop, list[Task]]) -> None:
+    """Hands answered async tasks back to their loops: one thread-safe call per loop."""
+    for loop, tasks in replies.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, tasks)
+        except RuntimeError:
+            pass  # the loop is closed: nobody waits for these answers any more
+
+
+def _resolve(tasks: list[Task]) -> None:
+    """On the task's loop: settles each future that is still wanted."""
+    for task in tasks:
+        if task.future.done():
+            continue  # cancelled: its request timed out
+        if task.error is not None:
+            task.future.set_exception(task.error)
+        else:
+            task.future.set_result(task.result)

@@ -1,5 +1,6 @@
 """The scheduler answers every request exactly once and respects its batch slots."""
 
+import asyncio
 import random
 import sys
 import threading
@@ -113,6 +114,83 @@ def test_stopped_scheduler_refuses_work():
     with pytest.raises(status.ServingError) as raised:
         queue.submit({"id": 1}, 1)
     assert raised.value.http_status() == 503
+
+
+def test_event_loop_requests_are_batched_and_each_gets_its_own_answer():
+    scheduler = SharedBatchScheduler(1)
+    recorder = Recorder(delay=0.01)
+    queue = scheduler.add_queue(QueueOptions(max_batch_size=8), recorder)
+
+    async def submit_all():
+        futures = [queue.submit_async({"id": i}, 1 + i % 3) for i in range(20)]
+        return await asyncio.gather(*futures)
+
+    assert asyncio.run(submit_all()) == list(range(20))
+    assert max(recorder.sizes) <= 8
+    assert len(recorder.sizes) < 20, "requests queued together must share batches"
+
+
+def test_event_loop_and_thread_requests_share_one_queue():
+    """A blocked thread and a loop's futures, merged: nobody is left waiting."""
+    scheduler = SharedBatchScheduler(1)
+    queue = scheduler.add_queue(QueueOptions(max_batch_size=4), Recorder(delay=0.005))
+    errors, wrong = [], []
+
+    async def loop_client(worker):
+        for call in range(15):
+            token = ("loop", worker, call)
+            if await queue.submit_async({"id": token}, 1) != token:
+                wrong.append(token)
+
+    async def loop_clients():
+        await asyncio.gather(*(loop_client(w) for w in range(6)))
+
+    loop_thread = threading.Thread(target=lambda: asyncio.run(loop_clients()))
+    loop_thread.start()
+    errors, wrong_threads = hammer([queue], threads=6, calls=15)
+    loop_thread.join(60)
+    assert not loop_thread.is_alive(), "a loop request was never answered"
+    assert errors == [] and wrong == [] and wrong_threads == []
+
+
+def test_event_loop_request_gets_failures_and_full_queue_at_once():
+    scheduler = SharedBatchScheduler(1)
+
+    def failing(tasks):
+        raise status.invalid_argument("bad batch")
+
+    queue = scheduler.add_queue(QueueOptions(max_batch_size=2, max_enqueued_batches=1), failing)
+
+    async def scenario():
+        with pytest.raises(status.ServingError, match="bad batch"):
+            await queue.submit_async({"id": 1}, 1)
+        with pytest.raises(status.ServingError, match="larger than maximum"):
+            queue.submit_async({"id": 2}, 3)
+
+    asyncio.run(scenario())
+
+
+def test_cancelled_loop_request_does_not_disturb_the_others():
+    """A request that timed out on the loop is dropped quietly; its batch-mates are answered."""
+    scheduler = SharedBatchScheduler(1)
+    release = threading.Event()
+
+    def slow(tasks):
+        release.wait(5)
+        return [t.inputs["id"] for t in tasks]
+
+    queue = scheduler.add_queue(QueueOptions(max_batch_size=4), slow)
+
+    async def scenario():
+        first = queue.submit_async({"id": "first"}, 1)
+        late = queue.submit_async({"id": "late"}, 1)
+        kept = queue.submit_async({"id": "kept"}, 1)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(late, 0.05)
+        release.set()
+        return await first, await kept
+
+    assert asyncio.run(scenario()) == ("first", "kept")
 
 
 if __name__ == "__main__":

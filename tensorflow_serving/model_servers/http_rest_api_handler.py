@@ -18,6 +18,7 @@ worker thread, bounds its time, and records metrics.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import logging
 import re
@@ -124,6 +125,19 @@ def error_response(error: status.ServingError) -> RestResponse:
     return RestResponse(error.http_status(), json_tensor.error_json(error.message), error.code.name)
 
 
+def _failure_response(route: Route, error: Exception) -> RestResponse:
+    """{"error": ...}: a ServingError's own code, anything else INTERNAL (and logged)."""
+    if isinstance(error, status.ServingError):
+        return error_response(error)
+    _LOG.exception("REST %s for model %r failed unexpectedly", route.api, route.model_name)
+    return error_response(status.internal(f"{route.api} failed: {type(error).__name__}: {error}"))
+
+
+def _predict_answer(outputs, fmt, version: int, signature_key: str) -> RestResponse:
+    answer = json_tensor.predict_response_json(outputs, fmt)
+    return RestResponse(200, answer, version=str(version), signature_name=signature_key)
+
+
 def _pretty(document: dict) -> bytes:
     return orjson.dumps(document, option=orjson.OPT_INDENT_2)
 
@@ -150,36 +164,51 @@ class HttpRestApiHandler:
             if route.api == METADATA:
                 return self._metadata(route)
             return self._status(route)
-        except status.ServingError as error:
-            return error_response(error)
         except Exception as error:
-            _LOG.exception("REST %s for model %r failed unexpectedly", route.api, route.model_name)
-            return error_response(
-                status.internal(f"{route.api} failed: {type(error).__name__}: {error}")
-            )
+            return _failure_response(route, error)
 
     # -- POST ------------------------------------------------------------------
 
     def _predict(self, route: Route, body: bytes) -> RestResponse:
         doc = json_tensor.loads_object(body)
-        requested = json_tensor.signature_name(doc)
         with self._core.servable_handle(route.model_spec()) as handle:
-            name = requested or predict_util.DEFAULT_SIGNATURE
-            signature = handle.servable.signatures.get(name)
-            if signature is None:
-                raise status.invalid_argument(
-                    f'Serving signature name: "{name}" not found in signature def'
-                )
-            dtypes = json_tensor.signature_input_dtypes(signature)
-            if not dtypes:
-                raise status.invalid_argument(
-                    f"Failed to get input map for signature: {requested or 'DEFAULT'}"
-                )
-            inputs, fmt = json_tensor.predict_inputs_from_json(doc, dtypes, body)
+            name, inputs, fmt = self._predict_inputs(handle, doc, body)
             signature, outputs = predict_util.predict(handle, name, inputs)
-            version = handle.version
-        answer = json_tensor.predict_response_json(outputs, fmt)
-        return RestResponse(200, answer, version=str(version), signature_name=signature.key)
+        return _predict_answer(outputs, fmt, handle.version, signature.key)
+
+    async def predict_async(
+        self, route: Route, body: bytes, executor: concurrent.futures.Executor
+    ) -> RestResponse:
+        """:predict on the event loop: same checks and answers as handle(), but the
+        model runs through the batching queue (or on `executor`), so no thread waits."""
+        try:
+            doc = json_tensor.loads_object(body)
+            with self._core.servable_handle(route.model_spec()) as handle:
+                name, inputs, fmt = self._predict_inputs(handle, doc, body)
+                signature, outputs = await predict_util.predict_async(
+                    handle, name, inputs, executor
+                )
+            return _predict_answer(outputs, fmt, handle.version, signature.key)
+        except Exception as error:
+            return _failure_response(route, error)
+
+    @staticmethod
+    def _predict_inputs(handle, doc: dict, body: bytes):
+        """(signature name, input arrays, request format) of a :predict body."""
+        requested = json_tensor.signature_name(doc)
+        name = requested or predict_util.DEFAULT_SIGNATURE
+        signature = handle.servable.signatures.get(name)
+        if signature is None:
+            raise status.invalid_argument(
+                f'Serving signature name: "{name}" not found in signature def'
+            )
+        dtypes = json_tensor.signature_input_dtypes(signature)
+        if not dtypes:
+            raise status.invalid_argument(
+                f"Failed to get input map for signature: {requested or 'DEFAULT'}"
+            )
+        inputs, fmt = json_tensor.predict_inputs_from_json(doc, dtypes, body)
+        return name, inputs, fmt
 
     def _classify_or_regress(self, route: Route, body: bytes) -> RestResponse:
         doc = json_tensor.loads_object(body)
@@ -251,6 +280,7 @@ __all__ = [
     "HEALTH_READY_PATH",
     "HttpRestApiHandler",
     "PATH_REGEX",
+    "PREDICT",
     "RestResponse",
     "Route",
     "error_response",

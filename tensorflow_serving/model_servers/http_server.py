@@ -44,6 +44,7 @@ from tensorflow_serving.model_servers.http_rest_api_handler import (
     HEALTH_LIVE_PATH,
     HEALTH_READY_PATH,
     PATH_REGEX,
+    PREDICT,
     HttpRestApiHandler,
     RestResponse,
     error_response,
@@ -61,6 +62,10 @@ CORS_HEADERS = (
     (b"access-control-allow-headers", b"Content-Type"),
 )
 _STARTUP_SECONDS = 30.0
+# :predict bodies up to this size are decoded and answered on the event loop and
+# reach the model through the batching queue without a worker thread; larger
+# ones go to a worker so that parsing them cannot stall the loop.
+_INLINE_BODY_BYTES = 256 * 1024
 
 
 @dataclasses.dataclass
@@ -164,6 +169,15 @@ class RestApiApp:
                 )
             self._pending += 1
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        if route.api == PREDICT and len(body) <= _INLINE_BODY_BYTES:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    with request_deadline.at(deadline):
+                        return await self._handler.predict_async(route, body, self._executor)
+            except TimeoutError:
+                return error_response(self._timed_out())
+            finally:
+                self._finished(None)
         work = self._executor.submit(self._handle_unless_late, deadline, route, body)
         work.add_done_callback(self._finished)
         try:

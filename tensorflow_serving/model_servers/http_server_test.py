@@ -1,5 +1,6 @@
 """The HTTP server around the REST handler: headers, limits, the metrics page, lifecycle."""
 
+import asyncio
 import http.client
 import json
 import socket
@@ -40,6 +41,10 @@ class ScriptedHandler(HttpRestApiHandler):
         self.gate.wait(10)
         answer = {"model": route.model_name, "api": route.api, "bytes": len(body)}
         return RestResponse(200, json.dumps(answer).encode(), version="1")
+
+    async def predict_async(self, route, body, executor):
+        """Small :predict bodies come here (on the loop); the gate still holds them."""
+        return await asyncio.get_running_loop().run_in_executor(executor, self.handle, route, body)
 
 
 @pytest.fixture

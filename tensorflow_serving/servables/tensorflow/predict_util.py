@@ -6,6 +6,8 @@ PredictRequest -> PredictResponse form the gRPC service calls.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 from collections.abc import Iterable
 
 import numpy as np
@@ -55,6 +57,15 @@ def output_aliases(signature: Signature, output_filter: Iterable[str]) -> tuple[
     return tuple(requested)
 
 
+def _checked(
+    handle, signature_name: str, inputs: dict[str, np.ndarray], output_filter: Iterable[str]
+) -> tuple[Signature, tuple[str, ...]]:
+    """The signature to run and the outputs to fetch, once the inputs passed the checks."""
+    signature = handle.servable.signature(signature_name or DEFAULT_SIGNATURE)
+    validate_inputs(signature, inputs, handle.name)
+    return signature, output_aliases(signature, output_filter)
+
+
 def predict(
     handle,
     signature_name: str,
@@ -62,11 +73,31 @@ def predict(
     output_filter: Iterable[str] = (),
 ) -> tuple[Signature, dict[str, np.ndarray]]:
     """Runs a signature of the servable behind `handle` on numpy inputs."""
+    signature, fetch = _checked(handle, signature_name, inputs, output_filter)
+    return signature, handle.servable.run(signature, inputs, fetch)
+
+
+async def predict_async(
+    handle,
+    signature_name: str,
+    inputs: dict[str, np.ndarray],
+    executor: concurrent.futures.Executor,
+    output_filter: Iterable[str] = (),
+) -> tuple[Signature, dict[str, np.ndarray]]:
+    """`predict` for an event loop: the loop never blocks on the model.
+
+    A batching servable takes the request into its queue directly
+    (submit_async); anything else runs on `executor`.
+    """
+    signature, fetch = _checked(handle, signature_name, inputs, output_filter)
     servable = handle.servable
-    signature = servable.signature(signature_name or DEFAULT_SIGNATURE)
-    validate_inputs(signature, inputs, handle.name)
-    fetch = output_aliases(signature, output_filter)
-    return signature, servable.run(signature, inputs, fetch)
+    submit = getattr(servable, "submit_async", None)
+    pending = submit(signature, inputs, fetch) if submit is not None else None
+    if pending is None:
+        pending = asyncio.get_running_loop().run_in_executor(
+            executor, servable.run, signature, inputs, fetch
+        )
+    return signature, await pending
 
 
 def fill_model_spec(model_spec, name: str, version: int, signature_name: str | None) -> None:
