@@ -13,9 +13,14 @@ more than the batching gains at low concurrency.
 
 Callers on an asyncio event loop (the REST server) have no thread to lend:
 `submit_async` enqueues and returns a future at once. When such a task gets
-a slot, a *runner* thread of the scheduler leads instead and drains the queue;
-the answers of a batch go back to each loop in one call, so a request costs
-no thread hand-off of its own, only its share of one per batch.
+a slot, the loop first finishes what it is reading (the batch may only grow
+while the loop still adds to the queue in each pass), then a *runner* thread
+of the scheduler runs one batch and passes the slot on. The answers of a
+batch go back to each loop in one call, so a request costs no thread
+hand-off of its own, only its share of one per batch. Waiting for the loop
+to go quiet is what fills batches when the process has one core: a batch
+started while requests are still being parsed would run them in the next,
+smaller batch instead.
 
 Each (model version, signature, input layout) has its own queue. With a
 batch_timeout_micros above 0 a leader waits (up to that long after the
@@ -36,6 +41,9 @@ from collections.abc import Callable, Sequence
 from tensorflow_serving.util import request_deadline, status
 
 _LOG = logging.getLogger(__name__)
+
+# Loop passes in a row that must add nothing before an async batch starts.
+_QUIET_PASSES = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,10 +216,26 @@ class SharedBatchScheduler:
         with self._cond:
             self._enqueue(queue, task)
         if task.holds_slot:
-            try:
-                self._runners.submit(self._drain, queue)
-            except RuntimeError:  # stop() ran meanwhile and answered the task UNAVAILABLE
-                pass
+            task.future.get_loop().call_soon(self._launch_when_quiet, queue, queue.enqueued_size)
+
+    def _launch_when_quiet(self, queue: BatchQueue, seen: int, quiet: int = 0) -> None:
+        """On the loop, holding a slot: starts a runner once the loop stops adding.
+
+        Each pass of the loop reads the requests that have arrived; a request
+        takes a pass or two from its bytes to the queue. So the batch waits
+        while the queue grew (and is not full), until two passes in a row
+        added nothing.
+        """
+        size = queue.enqueued_size
+        quiet = quiet + 1 if size == seen else 0
+        if quiet < _QUIET_PASSES and size < queue.options.max_batch_size:
+            asyncio.get_running_loop().call_soon(self._launch_when_quiet, queue, size, quiet)
+            return
+        try:
+            self._runners.submit(self._run_one, queue)
+        except RuntimeError:  # stop() ran meanwhile and answered what was queued
+            with self._cond:
+                self._active -= 1
 
     def _submit(self, queue: BatchQueue, task: Task) -> object:
         with self._cond:
@@ -249,22 +273,24 @@ class SharedBatchScheduler:
             if batch:  # empty when every task taken had expired
                 self._run(queue, batch)
 
-    def _drain(self, queue: BatchQueue) -> None:
-        """A runner's slot: runs batches of `queue` until it is empty, then passes the slot on."""
-        while True:
-            with self._cond:
+    def _run_one(self, queue: BatchQueue) -> None:
+        """A runner's slot: one batch of `queue` (after its timeout), then the slot moves on."""
+        with self._cond:
+            while True:
                 if not queue.tasks or self._stopping:
                     self._pass_slot_on()
                     return
                 deadline = queue.fill_deadline()
-                if deadline is not None and time.monotonic() < deadline:
-                    queue.filling_leaders += 1
-                    self._cond.wait(deadline - time.monotonic())
-                    queue.filling_leaders -= 1
-                    continue
-                batch = queue.pop_batch()
-            if batch:
-                self._run(queue, batch)
+                if deadline is None or time.monotonic() >= deadline:
+                    break
+                queue.filling_leaders += 1
+                self._cond.wait(deadline - time.monotonic())
+                queue.filling_leaders -= 1
+            batch = queue.pop_batch()
+        if batch:
+            self._run(queue, batch)
+        with self._cond:
+            self._pass_slot_on()
 
     def _run(self, queue: BatchQueue, batch: list[Task]) -> None:
         try:
@@ -329,11 +355,11 @@ class SharedBatchScheduler:
         oldest.holds_slot = True
         if oldest.future is None:
             oldest._wake.release()
-        else:
-            try:
-                self._runners.submit(self._drain, oldest_queue)
-            except RuntimeError:  # shut down: stop() answers what is still queued
-                self._active -= 1
+            return
+        try:
+            oldest.future.get_loop().call_soon_threadsafe(self._launch_when_quiet, oldest_queue, -1)
+        except RuntimeError:  # its loop is closed: nobody will run this slot
+            self._active -= 1
 
     def stop(self) -> None:
         """Refuses new work and answers every queued task UNAVAILABLE."""

@@ -130,6 +130,35 @@ def test_event_loop_requests_are_batched_and_each_gets_its_own_answer():
     assert len(recorder.sizes) < 20, "requests queued together must share batches"
 
 
+def test_loop_batch_waits_while_the_loop_still_adds_requests():
+    """One request per loop pass: the batch starts only when the queue is full."""
+    scheduler = SharedBatchScheduler(1)
+    recorder = Recorder(delay=0)
+    queue = scheduler.add_queue(QueueOptions(max_batch_size=4), recorder)
+
+    async def trickle():
+        futures = []
+        for i in range(4):
+            futures.append(queue.submit_async({"id": i}, 1))
+            await asyncio.sleep(0)  # the next request arrives one pass later
+        return await asyncio.gather(*futures)
+
+    assert asyncio.run(trickle()) == [0, 1, 2, 3]
+    assert recorder.sizes == [4]
+
+
+def test_loop_batch_starts_when_the_loop_goes_quiet():
+    scheduler = SharedBatchScheduler(1)
+    recorder = Recorder(delay=0)
+    queue = scheduler.add_queue(QueueOptions(max_batch_size=32), recorder)
+
+    async def lone_request():
+        return await asyncio.wait_for(queue.submit_async({"id": "alone"}, 1), 5)
+
+    assert asyncio.run(lone_request()) == "alone"
+    assert recorder.sizes == [1]
+
+
 def test_event_loop_and_thread_requests_share_one_queue():
     """A blocked thread and a loop's futures, merged: nobody is left waiting."""
     scheduler = SharedBatchScheduler(1)
