@@ -18,10 +18,15 @@ aiohttp ties the bare ASGI app but would be one more dependency; Starlette's
 request/response objects cost ~30% at load. With the MNIST CNN behind it the
 model dominates (~700-820 requests/s on one core for every stack).
 
-The event loop only reads requests and writes answers; the work (JSON
-decoding, the model, JSON encoding) runs on `--rest_api_num_threads` worker
-threads, as upstream runs it on its own pool, so a slow model never stops
-the loop from accepting and answering health checks. Beyond upstream, each
+A :predict with a body up to _INLINE_BODY_BYTES is decoded and answered on
+the event loop; its model run goes into the batching queue without a thread
+(with --enable_batching) or to a worker. Everything else (large bodies,
+classify, regress, status, metadata) runs whole on `--rest_api_num_threads`
+worker threads, as upstream runs its handlers on its own pool. Either way
+the model never runs on the loop, so health checks are answered while it
+works. With batching on, the loop path is what lets 32 concurrent requests
+form batches of 32 on one core (REST, the chapter's CNN: 1,320 -> ~1,800
+inferences/s; see the README's tuning table). Beyond upstream, each
 request is bounded by `--rest_api_timeout_in_ms` as a whole (504 when it
 passes; upstream bounds only the TensorFlow run), and a bounded backlog of
 waiting requests answers 503 instead of queueing without limit.
