@@ -18,6 +18,7 @@ worker thread, bounds its time, and records metrics.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import dataclasses
 import logging
@@ -180,10 +181,19 @@ class HttpRestApiHandler:
         self, route: Route, body: bytes, executor: concurrent.futures.Executor
     ) -> RestResponse:
         """:predict on the event loop: same checks and answers as handle(), but the
-        model runs through the batching queue (or on `executor`), so no thread waits."""
+        model runs through the batching queue, so no thread waits for the batch.
+
+        A servable without a batching queue gains nothing from the loop (its
+        run needs a worker anyway, and decoding there keeps the loop free), so
+        such a request runs whole on `executor`, as handle() would.
+        """
         try:
-            doc = json_tensor.loads_object(body)
             with self._core.servable_handle(route.model_spec()) as handle:
+                if not hasattr(handle.servable, "submit_async"):
+                    return await asyncio.get_running_loop().run_in_executor(
+                        executor, self.handle, route, body
+                    )
+                doc = json_tensor.loads_object(body)
                 name, inputs, fmt = self._predict_inputs(handle, doc, body)
                 signature, outputs = await predict_util.predict_async(
                     handle, name, inputs, executor
