@@ -8,6 +8,7 @@ Two servers run for the whole module:
 """
 
 import base64
+import concurrent.futures
 import json
 import os
 import sys
@@ -379,6 +380,36 @@ def test_counters_move_by_exactly_the_requests_sent(main_server):
         )
     ]
     assert load_ok == 2
+
+
+def test_concurrent_rest_and_grpc_predicts_share_batches_and_get_their_own_rows(main_server):
+    """Requests of different sizes from both transports at once: merged, then split right."""
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(main_server.channel)
+    batches = ":tensorflow:serving:batching_session:batch_size_count"
+    rows = ":tensorflow:serving:batching_session:batch_size_sum"
+    before = scrape(main_server)
+
+    def call(i):
+        values = [float(i * 10 + k) for k in range(1 + i % 3)]
+        if i % 2:
+            answer = stub.Predict(grpc_predict_request([[v] for v in values], 1), timeout=30)
+            got = tensor_codec.to_ndarray(answer.outputs["y"]).ravel().tolist()
+        else:
+            code, answer = main_server.json(
+                "POST", "/v1/models/hp/versions/1:predict", {"instances": values}
+            )
+            assert code == 200, answer
+            got = answer["predictions"]
+        return got, [0.5 * v + 2 for v in values]
+
+    with concurrent.futures.ThreadPoolExecutor(24) as pool:
+        for got, want in pool.map(call, range(96)):
+            assert got == want
+    after = scrape(main_server)
+    ran = after[(batches, frozenset())] - before[(batches, frozenset())]
+    merged = after[(rows, frozenset())] - before[(rows, frozenset())]
+    assert merged == sum(1 + i % 3 for i in range(96))
+    assert ran < 96, "concurrent requests must have shared batches"
 
 
 # -- gRPC and REST agree ----------------------------------------------------------------
