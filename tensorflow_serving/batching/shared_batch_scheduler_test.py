@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from tensorflow_serving.batching import shared_batch_scheduler
 from tensorflow_serving.batching.shared_batch_scheduler import QueueOptions, SharedBatchScheduler
 from tensorflow_serving.util import status, testing
 
@@ -89,6 +90,57 @@ def test_timeout_waits_for_a_fuller_batch():
     assert sorted(results) == [0, 1, 2, 3]
     assert recorder.sizes == [4], "four requests inside the timeout make one full batch"
     assert time.monotonic() - started < 1.0
+
+
+def run_concurrently(queue, ids):
+    """Submits each of `ids` from its own thread; returns the threads."""
+    threads = [threading.Thread(target=queue.submit, args=({"id": i}, 1)) for i in ids]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def test_after_a_big_batch_a_leader_waits_while_requests_keep_arriving(monkeypatch):
+    monkeypatch.setattr(shared_batch_scheduler, "_GROWTH_WINDOW_SECONDS", 0.5)
+    scheduler = SharedBatchScheduler(1)
+    gate = threading.Event()
+    sizes = []
+
+    def gated(tasks):
+        gate.wait(10)
+        sizes.append(len(tasks))
+        return [t.inputs["id"] for t in tasks]
+
+    queue = scheduler.add_queue(QueueOptions(max_batch_size=8), gated)
+    # A lone first request runs at once; four more queue behind it: a big batch next.
+    first = run_concurrently(queue, ["a"])
+    assert testing.wait_for(lambda: scheduler._active == 1, timeout=10)
+    busy = run_concurrently(queue, ["b", "c", "d", "e"])
+    assert testing.wait_for(lambda: queue.enqueued_size == 4, timeout=10)
+    gate.set()
+    for t in first + busy:
+        t.join(10)
+    assert sizes == [1, 4]
+    # Traffic keeps coming, 50 ms apart: the next leader keeps the batch open.
+    trickle = []
+    for i in range(3):
+        trickle += run_concurrently(queue, [f"t{i}"])
+        time.sleep(0.05)
+    for t in trickle:
+        t.join(10)
+    assert sizes == [1, 4, 3]
+
+
+def test_light_traffic_never_waits_for_growth(monkeypatch):
+    monkeypatch.setattr(shared_batch_scheduler, "_GROWTH_WINDOW_SECONDS", 5.0)
+    scheduler = SharedBatchScheduler(1)
+    recorder = Recorder(delay=0)
+    queue = scheduler.add_queue(QueueOptions(max_batch_size=8), recorder)
+    started = time.monotonic()
+    for i in range(3):
+        assert queue.submit({"id": i}, 1) == i
+    assert time.monotonic() - started < 2.0
+    assert recorder.sizes == [1, 1, 1]
 
 
 def test_failing_batch_fails_each_of_its_requests_and_the_queue_goes_on():
