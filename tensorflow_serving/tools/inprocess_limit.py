@@ -19,6 +19,9 @@ imports TensorFlow.
     python -m tensorflow_serving.tools.inprocess_limit --model_dir /m/1 \\
         --signature predict_images --batches 1,32 --cpus 0 --intra 1 --inter 1 \\
         --payload_dir /tmp/p --model_name mnist --result /tmp/limit.json
+
+`--idle_gap_us` measures the limit a server at concurrency 1 can reach: see
+timed_runs.
 """
 
 from __future__ import annotations
@@ -41,9 +44,21 @@ def _percentile(sorted_values: list[float], q: float) -> float:
 
 
 def timed_runs(
-    call: Callable[[], object], runs: int, run_seconds: float, warmup_seconds: float, batch: int
+    call: Callable[[], object],
+    runs: int,
+    run_seconds: float,
+    warmup_seconds: float,
+    batch: int,
+    idle_gap_seconds: float = 0.0,
 ) -> dict:
-    """Median over `runs` runs of `call()` in a loop; throughput in inferences/s."""
+    """Median over `runs` runs of `call()` in a loop; throughput in inferences/s.
+
+    With `idle_gap_seconds`, the process sleeps that long before each call, as a
+    server at concurrency 1 idles while the answer travels and the next request
+    comes; only the calls are timed, and throughput is calls over their own time.
+    On a shared machine a model's weights leave the caches during such gaps,
+    so this is the limit a one-client server can actually reach.
+    """
     clock = time.perf_counter
     stop = clock() + warmup_seconds
     while clock() < stop:
@@ -59,23 +74,26 @@ def timed_runs(
         cpu0, start = time.process_time(), clock()
         stop = start + run_seconds
         while True:
+            if idle_gap_seconds:
+                time.sleep(idle_gap_seconds)
             t0 = clock()
             if t0 >= stop:
                 break
             call()
             latencies.append(clock() - t0)
         wall, cpu = clock() - start, time.process_time() - cpu0
+        busy_seconds = sum(latencies) if idle_gap_seconds else wall
         busy_by_cpu = busy.stop()
         others = sum(busy_by_cpu.get(c, 0.0) for c in own_cpus) - cpu / wall
         latencies.sort()
         n = max(len(latencies), 1)
         per_run.append(
             {
-                "inferences_per_s": len(latencies) * batch / wall,
+                "inferences_per_s": len(latencies) * batch / max(busy_seconds, 1e-9),
                 "p50_ms": _percentile(latencies, 50) * 1e3,
                 "p99_ms": _percentile(latencies, 99) * 1e3,
                 "cpu_us_per_inference": cpu / (n * batch) * 1e6,
-                "cpu_cores": cpu / wall,
+                "cpu_cores": cpu / max(busy_seconds, 1e-9),
                 # Cores of this process's CPUs that other processes kept busy: noise.
                 "others_cores": max(0.0, others),
             }
@@ -162,8 +180,10 @@ def measure(args: argparse.Namespace) -> dict:
                 args.run_seconds,
                 args.warmup_seconds,
                 batch,
+                args.idle_gap_us / 1e6,
             )
             limit["batch"] = batch
+            limit["idle_gap_us"] = args.idle_gap_us
             record["limits"][str(batch)] = limit
             print(
                 f"limit b{batch}: {limit['inferences_per_s']:.0f} inf/s, "
@@ -189,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runs", type=int, default=3, help="timed runs per batch; 0: none")
     parser.add_argument("--run_seconds", type=float, default=1.0)
     parser.add_argument("--warmup_seconds", type=float, default=1.0)
+    parser.add_argument(
+        "--idle_gap_us",
+        type=float,
+        default=0.0,
+        help="sleep this long before each timed call (the idle time a one-client server sees)",
+    )
     parser.add_argument("--input_shape", action="append", default=[])
     parser.add_argument("--input_data", default="")
     parser.add_argument("--data", default="random")
