@@ -102,6 +102,7 @@ def run_concurrently(queue, ids):
 
 def test_after_a_big_batch_a_leader_waits_while_requests_keep_arriving(monkeypatch):
     monkeypatch.setattr(shared_batch_scheduler, "_GROWTH_WINDOW_SECONDS", 0.5)
+    monkeypatch.setattr(shared_batch_scheduler, "_GROWTH_LIMIT_SECONDS", 5.0)
     scheduler = SharedBatchScheduler(1)
     gate = threading.Event()
     sizes = []
@@ -129,6 +130,31 @@ def test_after_a_big_batch_a_leader_waits_while_requests_keep_arriving(monkeypat
     for t in trickle:
         t.join(10)
     assert sizes == [1, 4, 3]
+
+
+def test_growth_wait_ends_at_its_limit_though_requests_keep_coming(monkeypatch):
+    monkeypatch.setattr(shared_batch_scheduler, "_GROWTH_WINDOW_SECONDS", 1.0)
+    monkeypatch.setattr(shared_batch_scheduler, "_GROWTH_LIMIT_SECONDS", 0.2)
+    scheduler = SharedBatchScheduler(1)
+    recorder = Recorder(delay=0)
+    queue = scheduler.add_queue(QueueOptions(max_batch_size=64), recorder)
+    queue.last_batch_size = 32  # as if the previous batch was big
+    answered = {}
+
+    def lead():
+        started = time.monotonic()
+        queue.submit({"id": "leader"}, 1)
+        answered["after"] = time.monotonic() - started
+
+    threads = run_concurrently(queue, [])
+    leader = threading.Thread(target=lead)
+    leader.start()
+    for i in range(20):  # one more request every 50 ms for a second
+        time.sleep(0.05)
+        threads += run_concurrently(queue, [i])
+    for t in [leader, *threads]:
+        t.join(10)
+    assert answered["after"] < 0.8, "a 1 s growth window must be cut at the 0.2 s limit"
 
 
 def test_light_traffic_never_waits_for_growth(monkeypatch):

@@ -322,8 +322,10 @@ def test_config_file_replaced_by_garbage_keeps_old_config(tmp_path, base, log):
         config_path.write_text(
             good[: -len(" }")] + f' config {{ name: "other" base_path: "{other}" }} }}'
         )
-        assert wait_for(lambda: serving(core, "other") == [5]), "a fixed file is applied"
-        assert core.model_names() == ["m", "other"]
+        # The new version serves a moment before reload_config records the new config.
+        assert wait_for(
+            lambda: serving(core, "other") == [5] and core.model_names() == ["m", "other"]
+        ), "a fixed file is applied"
         assert predict_y(core, "other") == (5, 51.0)
     finally:
         core.stop()
