@@ -148,10 +148,17 @@ class Benchmark:
         self.payloads: dict[str, dict[str, str]] = {}
 
     # ------------------------------------------------------------------ parties
-    def measure_limit(self, when: str = "before") -> dict[str, Any]:
-        """Runs inprocess_limit in a pinned child; returns its record (payload paths too)."""
+    def measure_limit(
+        self, when: str = "before", batches: list[int] | None = None, idle_gap_us: float = 0.0
+    ) -> dict[str, Any]:
+        """Runs inprocess_limit in a pinned child; returns its record (payload paths too).
+
+        With `idle_gap_us` the child sleeps that long before each call (see
+        inprocess_limit.timed_runs) and writes no payloads.
+        """
         a = self.args
-        batches = report.limit_batches(self.scenarios, self.settings["max_batch_size"])
+        if batches is None:
+            batches = report.limit_batches(self.scenarios, self.settings["max_batch_size"])
         result_path = os.path.join(self.work, f"limit_{when}.json")
         cmd = [
             *processes.python_module("tensorflow_serving.tools.inprocess_limit"),
@@ -167,7 +174,8 @@ class Benchmark:
             f"--data={a.data}",
             f"--model_name={a.model_name}",
             f"--rest_format={a.rest_format}",
-            f"--payload_dir={self.work}",
+            f"--payload_dir={'' if idle_gap_us else self.work}",
+            f"--idle_gap_us={idle_gap_us}",
             f"--result={result_path}",
             *[f"--input_shape={s}" for s in a.input_shape],
         ]
@@ -192,6 +200,24 @@ class Benchmark:
             )
         with open(result_path) as handle:
             return json.load(handle)
+
+    def measure_gapped_limits(self, floors: dict[str, dict]) -> dict[str, dict]:
+        """For each concurrency-1 scenario: the limit at b_eff with the floor's p50 as idle gap.
+
+        A server with one client idles for about the transport's round trip
+        before every request, and the model's weights may cool meanwhile; this
+        limit is what such a server can reach (report: "ceiling, idle gaps").
+        """
+        gapped = {}
+        for scenario in self.scenarios:
+            floor = floors.get(scenario.name)
+            if scenario.concurrency != 1 or not report.usable(floor):
+                continue
+            batch = report.effective_batch(scenario, self.settings["max_batch_size"])
+            gap_us = round(floor["latency_ms"]["p50"] * 1000.0, 1)
+            record = self.measure_limit(f"gap_{scenario.name}".replace(":", "_"), [batch], gap_us)
+            gapped[scenario.name] = record["limits"][str(batch)]
+        return gapped
 
     def _spec(
         self, scenario: Scenario, port: int, server_pid: int | None
@@ -342,6 +368,9 @@ class Benchmark:
                 # the best the same core showed in this run.
                 passes.append(self.measure_limit("after")["limits"])
             limit["limits"] = report.merge_limit_passes(passes)
+            gapped = {}
+            if "limit" in self.parties and a.limit_idle_gaps:
+                gapped = self.measure_gapped_limits(floors)
         max_batch = self.settings["max_batch_size"]
         summaries = [
             report.scenario_summary(
@@ -351,6 +380,7 @@ class Benchmark:
                 floors.get(s.name),
                 servers.get(s.name),
                 sorted(self.server_cpus) if self.server_cpus else None,
+                gapped.get(s.name),
             )
             for s in self.scenarios
         ]
@@ -419,6 +449,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="2: measure the limit before and after the load runs and keep the better",
     )
     add("--limit_seconds", type=float, default=1.0, help="seconds per in-process run")
+    add(
+        "--limit_idle_gaps",
+        type=_bool,
+        default=True,
+        help="for concurrency-1 scenarios, also measure the limit with the floor's p50 of "
+        "idle time before each call (the 'ceiling, idle gaps' row)",
+    )
     add("--input_shape", action="append", default=[], help="alias=d1,d2: row shape of an input")
     add("--input_data", default="", help=".npz of input rows by alias (cycled to the batch)")
     add("--data", choices=["random", "sparse", "zeros"], default="random", help="synthetic values")

@@ -73,6 +73,13 @@ def test_full_run_reports_limit_floor_ceiling_and_server(tmp_path, capsys):
             assert result["client_cpu"]["cores"] > 0, (name, party)
         assert s["ceiling_ips"] > 0 and s["server_vs_ceiling"] > 0 and s["server_vs_limit"] > 0
     assert by_name["grpc:1:1"]["ideal_p50_ms"] > 0
+    # One client: a second ceiling from the limit measured with the floor's p50 of idle time.
+    gap = by_name["grpc:1:1"]["gapped_limit"]
+    assert gap["idle_gap_us"] == pytest.approx(
+        by_name["grpc:1:1"]["floor"]["latency_ms"]["p50"] * 1000, rel=0.01
+    )
+    assert by_name["grpc:1:1"]["gapped_ceiling_ips"] > 0
+    assert by_name["grpc:1:4"]["gapped_ceiling_ips"] is None
     assert by_name["rest:2:2"]["server"]["throughput_ips"] == pytest.approx(
         2 * by_name["rest:2:2"]["server"]["throughput_rps"], rel=0.01
     )

@@ -99,13 +99,14 @@ def _ratio(value: float | None, reference: float | None) -> float | None:
     return round(value / reference, 3)
 
 
-def _usable(result: dict | None) -> bool:
+def usable(result: dict | None) -> bool:
+    """A load result that measured something (no failure, some requests answered)."""
     return bool(result) and not result.get("failure") and result.get("requests_ok", 0) > 0
 
 
 def others_on_cpus(result: dict | None, cpus: list[int] | None) -> float | None:
     """Cores of `cpus` that processes other than the measured server kept busy."""
-    if not _usable(result) or not cpus or not result.get("cpu_busy"):
+    if not usable(result) or not cpus or not result.get("cpu_busy"):
         return None
     busy = sum(result["cpu_busy"].get(str(c), 0.0) for c in cpus)
     own = (result.get("server_cpu") or {}).get("cores", 0.0)
@@ -119,25 +120,32 @@ def scenario_summary(
     floor: dict | None,
     server: dict | None,
     server_cpus: list[int] | None = None,
+    gapped_limit: dict | None = None,
 ) -> dict[str, Any]:
     """One scenario's record: the measurements and the derived ceiling and ratios.
 
     With `server_cpus` (the pinned server side), each load result also gets
     `others_on_server_cpus`: what other processes took from the server's core.
+    With `gapped_limit` (the limit at b_eff measured with idle gaps, for
+    concurrency 1) a second ceiling is derived from it the same way.
     """
     for result in (floor, server):
-        if result is not None and _usable(result):
+        if result is not None and usable(result):
             result["others_on_server_cpus"] = others_on_cpus(result, server_cpus)
     b_eff = effective_batch(scenario, max_batch_size)
     limit = limits.get(str(b_eff))
     limit_at_batch = limits.get(str(scenario.batch))
     compute = limit["inferences_per_s"] if limit else None
-    floor_rps = floor["throughput_rps"] if _usable(floor) else None
+    floor_rps = floor["throughput_rps"] if usable(floor) else None
     ceiling = ceiling_ips(floor_rps, scenario.batch, compute)
     ideal_p50 = None
     if scenario.concurrency == 1 and floor_rps and limit_at_batch:
         ideal_p50 = round(floor["latency_ms"]["p50"] + limit_at_batch["p50_ms"], 3)
-    server_ips = server["throughput_ips"] if _usable(server) else None
+    server_ips = server["throughput_ips"] if usable(server) else None
+    gapped_ceiling = gapped_ideal_p50 = None
+    if gapped_limit and floor_rps and scenario.concurrency == 1:
+        gapped_ceiling = ceiling_ips(floor_rps, scenario.batch, gapped_limit["inferences_per_s"])
+        gapped_ideal_p50 = round(floor["latency_ms"]["p50"] + gapped_limit["p50_ms"], 3)
     return {
         "scenario": scenario.name,
         "protocol": scenario.protocol,
@@ -151,6 +159,10 @@ def scenario_summary(
         "ideal_p50_ms": ideal_p50,
         "server_vs_limit": _ratio(server_ips, compute),
         "server_vs_ceiling": _ratio(server_ips, ceiling),
+        "gapped_limit": gapped_limit,
+        "gapped_ceiling_ips": round(gapped_ceiling, 1) if gapped_ceiling else None,
+        "gapped_ideal_p50_ms": gapped_ideal_p50,
+        "server_vs_gapped_ceiling": _ratio(server_ips, gapped_ceiling),
     }
 
 
@@ -232,6 +244,14 @@ def render_table(summaries: list[dict[str, Any]]) -> str:
                 f"| {name} | ceiling | {_fmt(s['ceiling_ips'])} | - | {ideal} (ideal p50) "
                 "| - | - | - | - | - | - | - |"
             )
+        if s.get("gapped_ceiling_ips") is not None:
+            gap = s["gapped_limit"]
+            lines.append(
+                f"| {name} | ceiling, idle gaps (limit p50 {gap['p50_ms']:.2f} ms after "
+                f"{_fmt(gap.get('idle_gap_us'))} us idle) | {_fmt(s['gapped_ceiling_ips'])} | - "
+                f"| {_fmt(s['gapped_ideal_p50_ms'], '{:.2f}')} (ideal p50) | - | - | - | - | - "
+                f"| - | server {_fmt(s['server_vs_gapped_ceiling'], '{:.2f}')} |"
+            )
         if s["server"] is not None:
             cells = _load_cells(s["server"])
             lines.append(
@@ -247,7 +267,10 @@ LEGEND = (
     "limit: the signature called in-process (Session callable, server's thread settings, "
     "server's cores) at the batch the server runs (b_eff); floor: a no-work server on the "
     "same transport answering a fixed response, same load; ceiling = 1/(1/(floor_rps*batch) "
-    "+ 1/limit_ips(b_eff)); vs limit/ceiling: server inf/s over them. Latency: per request "
+    "+ 1/limit_ips(b_eff)); ceiling, idle gaps (concurrency 1): the same with the limit "
+    "measured after the floor's p50 of idle time before each call, as a one-client server "
+    "idles (the model's weights cool meanwhile); vs limit/ceiling: server inf/s over them. "
+    "Latency: per request "
     "(limit: per call). others on server CPU: cores of the server's CPU other processes "
     "kept busy meanwhile (noise on a shared machine). client cores SAT: the load generator "
     "used >= 90% of its cores, so that row may measure the client."

@@ -96,6 +96,28 @@ def test_summary_has_ratios_and_ideal_latency_at_concurrency_one():
     assert s["server_vs_limit"] == pytest.approx(837 / 1640, abs=0.001)
 
 
+def test_idle_gap_limit_gives_a_second_lower_ceiling_at_concurrency_one():
+    """One client: the limit measured after idle gaps (cooler caches) sets what is reachable."""
+    gapped = {**LIMITS["1"], "inferences_per_s": 720.0, "p50_ms": 1.38, "idle_gap_us": 450.0}
+    s = report.scenario_summary(
+        Scenario("grpc", 1, 1), 32, LIMITS, _load(2150, 0.45), _load(540, 1.9), None, gapped
+    )
+    assert s["ceiling_ips"] == pytest.approx(930, abs=1)
+    assert s["gapped_ceiling_ips"] == pytest.approx(1 / (1 / 2150 + 1 / 720), abs=1)
+    assert s["gapped_ideal_p50_ms"] == pytest.approx(0.45 + 1.38)
+    assert s["server_vs_gapped_ceiling"] == pytest.approx(540 / s["gapped_ceiling_ips"], abs=0.001)
+    table = report.render_table([s])
+    assert all(line.count("|") == 13 for line in table.splitlines()), table
+    assert "ceiling, idle gaps (limit p50 1.38 ms after 450 us idle) | 539 |" in table
+    assert "server 1.00 |" in table
+    # Not at higher concurrency, where the server never idles.
+    busy = report.scenario_summary(
+        Scenario("grpc", 1, 32), 32, LIMITS, _load(7700, 4), _load(2300, 13), None, gapped
+    )
+    assert busy["gapped_ceiling_ips"] is None
+    assert "idle gaps" not in report.render_table([busy])
+
+
 def test_summary_with_batching_uses_the_merged_batch_and_no_ideal_latency():
     s = report.scenario_summary(
         Scenario("grpc", 1, 32), 32, LIMITS, _load(7700, 4), _load(2300, 13)
