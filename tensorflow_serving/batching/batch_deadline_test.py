@@ -1,5 +1,6 @@
 """A request whose client stopped waiting is dropped from the batching queue, not run."""
 
+import asyncio
 import sys
 import threading
 import time
@@ -74,6 +75,33 @@ def test_all_expired_batch_runs_nothing_and_later_work_still_runs(scheduler):
     assert batches == []
     assert submit_all(queue, [(4, None)]) == [4]
     assert batches == [[4]]
+
+
+def test_event_loop_request_that_timed_out_is_not_run(scheduler):
+    """A REST request cancelled on its loop (its 504 sent) is dropped from the queue too."""
+    batches = []
+
+    def process(tasks):
+        batches.append([t.inputs["x"] for t in tasks])
+        return [t.inputs["x"] * 10 for t in tasks]
+
+    queue = scheduler.add_queue(
+        QueueOptions(max_batch_size=8, batch_timeout_micros=400_000), process
+    )
+
+    async def requests():
+        async def one(value, seconds):
+            with request_deadline.scope(seconds):  # as the REST server sets it
+                async with asyncio.timeout(seconds):
+                    return await queue.submit_async({"x": value}, 1)
+
+        late, kept = await asyncio.gather(one(1, 0.1), one(2, 5.0), return_exceptions=True)
+        return late, kept
+
+    late, kept = asyncio.run(requests())
+    assert isinstance(late, TimeoutError)
+    assert kept == 20
+    assert batches == [[2]], "the timed-out request's rows never reached the model"
 
 
 def test_scope_without_a_real_deadline_sets_none():
