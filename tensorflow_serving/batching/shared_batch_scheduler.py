@@ -403,8 +403,11 @@ class SharedBatchScheduler:
             return
         try:
             oldest.future.get_loop().call_soon_threadsafe(self._launch_when_quiet, oldest_queue, -1)
-        except RuntimeError:  # its loop is closed: nobody will run this slot
-            self._active -= 1
+        except RuntimeError:  # its loop is closed: nobody waits for this task any more
+            oldest_queue.tasks.popleft()
+            oldest_queue.enqueued_size -= oldest.size
+            oldest.done = True
+            self._pass_slot_on()  # to the next waiting request, if any
 
     def stop(self) -> None:
         """Refuses new work and answers every queued task UNAVAILABLE."""

@@ -277,6 +277,37 @@ def test_event_loop_request_gets_failures_and_full_queue_at_once():
     asyncio.run(scenario())
 
 
+def test_a_request_from_a_closed_loop_does_not_stall_the_queue():
+    """Its loop is gone before its turn: it is dropped and the next request still runs."""
+    scheduler = SharedBatchScheduler(1)
+    gate = threading.Event()
+
+    def gated(tasks):
+        gate.wait(10)
+        return [t.inputs["id"] for t in tasks]
+
+    queue = scheduler.add_queue(QueueOptions(max_batch_size=8), gated)
+    leader = run_concurrently(queue, ["leader"])
+    assert testing.wait_for(lambda: scheduler._active == 1, timeout=10)
+
+    loop = asyncio.new_event_loop()
+
+    async def enqueue_only():
+        queue.submit_async({"id": "orphan"}, 1)
+
+    loop.run_until_complete(enqueue_only())
+    loop.close()
+    answered = []
+    later = threading.Thread(target=lambda: answered.append(queue.submit({"id": "later"}, 1)))
+    later.start()
+    assert testing.wait_for(lambda: queue.enqueued_size == 2, timeout=10)
+    gate.set()
+    for t in [*leader, later]:
+        t.join(10)
+    assert not later.is_alive(), "the request behind the orphan must still be run"
+    assert answered == ["later"]
+
+
 def test_cancelled_loop_request_does_not_disturb_the_others():
     """A request that timed out on the loop is dropped quietly; its batch-mates are answered."""
     scheduler = SharedBatchScheduler(1)
