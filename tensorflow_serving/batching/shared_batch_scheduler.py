@@ -241,7 +241,7 @@ class SharedBatchScheduler:
         if self._active < self._slots:
             self._active += 1
             task.holds_slot = True
-        elif queue.filling_leaders and queue.enqueued_size >= queue.options.max_batch_size:
+        elif queue.filling_leaders and queue.full():
             self._cond.notify_all()
 
     def _submit_async(self, queue: BatchQueue, task: Task) -> None:
@@ -299,9 +299,7 @@ class SharedBatchScheduler:
                     return
                 deadline = queue.fill_deadline()
                 if deadline is not None and time.monotonic() < deadline:
-                    queue.filling_leaders += 1
-                    self._cond.wait(deadline - time.monotonic())
-                    queue.filling_leaders -= 1
+                    self._wait_to_fill(queue, deadline - time.monotonic())
                     continue
                 if deadline is None and queue.still_filling(seen):
                     now = time.monotonic()
@@ -309,14 +307,18 @@ class SharedBatchScheduler:
                         growth_until = now + _GROWTH_LIMIT_SECONDS
                     if now < growth_until:
                         seen = queue.enqueued_size
-                        queue.filling_leaders += 1
-                        self._cond.wait(min(_GROWTH_WINDOW_SECONDS, growth_until - now))
-                        queue.filling_leaders -= 1
+                        self._wait_to_fill(queue, min(_GROWTH_WINDOW_SECONDS, growth_until - now))
                         continue
                 seen = growth_until = None
                 batch = queue.pop_batch()
             if batch:  # empty when every task taken had expired
                 self._run(queue, batch)
+
+    def _wait_to_fill(self, queue: BatchQueue, seconds: float) -> None:
+        """Waits (lock held) up to `seconds` for `queue` to grow; a full queue wakes it early."""
+        queue.filling_leaders += 1
+        self._cond.wait(seconds)
+        queue.filling_leaders -= 1
 
     def _run_one(self, queue: BatchQueue) -> None:
         """A runner's slot: one batch of `queue` (after its timeout), then the slot moves on."""
@@ -328,9 +330,7 @@ class SharedBatchScheduler:
                 deadline = queue.fill_deadline()
                 if deadline is None or time.monotonic() >= deadline:
                     break
-                queue.filling_leaders += 1
-                self._cond.wait(deadline - time.monotonic())
-                queue.filling_leaders -= 1
+                self._wait_to_fill(queue, deadline - time.monotonic())
             batch = queue.pop_batch()
         if batch:
             self._run(queue, batch)

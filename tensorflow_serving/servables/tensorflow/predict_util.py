@@ -84,15 +84,14 @@ async def predict_async(
     executor: concurrent.futures.Executor,
     output_filter: Iterable[str] = (),
 ) -> tuple[Signature, dict[str, np.ndarray]]:
-    """`predict` for an event loop: the loop never blocks on the model.
+    """`predict` on a batching servable, for an event loop that must not block on the model.
 
-    A batching servable takes the request into its queue directly
-    (submit_async); anything else runs on `executor`.
+    The request joins the servable's queue directly (submit_async); inputs that
+    cannot be batched run on `executor`.
     """
     signature, fetch = _checked(handle, signature_name, inputs, output_filter)
     servable = handle.servable
-    submit = getattr(servable, "submit_async", None)
-    pending = submit(signature, inputs, fetch) if submit is not None else None
+    pending = servable.submit_async(signature, inputs, fetch)
     if pending is None:
         pending = asyncio.get_running_loop().run_in_executor(
             executor, servable.run, signature, inputs, fetch
