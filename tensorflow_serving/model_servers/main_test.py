@@ -41,6 +41,17 @@ def test_boolean_flags_take_upstream_spellings(flag, expected):
     assert options.enable_batching is expected
 
 
+def test_cpu_scheduling_policy_defaults_to_batch_and_refuses_unknown_names(capsys):
+    assert main.parse_options([])[0].cpu_scheduling_policy == "batch"
+    assert main.parse_options(["--cpu_scheduling_policy=normal"])[0].cpu_scheduling_policy == (
+        "normal"
+    )
+    with pytest.raises(SystemExit) as raised:
+        main.parse_options(["--cpu_scheduling_policy=realtime"])
+    assert raised.value.code == 2
+    assert "'realtime'" in capsys.readouterr().err
+
+
 def test_unknown_flag_is_an_error_with_usage(capsys):
     with pytest.raises(SystemExit) as raised:
         main.parse_options(["--no_such_flag=1"])

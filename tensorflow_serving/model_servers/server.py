@@ -87,6 +87,9 @@ class ServerOptions:
     # Not upstream: gRPC calls in flight (running or queued) before new ones
     # get RESOURCE_EXHAUSTED at once instead of queueing without bound (0: no cap).
     max_concurrent_requests: int = 1024
+    # Not upstream: Linux scheduling policy of every server thread, "batch"
+    # (SCHED_BATCH) or "normal" (see util/cpu_scheduling.py).
+    cpu_scheduling_policy: str = "batch"
 
 
 def _receive_limit(options: ServerOptions) -> int:

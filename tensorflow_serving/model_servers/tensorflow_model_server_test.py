@@ -4,6 +4,7 @@ Served: half_plus_two TF1 (versions 1 and 2, labels stable/canary) and TF2,
 from a --model_config_file, with the health service and a Unix socket.
 """
 
+import os
 import sys
 import threading
 import time
@@ -27,7 +28,7 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.model_servers.model_server_process import RunningServer
 from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two as hp
-from tensorflow_serving.util import tensor_codec, testing
+from tensorflow_serving.util import cpu_scheduling, tensor_codec, testing
 
 Code = grpc.StatusCode
 
@@ -95,6 +96,14 @@ def error_of(call, request):
     with pytest.raises(grpc.RpcError) as raised:
         call(request)
     return raised.value.code(), raised.value.details()
+
+
+def test_every_server_thread_runs_under_sched_batch(server):
+    """--cpu_scheduling_policy defaults to batch, for gRPC's and TensorFlow's threads too."""
+    predict_stub(server).Predict(predict_request("tf1", [[1.0]]))  # TF threads exist by now
+    policies = cpu_scheduling.thread_policies(server.process.pid)
+    assert len(policies) > 5
+    assert set(policies.values()) == {os.SCHED_BATCH}
 
 
 @pytest.mark.parametrize("model,version", [("tf1", 2), ("tf2", 7)])
