@@ -10,7 +10,7 @@ needed), but a woken thread waits for the running one's time slice instead
 of preempting it: the model runs its batch in longer stretches and the
 transport then handles what arrived in one go. On the 2-core benchmark
 machine this gave +9% inferences/s for 32 gRPC clients with batching and no
-loss at one client (tools/README.md).
+loss at one client (README, "Batching and tuning").
 
 "normal" keeps the default policy, e.g. for a server sharing its cores with
 latency-sensitive processes.
