@@ -464,9 +464,9 @@ def _fast_numeric(value: Any, dtype: int, may_have_bools: bool) -> np.ndarray | 
         limit = _FLOAT_MAX_INT if dtype == types_pb2.DT_FLOAT else _DOUBLE_MAX_INT
         # Floats are fine up to FLT_MAX, integers only up to `limit`; a list
         # that mixed both became float64, so let the walker judge big values.
-        with np.errstate(invalid="ignore"):
-            if kind == "u" or not np.all(np.abs(array) <= limit):
-                return None
+        # (min/max rather than abs: no temporary array, and a NaN compares False.)
+        if kind == "u" or not (-limit <= array.min() and array.max() <= limit):
+            return None
         return array.astype(target)
     if kind != "i":
         return None  # a float or an int beyond int64 somewhere: walker's message
