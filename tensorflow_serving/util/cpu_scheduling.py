@@ -18,9 +18,12 @@ latency-sensitive processes.
 
 from __future__ import annotations
 
+import logging
 import os
 
 from tensorflow_serving.util import status
+
+_LOG = logging.getLogger(__name__)
 
 POLICIES = ("batch", "normal")
 
@@ -43,7 +46,9 @@ def apply_to_process(name: str) -> int:
 
     Threads started later inherit the policy of the thread that starts them,
     so calling this once at start-up covers the threads TensorFlow and gRPC
-    create afterwards. A thread that ended meanwhile is skipped.
+    create afterwards. A thread that ended meanwhile is skipped. If the system
+    refuses (a sandbox without the call, say), the server keeps the policy it
+    has: this is a speed hint, not a reason to stop serving.
     """
     policy = _policy_number(name)
     changed = 0
@@ -53,6 +58,13 @@ def apply_to_process(name: str) -> int:
             changed += 1
         except ProcessLookupError:
             continue
+        except OSError as error:
+            _LOG.warning(
+                "Could not set CPU scheduling policy %s (%s); threads keep their policy",
+                name,
+                error,
+            )
+            break
     return changed
 
 

@@ -47,6 +47,16 @@ def test_normal_restores_the_default_policy(running_thread):
     assert _policy_of_new_thread() == os.SCHED_OTHER
 
 
+def test_a_refusing_system_is_logged_and_not_fatal(monkeypatch, caplog):
+    def refuse(*args):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "sched_setscheduler", refuse)
+    assert cpu_scheduling.apply_to_process("batch") == 0
+    assert "Could not set CPU scheduling policy batch" in caplog.text
+    assert "Operation not permitted" in caplog.text
+
+
 def test_unknown_policy_is_refused_with_its_name():
     with pytest.raises(status.ServingError) as raised:
         cpu_scheduling.apply_to_process("fifo")
