@@ -39,13 +39,19 @@ def submit_all(queue, calls):
     return answers
 
 
-def test_expired_task_is_answered_deadline_exceeded_and_never_run(scheduler):
-    batches = []
+def recording(batches: list, factor: int = 1):
+    """A batch function that appends each batch's inputs to `batches` and answers x * factor."""
 
     def process(tasks):
         batches.append([t.inputs["x"] for t in tasks])
-        return [t.inputs["x"] * 10 for t in tasks]
+        return [t.inputs["x"] * factor for t in tasks]
 
+    return process
+
+
+def test_expired_task_is_answered_deadline_exceeded_and_never_run(scheduler):
+    batches = []
+    process = recording(batches, factor=10)
     # A batch waits 0.5 s to fill: the first caller gives up after 0.1 s.
     queue = scheduler.add_queue(
         QueueOptions(max_batch_size=8, batch_timeout_micros=500_000), process
@@ -62,11 +68,7 @@ def test_expired_task_is_answered_deadline_exceeded_and_never_run(scheduler):
 
 def test_all_expired_batch_runs_nothing_and_later_work_still_runs(scheduler):
     batches = []
-
-    def process(tasks):
-        batches.append([t.inputs["x"] for t in tasks])
-        return [t.inputs["x"] for t in tasks]
-
+    process = recording(batches)
     queue = scheduler.add_queue(
         QueueOptions(max_batch_size=8, batch_timeout_micros=300_000), process
     )
@@ -80,11 +82,7 @@ def test_all_expired_batch_runs_nothing_and_later_work_still_runs(scheduler):
 def test_event_loop_request_that_timed_out_is_not_run(scheduler):
     """A REST request cancelled on its loop (its 504 sent) is dropped from the queue too."""
     batches = []
-
-    def process(tasks):
-        batches.append([t.inputs["x"] for t in tasks])
-        return [t.inputs["x"] * 10 for t in tasks]
-
+    process = recording(batches, factor=10)
     queue = scheduler.add_queue(
         QueueOptions(max_batch_size=8, batch_timeout_micros=400_000), process
     )

@@ -14,16 +14,22 @@ from tensorflow_serving.util import status, testing
 
 
 class Recorder:
-    """A batch function that echoes each task's input and tracks running batches."""
+    """A batch function that echoes each task's input and tracks running batches.
 
-    def __init__(self, delay=0.002):
+    With `gate`, each batch first waits (up to 10 s) until the test sets it.
+    """
+
+    def __init__(self, delay=0.002, gate: threading.Event | None = None):
         self.delay = delay
+        self.gate = gate
         self.running = 0
         self.max_running = 0
         self.sizes = []
         self._lock = threading.Lock()
 
     def __call__(self, tasks):
+        if self.gate is not None:
+            self.gate.wait(10)
         with self._lock:
             self.running += 1
             self.max_running = max(self.max_running, self.running)
@@ -105,14 +111,8 @@ def test_after_a_big_batch_a_leader_waits_while_requests_keep_arriving(monkeypat
     monkeypatch.setattr(shared_batch_scheduler, "_GROWTH_LIMIT_SECONDS", 5.0)
     scheduler = SharedBatchScheduler(1)
     gate = threading.Event()
-    sizes = []
-
-    def gated(tasks):
-        gate.wait(10)
-        sizes.append(len(tasks))
-        return [t.inputs["id"] for t in tasks]
-
-    queue = scheduler.add_queue(QueueOptions(max_batch_size=8), gated)
+    recorder = Recorder(delay=0, gate=gate)
+    queue = scheduler.add_queue(QueueOptions(max_batch_size=8), recorder)
     # A lone first request runs at once; four more queue behind it: a big batch next.
     first = run_concurrently(queue, ["a"])
     assert testing.wait_for(lambda: scheduler._active == 1, timeout=10)
@@ -121,7 +121,7 @@ def test_after_a_big_batch_a_leader_waits_while_requests_keep_arriving(monkeypat
     gate.set()
     for t in first + busy:
         t.join(10)
-    assert sizes == [1, 4]
+    assert recorder.sizes == [1, 4]
     # Traffic keeps coming, 50 ms apart: the next leader keeps the batch open.
     trickle = []
     for i in range(3):
@@ -129,7 +129,7 @@ def test_after_a_big_batch_a_leader_waits_while_requests_keep_arriving(monkeypat
         time.sleep(0.05)
     for t in trickle:
         t.join(10)
-    assert sizes == [1, 4, 3]
+    assert recorder.sizes == [1, 4, 3]
 
 
 def test_growth_wait_ends_at_its_limit_though_requests_keep_coming(monkeypatch):
@@ -281,12 +281,7 @@ def test_a_request_from_a_closed_loop_does_not_stall_the_queue():
     """Its loop is gone before its turn: it is dropped and the next request still runs."""
     scheduler = SharedBatchScheduler(1)
     gate = threading.Event()
-
-    def gated(tasks):
-        gate.wait(10)
-        return [t.inputs["id"] for t in tasks]
-
-    queue = scheduler.add_queue(QueueOptions(max_batch_size=8), gated)
+    queue = scheduler.add_queue(QueueOptions(max_batch_size=8), Recorder(delay=0, gate=gate))
     leader = run_concurrently(queue, ["leader"])
     assert testing.wait_for(lambda: scheduler._active == 1, timeout=10)
 
@@ -312,12 +307,7 @@ def test_cancelled_loop_request_does_not_disturb_the_others():
     """A request that timed out on the loop is dropped quietly; its batch-mates are answered."""
     scheduler = SharedBatchScheduler(1)
     release = threading.Event()
-
-    def slow(tasks):
-        release.wait(5)
-        return [t.inputs["id"] for t in tasks]
-
-    queue = scheduler.add_queue(QueueOptions(max_batch_size=4), slow)
+    queue = scheduler.add_queue(QueueOptions(max_batch_size=4), Recorder(delay=0, gate=release))
 
     async def scenario():
         first = queue.submit_async({"id": "first"}, 1)
