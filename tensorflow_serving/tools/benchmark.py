@@ -205,7 +205,7 @@ class Benchmark:
         """For each concurrency-1 scenario: the limit at b_eff with the floor's p50 as idle gap.
 
         A server with one client idles for about the transport's round trip
-        before every request, and the model's weights may cool meanwhile; this
+        before every request, and the idle core may halt (on a VM) and its caches cool; this
         limit is what such a server can reach (report: "ceiling, idle gaps").
         """
         gapped = {}

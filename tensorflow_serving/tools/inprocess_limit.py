@@ -56,8 +56,9 @@ def timed_runs(
     With `idle_gap_seconds`, the process sleeps that long before each call, as a
     server at concurrency 1 idles while the answer travels and the next request
     comes; only the calls are timed, and throughput is calls over their own time.
-    On a shared machine a model's weights leave the caches during such gaps,
-    so this is the limit a one-client server can actually reach.
+    During such gaps an idle vCPU may halt (costly to wake on a VM) and the
+    caches cool, so this is the limit a one-client server can actually reach
+    (tools/README.md, "Why one client stays below the ceiling").
     """
     clock = time.perf_counter
     stop = clock() + warmup_seconds

@@ -269,7 +269,7 @@ LEGEND = (
     "same transport answering a fixed response, same load; ceiling = 1/(1/(floor_rps*batch) "
     "+ 1/limit_ips(b_eff)); ceiling, idle gaps (concurrency 1): the same with the limit "
     "measured after the floor's p50 of idle time before each call, as a one-client server "
-    "idles (the model's weights cool meanwhile); vs limit/ceiling: server inf/s over them. "
+    "idles (the core may halt and its caches cool meanwhile); vs limit/ceiling: server inf/s over them. "
     "Latency: per request "
     "(limit: per call). others on server CPU: cores of the server's CPU other processes "
     "kept busy meanwhile (noise on a shared machine). client cores SAT: the load generator "

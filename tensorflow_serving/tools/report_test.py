@@ -97,7 +97,7 @@ def test_summary_has_ratios_and_ideal_latency_at_concurrency_one():
 
 
 def test_idle_gap_limit_gives_a_second_lower_ceiling_at_concurrency_one():
-    """One client: the limit measured after idle gaps (cooler caches) sets what is reachable."""
+    """One client: the limit measured after idle gaps (halted core, cooler caches) sets what is reachable."""
     gapped = {**LIMITS["1"], "inferences_per_s": 720.0, "p50_ms": 1.38, "idle_gap_us": 450.0}
     s = report.scenario_summary(
         Scenario("grpc", 1, 1), 32, LIMITS, _load(2150, 0.45), _load(540, 1.9), None, gapped
