@@ -52,6 +52,15 @@ def test_cpu_scheduling_policy_defaults_to_batch_and_refuses_unknown_names(capsy
     assert "'realtime'" in capsys.readouterr().err
 
 
+def test_grpc_server_defaults_to_inline_and_refuses_unknown_names(capsys):
+    assert main.parse_options([])[0].grpc_server == "inline"
+    assert main.parse_options(["--grpc_server=grpcio"])[0].grpc_server == "grpcio"
+    with pytest.raises(SystemExit) as raised:
+        main.parse_options(["--grpc_server=aio"])
+    assert raised.value.code == 2
+    assert "--grpc_server must be one of inline, grpcio, got 'aio'" in capsys.readouterr().err
+
+
 def test_unknown_flag_is_an_error_with_usage(capsys):
     with pytest.raises(SystemExit) as raised:
         main.parse_options(["--no_such_flag=1"])

@@ -25,6 +25,7 @@ from tensorflow_serving.core.servable_state import ServableId
 from tensorflow_serving.model_servers import http_server as http_server_lib
 from tensorflow_serving.model_servers import metrics as metrics_lib
 from tensorflow_serving.model_servers.grpc_status_util import UndecodableRequestInterceptor
+from tensorflow_serving.model_servers.inline_grpc_server import InlineGrpcServer
 from tensorflow_serving.model_servers.model_service_impl import ModelServiceImpl
 from tensorflow_serving.model_servers.prediction_service_impl import PredictionServiceImpl
 from tensorflow_serving.model_servers.server_core import (
@@ -90,6 +91,9 @@ class ServerOptions:
     # Not upstream: Linux scheduling policy of every server thread, "batch"
     # (SCHED_BATCH) or "normal" (see util/cpu_scheduling.py).
     cpu_scheduling_policy: str = "batch"
+    # Not upstream: "inline" (handlers run on the completion-queue threads, see
+    # inline_grpc_server.py) or "grpcio" (grpcio's stock thread-pool server).
+    grpc_server: str = "inline"
 
 
 def _receive_limit(options: ServerOptions) -> int:
@@ -198,10 +202,31 @@ class _MonitoredServerCore(ServerCore):
         self.monitor.add_listener(metrics_lib.default().on_servable_state)
 
 
+GRPC_SERVERS = ("inline", "grpcio")
+
+
+def check_grpc_server(name: str) -> None:
+    if name not in GRPC_SERVERS:
+        raise status.invalid_argument(
+            f"--grpc_server must be one of {', '.join(GRPC_SERVERS)}, got {name!r}"
+        )
+
+
+def _new_grpc_server(kind: str, num_threads: int, **settings):
+    """The gRPC server: ours with handlers on the polling threads, or grpcio's stock one."""
+    check_grpc_server(kind)
+    if kind == "inline":
+        return InlineGrpcServer(num_threads, thread_name_prefix="grpc", **settings)
+    return grpc.server(
+        concurrent.futures.ThreadPoolExecutor(max_workers=num_threads, thread_name_prefix="grpc"),
+        **settings,
+    )
+
+
 class Server:
     def __init__(self) -> None:
         self.core: ServerCore | None = None
-        self.grpc_server: grpc.Server | None = None
+        self.grpc_server: InlineGrpcServer | grpc.Server | None = None
         self.grpc_port: int | None = None
         self.http_server: http_server_lib.HttpServer | None = None
         self.http_port: int | None = None
@@ -279,10 +304,9 @@ class Server:
     def _start_grpc(self, options: ServerOptions, channel_args) -> None:
         if not options.port and not options.grpc_socket_path:
             return
-        self.grpc_server = grpc.server(
-            concurrent.futures.ThreadPoolExecutor(
-                max_workers=self._grpc_workers(options), thread_name_prefix="grpc"
-            ),
+        self.grpc_server = _new_grpc_server(
+            options.grpc_server,
+            num_threads=self._grpc_workers(options),
             options=[
                 ("grpc.max_receive_message_length", _receive_limit(options)),
                 ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),

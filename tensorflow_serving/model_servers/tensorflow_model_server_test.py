@@ -45,8 +45,9 @@ model_config_list {
 """
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@pytest.fixture(scope="module", params=["inline", "grpcio"])
+def server(request, tmp_path_factory):
+    """The gRPC API suite runs on both --grpc_server implementations."""
     base = tmp_path_factory.mktemp("models")
     hp.export_half_plus_two_tf1(str(base / "tf1"), 1)
     hp.export_half_plus_two_tf1(str(base / "tf1"), 2, b=3.0)
@@ -62,6 +63,7 @@ def server(tmp_path_factory):
             f"--grpc_socket_path={socket_path}",
             "--enable_grpc_healthcheck_service",
             "--file_system_poll_wait_seconds=1",
+            f"--grpc_server={request.param}",
         ],
         rest=False,
     )
@@ -231,6 +233,15 @@ def test_health_service_and_unix_socket(server):
     with grpc.insecure_channel(f"unix:{server.socket_path}") as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         assert stub.Predict(predict_request("tf2", [2.0])).outputs["y"].float_val == [3.0]
+
+
+def test_health_watch_streams_the_status_until_the_client_leaves(server):
+    health = health_pb2_grpc.HealthStub(server.channel)
+    updates = health.Watch(health_pb2.HealthCheckRequest(), timeout=30)
+    assert next(updates).status == 1  # SERVING
+    updates.cancel()
+    # The watch's end freed the server for more work.
+    assert health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == 1
 
 
 def test_reload_config_adds_and_removes_models_and_rejects_bad_ones(server):

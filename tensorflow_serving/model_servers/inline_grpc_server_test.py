@@ -1,0 +1,265 @@
+"""InlineGrpcServer answers as grpcio's stock server does, seen from a gRPC client.
+
+A small bytes-in/bytes-out service stands in for the model services, so each
+test can make a handler block, abort, raise or stream.
+"""
+
+import sys
+import threading
+import time
+
+import grpc
+import pytest
+
+from tensorflow_serving.model_servers.inline_grpc_server import InlineGrpcServer
+from tensorflow_serving.util import testing
+
+SERVICE = "test.Echo"
+
+
+def _bytes(data: bytes) -> bytes:
+    return data
+
+
+def _strict(data: bytes) -> bytes:
+    if data.startswith(b"bad"):
+        raise ValueError("not a message")
+    return data
+
+
+class Echo:
+    """The test service; `release` holds `Block` calls until the test lets them go."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.blocked = 0
+        self.closed = threading.Event()
+        self.lock = threading.Lock()
+
+    def echo(self, request: bytes, context) -> bytes:
+        context.send_initial_metadata((("x-initial", "hello"),))
+        context.set_trailing_metadata((("x-trailing", request.decode()),))
+        return b"echo:" + request
+
+    def block(self, request: bytes, context) -> bytes:
+        with self.lock:
+            self.blocked += 1
+        self.release.wait(30)
+        return b"released"
+
+    def abort(self, request: bytes, context) -> bytes:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad value {request.decode()!r}")
+
+    def raises(self, request: bytes, context) -> bytes:
+        raise RuntimeError("boom")
+
+    def remaining(self, request: bytes, context) -> bytes:
+        return f"{context.time_remaining():.1f}".encode()
+
+    def count(self, request: bytes, context):
+        context.add_callback(self.closed.set)
+        for index in range(int(request)):
+            yield str(index).encode()
+
+    def forever(self, request: bytes, context):
+        context.add_callback(self.closed.set)
+        yield b"first"
+        while not self.closed.is_set():
+            time.sleep(0.01)
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        unary = {
+            "Echo": self.echo,
+            "Block": self.block,
+            "Abort": self.abort,
+            "Raise": self.raises,
+            "Remaining": self.remaining,
+        }
+        handlers = {
+            name: grpc.unary_unary_rpc_method_handler(
+                behavior, request_deserializer=_strict, response_serializer=_bytes
+            )
+            for name, behavior in unary.items()
+        }
+        for name, behavior in (("Count", self.count), ("Forever", self.forever)):
+            handlers[name] = grpc.unary_stream_rpc_method_handler(
+                behavior, request_deserializer=_bytes, response_serializer=_bytes
+            )
+        handlers["Upload"] = grpc.stream_unary_rpc_method_handler(lambda it, ctx: b"")
+        return grpc.method_handlers_generic_handler(SERVICE, handlers)
+
+
+class Running:
+    def __init__(self, echo: Echo, **settings):
+        self.echo = echo
+        self.server = InlineGrpcServer(num_threads=4, **settings)
+        self.server.add_generic_rpc_handlers((echo.handler(),))
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+
+    def unary(self, method: str):
+        return self.channel.unary_unary(f"/{SERVICE}/{method}")
+
+    def stream(self, method: str):
+        return self.channel.unary_stream(f"/{SERVICE}/{method}")
+
+    def close(self) -> None:
+        self.echo.release.set()
+        self.channel.close()
+        assert self.server.stop(None).wait(10)
+
+
+@pytest.fixture
+def running():
+    server = Running(Echo())
+    yield server
+    server.close()
+
+
+def test_unary_call_returns_answer_and_both_metadata(running):
+    answer, call = running.unary("Echo").with_call(b"hi", timeout=10)
+    assert answer == b"echo:hi"
+    assert ("x-initial", "hello") in call.initial_metadata()
+    assert ("x-trailing", "hi") in call.trailing_metadata()
+    assert call.code() == grpc.StatusCode.OK
+
+
+def test_abort_sends_the_handlers_code_and_details(running):
+    with pytest.raises(grpc.RpcError) as error:
+        running.unary("Abort")(b"7", timeout=10)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.value.details() == "bad value '7'"
+
+
+def test_handler_exception_is_unknown_and_server_keeps_serving(running):
+    with pytest.raises(grpc.RpcError) as error:
+        running.unary("Raise")(b"", timeout=10)
+    assert error.value.code() == grpc.StatusCode.UNKNOWN
+    assert "Exception calling application: boom" in error.value.details()
+    assert running.unary("Echo")(b"again", timeout=10) == b"echo:again"
+
+
+def test_undecodable_request_is_internal(running):
+    with pytest.raises(grpc.RpcError) as error:
+        running.unary("Echo")(b"bad bytes", timeout=10)
+    assert error.value.code() == grpc.StatusCode.INTERNAL
+    assert error.value.details() == "Exception deserializing request!"
+
+
+def test_unknown_method_is_unimplemented(running):
+    with pytest.raises(grpc.RpcError) as error:
+        running.unary("Nope")(b"", timeout=10)
+    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert error.value.details() == "Method not found!"
+
+
+def test_request_streaming_method_is_refused_by_name(running):
+    upload = running.channel.stream_unary(f"/{SERVICE}/Upload")
+    with pytest.raises(grpc.RpcError) as error:
+        upload(iter([b"a", b"b"]), timeout=10)
+    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "/test.Echo/Upload" in error.value.details()
+
+
+def test_time_remaining_follows_the_client_deadline(running):
+    remaining = float(running.unary("Remaining")(b"", timeout=5))
+    assert 3.0 < remaining <= 5.0
+
+
+def test_response_stream_delivers_every_message_then_ok(running):
+    answers = list(running.stream("Count")(b"5", timeout=10))
+    assert answers == [b"0", b"1", b"2", b"3", b"4"]
+    assert running.echo.closed.wait(10)
+
+
+def test_cancelled_stream_runs_the_handlers_callback(running):
+    responses = running.stream("Forever")(b"", timeout=30)
+    assert next(responses) == b"first"
+    responses.cancel()
+    assert running.echo.closed.wait(10)
+    assert running.unary("Echo")(b"after", timeout=10) == b"echo:after"
+
+
+def test_more_blocked_calls_than_threads_all_finish():
+    server = Running(Echo())
+    try:
+        futures = [server.unary("Block").future(b"", timeout=30) for _ in range(12)]
+        assert testing.wait_for(lambda: server.echo.blocked >= 4, timeout=10)
+        server.echo.release.set()
+        assert [future.result() for future in futures] == [b"released"] * 12
+    finally:
+        server.close()
+
+
+def test_concurrency_limit_answers_resource_exhausted_at_once():
+    server = Running(Echo(), maximum_concurrent_rpcs=2)
+    try:
+        held = [server.unary("Block").future(b"", timeout=30) for _ in range(2)]
+        assert testing.wait_for(lambda: server.echo.blocked == 2, timeout=10)
+        with pytest.raises(grpc.RpcError) as error:
+            server.unary("Echo")(b"x", timeout=10)
+        assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert error.value.details() == "Concurrent RPC limit exceeded!"
+        server.echo.release.set()
+        assert [future.result() for future in held] == [b"released"] * 2
+        assert server.unary("Echo")(b"y", timeout=10) == b"echo:y"
+    finally:
+        server.close()
+
+
+def test_stop_with_grace_finishes_running_calls_and_refuses_new_ones():
+    server = Running(Echo())
+    try:
+        held = server.unary("Block").future(b"", timeout=30)
+        assert testing.wait_for(lambda: server.echo.blocked == 1, timeout=10)
+        stopped = server.server.stop(20)
+        with pytest.raises(grpc.RpcError) as error:
+            server.unary("Echo")(b"late", timeout=10)
+        assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert not stopped.is_set()
+        server.echo.release.set()
+        assert held.result() == b"released"
+        assert stopped.wait(10)
+    finally:
+        server.close()
+
+
+def test_stop_without_grace_cancels_running_calls():
+    server = Running(Echo())
+    try:
+        held = server.unary("Block").future(b"", timeout=30)
+        assert testing.wait_for(lambda: server.echo.blocked == 1, timeout=10)
+        stopped = server.server.stop(None)
+        with pytest.raises(grpc.RpcError) as error:
+            held.result()
+        # gRPC's own words for calls cut off by a shutdown, as with the stock server.
+        assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert error.value.details() == "Cancelling all calls"
+        server.echo.release.set()
+        assert stopped.wait(10)
+    finally:
+        server.close()
+
+
+def test_interceptor_can_replace_the_handler():
+    class Refuse(grpc.ServerInterceptor):
+        def intercept_service(self, continuation, details):
+            if details.method.endswith("/Echo"):
+                return grpc.unary_unary_rpc_method_handler(
+                    lambda request, context: context.abort(grpc.StatusCode.PERMISSION_DENIED, "no"),
+                )
+            return continuation(details)
+
+    server = Running(Echo(), interceptors=[Refuse()])
+    try:
+        with pytest.raises(grpc.RpcError) as error:
+            server.unary("Echo")(b"x", timeout=10)
+        assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert float(server.unary("Remaining")(b"", timeout=5)) > 0
+    finally:
+        server.close()
+
+
+if __name__ == "__main__":
+    sys.exit(testing.main(__file__))
