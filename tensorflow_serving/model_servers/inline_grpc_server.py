@@ -24,6 +24,7 @@ checks the behaviour, and ``--grpc_server=grpcio`` brings back the stock one.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 import time
@@ -31,6 +32,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 import grpc
 from grpc._cython import cygrpc
+
+from tensorflow_serving.util import status
 
 _LOG = logging.getLogger(__name__)
 
@@ -470,3 +473,29 @@ class InlineGrpcServer:
             rpc.fail(grpc.StatusCode.UNKNOWN, f"Exception iterating responses: {error}")
             return
         rpc.reply(None)
+
+
+GRPC_SERVERS = ("inline", "grpcio")
+
+
+def check_grpc_server(name: str) -> None:
+    """Refuses an unknown --grpc_server name, listing the known ones."""
+    if name not in GRPC_SERVERS:
+        raise status.invalid_argument(
+            f"--grpc_server must be one of {', '.join(GRPC_SERVERS)}, got {name!r}"
+        )
+
+
+def new_grpc_server(kind: str, num_threads: int, **settings) -> InlineGrpcServer | grpc.Server:
+    """The gRPC server `kind` names: InlineGrpcServer, or grpcio's stock thread-pool server.
+
+    The model server and the benchmark's transport floor both build theirs
+    here, so the floor always measures the transport the server uses.
+    """
+    check_grpc_server(kind)
+    if kind == "inline":
+        return InlineGrpcServer(num_threads, thread_name_prefix="grpc", **settings)
+    return grpc.server(
+        concurrent.futures.ThreadPoolExecutor(max_workers=num_threads, thread_name_prefix="grpc"),
+        **settings,
+    )

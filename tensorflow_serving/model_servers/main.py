@@ -16,7 +16,8 @@ import signal
 import sys
 import threading
 
-from tensorflow_serving.model_servers.server import Server, ServerOptions, check_grpc_server
+from tensorflow_serving.model_servers.inline_grpc_server import check_grpc_server
+from tensorflow_serving.model_servers.server import Server, ServerOptions
 from tensorflow_serving.util import cpu_scheduling, status
 
 SERVER_VERSION = "2.21.0-py"

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import gc
 import logging
@@ -25,7 +24,7 @@ from tensorflow_serving.core.servable_state import ServableId
 from tensorflow_serving.model_servers import http_server as http_server_lib
 from tensorflow_serving.model_servers import metrics as metrics_lib
 from tensorflow_serving.model_servers.grpc_status_util import UndecodableRequestInterceptor
-from tensorflow_serving.model_servers.inline_grpc_server import InlineGrpcServer
+from tensorflow_serving.model_servers.inline_grpc_server import InlineGrpcServer, new_grpc_server
 from tensorflow_serving.model_servers.model_service_impl import ModelServiceImpl
 from tensorflow_serving.model_servers.prediction_service_impl import PredictionServiceImpl
 from tensorflow_serving.model_servers.server_core import (
@@ -202,27 +201,6 @@ class _MonitoredServerCore(ServerCore):
         self.monitor.add_listener(metrics_lib.default().on_servable_state)
 
 
-GRPC_SERVERS = ("inline", "grpcio")
-
-
-def check_grpc_server(name: str) -> None:
-    if name not in GRPC_SERVERS:
-        raise status.invalid_argument(
-            f"--grpc_server must be one of {', '.join(GRPC_SERVERS)}, got {name!r}"
-        )
-
-
-def _new_grpc_server(kind: str, num_threads: int, **settings):
-    """The gRPC server: ours with handlers on the polling threads, or grpcio's stock one."""
-    check_grpc_server(kind)
-    if kind == "inline":
-        return InlineGrpcServer(num_threads, thread_name_prefix="grpc", **settings)
-    return grpc.server(
-        concurrent.futures.ThreadPoolExecutor(max_workers=num_threads, thread_name_prefix="grpc"),
-        **settings,
-    )
-
-
 class Server:
     def __init__(self) -> None:
         self.core: ServerCore | None = None
@@ -304,7 +282,7 @@ class Server:
     def _start_grpc(self, options: ServerOptions, channel_args) -> None:
         if not options.port and not options.grpc_socket_path:
             return
-        self.grpc_server = _new_grpc_server(
+        self.grpc_server = new_grpc_server(
             options.grpc_server,
             num_threads=self._grpc_workers(options),
             options=[

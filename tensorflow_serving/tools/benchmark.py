@@ -35,6 +35,7 @@ import tempfile
 import time
 from typing import Any
 
+from tensorflow_serving.model_servers.inline_grpc_server import GRPC_SERVERS
 from tensorflow_serving.tools import load_generator, processes, report
 from tensorflow_serving.tools.report import Scenario
 
@@ -270,6 +271,7 @@ class Benchmark:
                 f"--port={port}",
                 f"--spec={json.dumps(floor_spec)}",
                 f"--threads={self.args.floor_grpc_threads}",
+                f"--grpc_server={self.args.floor_grpc_server}",
             ]
             say(f"floor: {protocol} no-work server on 127.0.0.1:{port}")
             server = processes.start(cmd, self.server_cpus, log_path, cwd=self.cwd)
@@ -439,7 +441,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--server_cpus", default="auto", help="CPUs for limit, floors, server ('none': unpinned)")
     add("--client_cpus", default="auto", help="CPUs for the load generator ('none': unpinned)")
     add("--client_procs", type=int, default=0, help="load processes (0: min(2, concurrency))")
-    add("--floor_grpc_threads", type=int, default=8, help="thread pool of the gRPC floor")
+    add("--floor_grpc_threads", type=int, default=8, help="handler threads of the gRPC floor")
+    add(
+        "--floor_grpc_server",
+        default="inline",
+        choices=GRPC_SERVERS,
+        help="the gRPC floor's server; keep it the same as the server's --grpc_server",
+    )
     add("--limit_runs", type=int, default=3, help="timed in-process runs per batch (median)")
     add(
         "--limit_passes",

@@ -3,8 +3,9 @@
 What any Python server on the same transport pays per request at least, so
 the benchmark can tell the transport's cost from the server's:
 
-- gRPC: the same stack as the model server (sync `grpc.server` on a thread
-  pool, the generated PredictionService servicer). Each call parses the
+- gRPC: the same stack as the model server (`--grpc_server`, default
+  `inline`: model_servers/inline_grpc_server.py; the generated
+  PredictionService servicer). Each call parses the
   PredictRequest (protobuf's upb parser does that before the handler runs),
   reads the batch size off its first dimension and returns a prebuilt
   PredictResponse of that shape, encoded as the model server encodes
@@ -30,9 +31,10 @@ import os
 import signal
 import sys
 import threading
-from concurrent import futures
 
 import numpy as np
+
+from tensorflow_serving.model_servers.inline_grpc_server import GRPC_SERVERS, new_grpc_server
 
 
 def _zeros(outputs: dict, batch: int) -> dict[str, np.ndarray]:
@@ -41,9 +43,8 @@ def _zeros(outputs: dict, batch: int) -> dict[str, np.ndarray]:
     }
 
 
-def serve_grpc(port: int, spec: dict, threads: int) -> None:
+def serve_grpc(port: int, spec: dict, threads: int, kind: str = "inline") -> None:
     """Serves the gRPC floor on 127.0.0.1:`port` until SIGTERM/SIGINT."""
-    import grpc
 
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
     from tensorflow_serving.util import tensor_codec
@@ -66,8 +67,9 @@ def serve_grpc(port: int, spec: dict, threads: int) -> None:
                 batch = dims[0].size if dims else 1
             return response(batch)
 
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=threads),
+    server = new_grpc_server(
+        kind,
+        num_threads=threads,
         options=[("grpc.max_receive_message_length", -1), ("grpc.so_reuseport", 0)],
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(FixedPrediction(), server)
@@ -163,11 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("protocol", choices=["grpc", "rest"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--spec", required=True, help="JSON: model_name, signature, in/outputs")
-    parser.add_argument("--threads", type=int, default=8, help="gRPC thread pool size")
+    parser.add_argument("--threads", type=int, default=8, help="gRPC handler threads")
+    parser.add_argument(
+        "--grpc_server", default="inline", choices=GRPC_SERVERS, help="as the model server's flag"
+    )
     args = parser.parse_args(argv)
     spec = json.loads(args.spec)
     if args.protocol == "grpc":
-        serve_grpc(args.port, spec, args.threads)
+        serve_grpc(args.port, spec, args.threads, args.grpc_server)
     else:
         serve_rest(args.port, spec)
     return 0
