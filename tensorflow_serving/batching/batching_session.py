@@ -160,6 +160,25 @@ class BatchingServable:
             return None
         return self._queue_for(signature, inputs, output_aliases).submit_async(inputs, size)
 
+    def submit_then(
+        self,
+        signature,
+        inputs: dict[str, np.ndarray],
+        output_aliases: tuple[str, ...],
+        callback: Callable[[dict | None, BaseException | None], None],
+    ) -> bool:
+        """Queues the run and returns: `callback(outputs, error)` follows from the batch's thread.
+
+        False when the inputs cannot be batched; the caller then calls run().
+        """
+        size = _batch_size(inputs)
+        if size is None:
+            return False
+        self._queue_for(signature, inputs, output_aliases).submit_then(
+            inputs, size, lambda task: callback(task.result, task.error)
+        )
+        return True
+
     def _queue_for(self, signature, inputs, output_aliases):
         if self._options.pad_variable_length_inputs:
             layout = tuple((a, inputs[a].ndim, inputs[a].dtype.str) for a in signature.input_order)

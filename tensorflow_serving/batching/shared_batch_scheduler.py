@@ -86,10 +86,17 @@ class Task:
         "done",
         "holds_slot",
         "future",
+        "callback",
         "_wake",
     )
 
-    def __init__(self, inputs: dict, size: int, future: asyncio.Future | None = None):
+    def __init__(
+        self,
+        inputs: dict,
+        size: int,
+        future: asyncio.Future | None = None,
+        callback: Callable[[Task], None] | None = None,
+    ):
         self.inputs = inputs
         self.size = size
         self.result = None
@@ -101,8 +108,10 @@ class Task:
         self.holds_slot = False  # this request's thread (or a runner for it) runs batches now
         # Set for submit_async: resolved on its loop; no thread waits on _wake.
         self.future = future
+        # Set for submit_then: called with the answered task; no thread waits on _wake.
+        self.callback = callback
         self._wake = None
-        if future is None:
+        if future is None and callback is None:
             self._wake = threading.Lock()
             self._wake.acquire()
 
@@ -140,6 +149,15 @@ class BatchQueue:
         future = asyncio.get_running_loop().create_future()
         self._scheduler._submit_async(self, Task(inputs, size, future))
         return future
+
+    def submit_then(self, inputs: dict, size: int, callback: Callable[[Task], None]) -> None:
+        """Like submit, but returns once queued: `callback(task)` gets the answer.
+
+        The callback runs on whichever thread ran the batch (or on this one,
+        if it ends up leading); it must not block. Raises at once as submit does.
+        """
+        self._check_size(size)
+        self._scheduler._submit_then(self, Task(inputs, size, callback=callback))
 
     def _check_size(self, size: int) -> None:
         if size > self.options.max_batch_size:
@@ -271,6 +289,12 @@ class SharedBatchScheduler:
             with self._cond:
                 self._active -= 1
 
+    def _submit_then(self, queue: BatchQueue, task: Task) -> None:
+        with self._cond:
+            self._enqueue(queue, task)
+        if task.holds_slot:
+            self._lead(queue, task)
+
     def _submit(self, queue: BatchQueue, task: Task) -> object:
         with self._cond:
             self._enqueue(queue, task)
@@ -288,16 +312,20 @@ class SharedBatchScheduler:
         growth_until = None  # when that wait ends however the queue grows
         while True:
             with self._cond:
-                if task.done:
-                    self._pass_slot_on()
-                    return
-                if not queue.tasks:
-                    # Our task is in a batch another leader runs: free the slot, wait.
-                    self._pass_slot_on()
-                    self._waiting_on_cond += 1
-                    while not task.done:
-                        self._cond.wait()
-                    self._waiting_on_cond -= 1
+                if task.done or not queue.tasks:
+                    # Done, or our task is in a batch another leader runs: the
+                    # slot moves on. A request without a thread (submit_then) is
+                    # led by this thread.
+                    successor = self._pass_slot_on()
+                    if successor is not None:
+                        queue, task = successor
+                        seen = growth_until = None
+                        continue
+                    if task.callback is None:
+                        self._waiting_on_cond += 1
+                        while not task.done:
+                            self._cond.wait()
+                        self._waiting_on_cond -= 1
                     return
                 deadline = queue.fill_deadline()
                 if deadline is not None and time.monotonic() < deadline:
@@ -324,20 +352,20 @@ class SharedBatchScheduler:
 
     def _run_one(self, queue: BatchQueue) -> None:
         """A runner's slot: one batch of `queue` (after its timeout), then the slot moves on."""
+        batch: list[Task] = []
         with self._cond:
-            while True:
-                if not queue.tasks or self._stopping:
-                    self._pass_slot_on()
-                    return
+            while queue.tasks and not self._stopping:
                 deadline = queue.fill_deadline()
                 if deadline is None or time.monotonic() >= deadline:
+                    batch = queue.pop_batch()
                     break
                 self._wait_to_fill(queue, deadline - time.monotonic())
-            batch = queue.pop_batch()
         if batch:
             self._run(queue, batch)
         with self._cond:
-            self._pass_slot_on()
+            successor = self._pass_slot_on()
+        if successor is not None:
+            self._lead(*successor)
 
     def _run(self, queue: BatchQueue, batch: list[Task]) -> None:
         try:
@@ -354,6 +382,9 @@ class SharedBatchScheduler:
             if self._waiting_on_cond:
                 self._cond.notify_all()
         _reply_to_loops(replies)
+        for task in batch:
+            if task.callback is not None:
+                _call_back(task)
 
     def _finish(self, task: Task, result, error, replies=None) -> None:
         """Answers a task (scheduler lock held); wakes it unless its thread is a leader.
@@ -369,6 +400,9 @@ class SharedBatchScheduler:
                 _reply_to_loops({task.future.get_loop(): [task]})
             else:
                 replies.setdefault(task.future.get_loop(), []).append(task)
+        elif task.callback is not None:
+            if replies is None:  # not a batch's answer: expired or unloaded
+                _call_back(task)
         elif not task.holds_slot:
             task._wake.release()
 
@@ -385,10 +419,12 @@ class SharedBatchScheduler:
         if self._waiting_on_cond:
             self._cond.notify_all()
 
-    def _pass_slot_on(self) -> None:
+    def _pass_slot_on(self) -> tuple[BatchQueue, Task] | None:
         """Gives this leader's slot to the oldest waiting request, or frees it (lock held).
 
-        A waiting thread is woken to lead; for an async request a runner starts.
+        A waiting thread is woken to lead; for an async request a runner starts;
+        a submit_then request has no thread, so it is returned: the caller leads
+        for it.
         """
         oldest, oldest_queue = None, None
         for queue in self._queues:
@@ -398,18 +434,21 @@ class SharedBatchScheduler:
                     oldest, oldest_queue = head, queue
         if oldest is None or self._stopping:
             self._active -= 1
-            return
+            return None
         oldest.holds_slot = True
+        if oldest.callback is not None:
+            return oldest_queue, oldest  # no thread of its own: the caller leads for it
         if oldest.future is None:
             oldest._wake.release()
-            return
+            return None
         try:
             oldest.future.get_loop().call_soon_threadsafe(self._launch_when_quiet, oldest_queue, -1)
         except RuntimeError:  # its loop is closed: nobody waits for this task any more
             oldest_queue.tasks.popleft()
             oldest_queue.enqueued_size -= oldest.size
             oldest.done = True
-            self._pass_slot_on()  # to the next waiting request, if any
+            return self._pass_slot_on()  # to the next waiting request, if any
+        return None
 
     def stop(self) -> None:
         """Refuses new work and answers every queued task UNAVAILABLE."""
@@ -419,6 +458,13 @@ class SharedBatchScheduler:
         for queue in queues:
             self.remove_queue(queue)
         self._runners.shutdown(wait=False)
+
+
+def _call_back(task: Task) -> None:
+    try:
+        task.callback(task)
+    except Exception:
+        _LOG.exception("A batched request's callback failed")
 
 
 def _reply_to_loops(replies: dict[asyncio.AbstractEventLoop, list[Task]]) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from tensorflow_serving.batching import shared_batch_scheduler
 from tensorflow_serving.batching.shared_batch_scheduler import QueueOptions, SharedBatchScheduler
-from tensorflow_serving.util import status, testing
+from tensorflow_serving.util import request_deadline, status, testing
 
 
 class Recorder:
@@ -319,6 +319,117 @@ def test_cancelled_loop_request_does_not_disturb_the_others():
         return await first, await kept
 
     assert asyncio.run(scenario()) == ("first", "kept")
+
+
+class Answers:
+    """Collects submit_then callbacks: each task's result or error, and how often."""
+
+    def __init__(self) -> None:
+        self.by_token: dict = {}
+        self.calls = 0
+        self.lock = threading.Lock()
+        self.all_in = threading.Event()
+        self.expected = 0
+
+    def callback(self, token):
+        def answered(task):
+            with self.lock:
+                self.calls += 1
+                self.by_token.setdefault(token, []).append(task.error or task.result)
+                if self.calls == self.expected:
+                    self.all_in.set()
+
+        return answered
+
+
+def test_callback_requests_share_batches_with_blocked_threads_and_each_is_answered_once():
+    scheduler = SharedBatchScheduler(1)
+    recorder = Recorder(delay=0.003)
+    queue = scheduler.add_queue(QueueOptions(max_batch_size=8, max_enqueued_batches=50), recorder)
+    answers = Answers()
+    answers.expected = 4 * 20
+
+    def submitter(worker):
+        for call in range(20):
+            token = ("cb", worker, call)
+            queue.submit_then({"id": token}, 1, answers.callback(token))
+
+    threads = [threading.Thread(target=submitter, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    errors, wrong = hammer([queue], threads=4, calls=10)
+    for thread in threads:
+        thread.join(30)
+    assert answers.all_in.wait(30), f"{answers.expected - answers.calls} callbacks never came"
+    assert errors == [] and wrong == []
+    assert all(results == [token] for token, results in answers.by_token.items())
+    assert recorder.max_running == 1
+    assert max(recorder.sizes) > 1, "callback requests must share batches"
+
+
+def test_callback_request_returns_while_another_batch_runs():
+    """No thread waits for a callback request: submit_then returns though the slot is busy."""
+    scheduler = SharedBatchScheduler(1)
+    gate = threading.Event()
+    queue = scheduler.add_queue(QueueOptions(max_batch_size=4), Recorder(delay=0, gate=gate))
+    blocked = threading.Thread(target=queue.submit, args=({"id": "thread"}, 1))
+    blocked.start()
+    assert testing.wait_for(lambda: scheduler._active == 1, timeout=10)
+    answers = Answers()
+    answers.expected = 1
+    started = time.monotonic()
+    queue.submit_then({"id": "cb"}, 1, answers.callback("cb"))
+    assert time.monotonic() - started < 1.0
+    assert answers.calls == 0
+    gate.set()
+    blocked.join(10)
+    assert answers.all_in.wait(10)
+    assert answers.by_token == {"cb": ["cb"]}
+
+
+def test_callback_request_gets_failures_expiry_full_queue_and_stop():
+    scheduler = SharedBatchScheduler(1)
+
+    def failing(tasks):
+        raise status.invalid_argument("bad batch")
+
+    queue = scheduler.add_queue(QueueOptions(max_batch_size=2, max_enqueued_batches=1), failing)
+    answers = Answers()
+    answers.expected = 1
+    queue.submit_then({"id": 1}, 1, answers.callback(1))  # this thread leads: answered now
+    assert answers.by_token[1][0].message == "bad batch"
+    with pytest.raises(status.ServingError, match="larger than maximum"):
+        queue.submit_then({"id": 2}, 3, answers.callback(2))
+
+    # Queued behind a running batch: an expired request is answered, never run.
+    gate = threading.Event()
+    held = scheduler.add_queue(QueueOptions(max_batch_size=2), Recorder(delay=0, gate=gate))
+
+    def running_alone() -> bool:  # the blocked thread's batch runs; nothing else is queued
+        return scheduler._active == 1 and not held.tasks
+
+    blocked = threading.Thread(target=held.submit, args=({"id": "thread"}, 1))
+    blocked.start()
+    assert testing.wait_for(running_alone, timeout=10)
+    with request_deadline.scope(0.0):
+        held.submit_then({"id": "late"}, 1, answers.callback("late"))
+    held.submit_then({"id": "next"}, 1, answers.callback("next"))
+    gate.set()
+    blocked.join(10)
+    assert testing.wait_for(lambda: "next" in answers.by_token, timeout=10)
+    assert answers.by_token["late"][0].code.name == "DEADLINE_EXCEEDED"
+    assert answers.by_token["next"] == ["next"]
+
+    # Still queued when the scheduler stops: UNAVAILABLE, not left hanging.
+    gate.clear()
+    blocked = threading.Thread(target=held.submit, args=({"id": "thread2"}, 1))
+    blocked.start()
+    assert testing.wait_for(running_alone, timeout=10)
+    held.submit_then({"id": "queued"}, 1, answers.callback("queued"))
+    scheduler.stop()
+    gate.set()
+    blocked.join(10)
+    assert answers.by_token["queued"][0].code.name == "UNAVAILABLE"
 
 
 if __name__ == "__main__":

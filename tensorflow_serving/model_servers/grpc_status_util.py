@@ -10,6 +10,7 @@ from collections.abc import Callable
 import grpc
 
 from tensorflow_serving.model_servers import metrics
+from tensorflow_serving.model_servers.inline_grpc_server import DEFERRED
 from tensorflow_serving.util import request_deadline, status
 
 _LOG = logging.getLogger(__name__)
@@ -17,6 +18,40 @@ _LOG = logging.getLogger(__name__)
 
 def abort_with(context: grpc.ServicerContext, error: status.ServingError):
     context.abort(error.code, error.message)
+
+
+class _Call:
+    """One RPC as the metrics and the status mapping see it."""
+
+    __slots__ = ("api", "request", "started")
+
+    def __init__(self, api: str, request):
+        self.api = api
+        self.request = request
+        self.started = time.perf_counter()
+
+    def check_deadline(self, remaining: float | None) -> None:
+        if remaining is not None and remaining <= 0:
+            raise status.deadline_exceeded(f"{self.api}: deadline exceeded before it started")
+
+    def answered(self, response):
+        self._record(response, grpc.StatusCode.OK)
+        return response
+
+    def failed(self, error: BaseException) -> status.ServingError:
+        """The error as the client sees it; anything but a ServingError is INTERNAL."""
+        if isinstance(error, status.ServingError):
+            _LOG.debug("%s failed: %s", self.api, error.message)
+        else:
+            _LOG.error("%s failed unexpectedly", self.api, exc_info=error)
+            error = status.internal(f"{self.api} failed: {type(error).__name__}: {error}")
+        self._record(None, error.code)
+        return error
+
+    def _record(self, response, code: grpc.StatusCode) -> None:
+        metrics.default().record_grpc(
+            self.api, self.request, response, code, time.perf_counter() - self.started
+        )
 
 
 def grpc_method(api: str) -> Callable:
@@ -31,35 +66,50 @@ def grpc_method(api: str) -> Callable:
     def decorate(method: Callable) -> Callable:
         @functools.wraps(method)
         def wrapper(self, request, context: grpc.ServicerContext):
-            started = time.perf_counter()
-            response = None
-            code = grpc.StatusCode.OK
+            call = _Call(api, request)
             remaining = context.time_remaining()
             try:
-                if remaining is not None and remaining <= 0:
-                    raise status.deadline_exceeded(f"{api}: deadline exceeded before it started")
+                call.check_deadline(remaining)
                 # Queues below (batching) drop the work once the client stopped waiting.
                 with request_deadline.scope(remaining):
                     response = method(self, request, context)
-                return response
-            except status.ServingError as error:
-                _LOG.debug("%s failed: %s", api, error.message)
-                code = error.code
-                abort_with(context, error)
             except Exception as error:
-                _LOG.exception("%s failed unexpectedly", api)
-                code = grpc.StatusCode.INTERNAL
-                abort_with(
-                    context, status.internal(f"{api} failed: {type(error).__name__}: {error}")
-                )
-            finally:
-                metrics.default().record_grpc(
-                    api, request, response, code, time.perf_counter() - started
-                )
+                abort_with(context, call.failed(error))
+            return call.answered(response)
 
         return wrapper
 
     return decorate
+
+
+def answer_later(api: str, request, context, start: Callable[[Callable], None]):
+    """grpc_method for a call whose answer comes from another thread (InlineGrpcServer).
+
+    `start(done)` queues the work and returns; `done(response, error)` is then
+    called once, on the thread that finished it, and sends the answer. The
+    handler's thread goes back to serving other calls meanwhile.
+    """
+    call = _Call(api, request)
+    remaining = context.time_remaining()
+    reply = context.deferred_reply()
+
+    def done(response, error: BaseException | None) -> None:
+        try:
+            if error is None:
+                reply.send(call.answered(response))
+            else:
+                failure = call.failed(error)
+                reply.fail(failure.code, failure.message)
+        except Exception:  # the answer is lost, but the thread running batches goes on
+            _LOG.exception("%s: sending the answer failed", api)
+
+    try:
+        call.check_deadline(remaining)
+        with request_deadline.scope(remaining):
+            start(done)
+    except Exception as error:
+        abort_with(context, call.failed(error))
+    return DEFERRED
 
 
 class _Undecodable:

@@ -41,6 +41,18 @@ _NO_FLAGS = 0
 _OK = grpc.StatusCode.OK
 
 
+class _Deferred:
+    """The type of DEFERRED."""
+
+    def __repr__(self) -> str:
+        return "DEFERRED"
+
+
+# What a unary handler returns once it took context.deferred_reply(): the
+# answer is sent later, from another thread, through that DeferredReply.
+DEFERRED = _Deferred()
+
+
 class _AbortedRpc(Exception):
     """Raised by context.abort(): the handler stops, its status is already set."""
 
@@ -71,6 +83,7 @@ class _Rpc(grpc.ServicerContext):
         self.finished = False
         self.cancelled = False
         self.close_requested = False
+        self.handler: grpc.RpcMethodHandler | None = None
 
     # --- replies (started from whichever thread finished the work) ---
 
@@ -139,6 +152,10 @@ class _Rpc(grpc.ServicerContext):
             except Exception:
                 _LOG.exception("gRPC call-end callback failed")
         self._server._rpc_ended()
+
+    def deferred_reply(self) -> DeferredReply:
+        """Not grpc.ServicerContext: lets a unary handler return DEFERRED and answer later."""
+        return DeferredReply(self, self.handler.response_serializer)
 
     # --- grpc.ServicerContext ---
 
@@ -217,6 +234,28 @@ class _Rpc(grpc.ServicerContext):
 
     def disable_next_message_compression(self) -> None:
         raise NotImplementedError("--grpc_server=inline does not compress responses")
+
+
+class DeferredReply:
+    """Sends a unary call's answer from any thread, after its handler returned DEFERRED."""
+
+    __slots__ = ("_rpc", "_serializer")
+
+    def __init__(self, rpc: _Rpc, serializer: Callable | None):
+        self._rpc = rpc
+        self._serializer = serializer
+
+    def send(self, response) -> None:
+        try:
+            body = self._serializer(response) if self._serializer else response
+        except Exception:
+            _LOG.exception("Failed to serialize response!")
+            self._rpc.fail(grpc.StatusCode.INTERNAL, "Failed to serialize response!")
+            return
+        self._rpc.reply(body)
+
+    def fail(self, code: grpc.StatusCode, details: str) -> None:
+        self._rpc.fail(code, details)
 
 
 class _SendCompletion:
@@ -440,8 +479,11 @@ class InlineGrpcServer:
         self._serve_unary(rpc, handler, request)
 
     def _serve_unary(self, rpc: _Rpc, handler: grpc.RpcMethodHandler, request) -> None:
+        rpc.handler = handler
         try:
             response = handler.unary_unary(request, rpc)
+            if response is DEFERRED:
+                return
         except _AbortedRpc:
             rpc.reply(None)
             return

@@ -11,7 +11,7 @@ import time
 import grpc
 import pytest
 
-from tensorflow_serving.model_servers.inline_grpc_server import InlineGrpcServer
+from tensorflow_serving.model_servers.inline_grpc_server import DEFERRED, InlineGrpcServer
 from tensorflow_serving.util import testing
 
 SERVICE = "test.Echo"
@@ -56,6 +56,20 @@ class Echo:
     def remaining(self, request: bytes, context) -> bytes:
         return f"{context.time_remaining():.1f}".encode()
 
+    def later(self, request: bytes, context):
+        """Answers from another thread, as a batched Predict does."""
+        reply = context.deferred_reply()
+
+        def answer():
+            time.sleep(0.05)
+            if request == b"fail":
+                reply.fail(grpc.StatusCode.UNAVAILABLE, "queue full")
+            else:
+                reply.send(b"later:" + request)
+
+        threading.Thread(target=answer).start()
+        return DEFERRED
+
     def count(self, request: bytes, context):
         context.add_callback(self.closed.set)
         for index in range(int(request)):
@@ -74,6 +88,7 @@ class Echo:
             "Abort": self.abort,
             "Raise": self.raises,
             "Remaining": self.remaining,
+            "Later": self.later,
         }
         handlers = {
             name: grpc.unary_unary_rpc_method_handler(
@@ -160,6 +175,16 @@ def test_request_streaming_method_is_refused_by_name(running):
         upload(iter([b"a", b"b"]), timeout=10)
     assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert "/test.Echo/Upload" in error.value.details()
+
+
+def test_deferred_answer_comes_from_another_thread_and_frees_the_handler(running):
+    # Six deferred calls at once on four threads: none of them holds its thread.
+    futures = [running.unary("Later").future(str(i).encode(), timeout=10) for i in range(6)]
+    assert [f.result() for f in futures] == [f"later:{i}".encode() for i in range(6)]
+    with pytest.raises(grpc.RpcError) as error:
+        running.unary("Later")(b"fail", timeout=10)
+    assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert error.value.details() == "queue full"
 
 
 def test_time_remaining_follows_the_client_deadline(running):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tensorflow_serving.apis import prediction_service_pb2_grpc
-from tensorflow_serving.model_servers.grpc_status_util import grpc_method
+from tensorflow_serving.model_servers.grpc_status_util import answer_later, grpc_method
 from tensorflow_serving.servables.tensorflow import (
     classifier,
     get_model_metadata_impl,
@@ -17,8 +17,20 @@ class PredictionServiceImpl(prediction_service_pb2_grpc.PredictionServiceService
     def __init__(self, core):
         self._core = core
 
-    @grpc_method("Predict")
     def Predict(self, request, context):
+        if hasattr(context, "deferred_reply"):
+            # InlineGrpcServer: a batched Predict frees this thread while it
+            # waits; the thread that runs the batch sends the answer.
+            return answer_later(
+                "Predict",
+                request,
+                context,
+                lambda done: predict_util.run_predict_then(self._core, request, done),
+            )
+        return self._predict(request, context)
+
+    @grpc_method("Predict")
+    def _predict(self, request, context):
         return predict_util.run_predict(self._core, request)
 
     @grpc_method("Classify")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -107,15 +107,72 @@ def fill_model_spec(model_spec, name: str, version: int, signature_name: str | N
         model_spec.signature_name = signature_name
 
 
-def run_predict(core, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
-    """PredictRequest in, PredictResponse out, with outputs in typed value fields."""
-    inputs = {alias: tensor_codec.to_ndarray(proto) for alias, proto in request.inputs.items()}
-    with core.servable_handle(request.model_spec) as handle:
-        signature, outputs = predict(
-            handle, request.model_spec.signature_name, inputs, request.output_filter
-        )
+def _decoded_inputs(request: predict_pb2.PredictRequest) -> dict[str, np.ndarray]:
+    return {alias: tensor_codec.to_ndarray(proto) for alias, proto in request.inputs.items()}
+
+
+def _predict_response(handle, signature: Signature, outputs) -> predict_pb2.PredictResponse:
+    """Outputs in typed value fields, and the model_spec of the version that answered."""
     response = predict_pb2.PredictResponse()
     fill_model_spec(response.model_spec, handle.name, handle.version, signature.key)
     for alias, array in outputs.items():
         tensor_codec.to_tensor_proto(array, response.outputs[alias])
     return response
+
+
+def run_predict(core, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+    """PredictRequest in, PredictResponse out, with outputs in typed value fields."""
+    inputs = _decoded_inputs(request)
+    with core.servable_handle(request.model_spec) as handle:
+        signature, outputs = predict(
+            handle, request.model_spec.signature_name, inputs, request.output_filter
+        )
+    return _predict_response(handle, signature, outputs)
+
+
+def run_predict_then(
+    core,
+    request: predict_pb2.PredictRequest,
+    done: Callable[[predict_pb2.PredictResponse | None, BaseException | None], None],
+) -> None:
+    """run_predict without waiting for a batching servable: `done(response, error)` follows.
+
+    Bad requests raise here, before anything is queued. The version stays held
+    until its answer is built. A servable that does not batch (or inputs it
+    cannot batch) runs at once, and `done` is called before this returns.
+    """
+    inputs = _decoded_inputs(request)
+    handle = core.servable_handle(request.model_spec).__enter__()
+    try:
+        signature, fetch = _checked(
+            handle, request.model_spec.signature_name, inputs, request.output_filter
+        )
+    except BaseException:
+        handle.__exit__(None, None, None)
+        raise
+
+    def finished(outputs, error: BaseException | None) -> None:
+        response = None
+        try:
+            if error is None:
+                response = _predict_response(handle, signature, outputs)
+        except Exception as raised:
+            error = raised
+        finally:
+            handle.__exit__(None, None, None)
+        done(response, error)
+
+    servable = handle.servable
+    submit_then = getattr(servable, "submit_then", None)
+    try:
+        queued = submit_then is not None and submit_then(signature, inputs, fetch, finished)
+    except BaseException:
+        handle.__exit__(None, None, None)
+        raise
+    if not queued:
+        try:
+            outputs = servable.run(signature, inputs, fetch)
+        except Exception as error:
+            finished(None, error)
+        else:
+            finished(outputs, None)
