@@ -11,6 +11,14 @@ batches grow exactly as fast as traffic does. Compared with dedicated batch
 threads, this saves two thread hand-offs per request, which in Python cost
 more than the batching gains at low concurrency.
 
+Callers that must not block (the gRPC server's polling threads) use
+`submit_then`: the request is queued with a callback and the call returns,
+unless the request gets a free slot, in which case the calling thread leads
+as above. A leader whose own task is answered keeps leading while the oldest
+waiting request is such a callback request, since no thread of its own could
+take the slot. The callbacks of a batch run on the leader's thread, after the
+batch, one after another: no thread is woken per request.
+
 Callers on an asyncio event loop (the REST server) have no thread to lend:
 `submit_async` enqueues and returns a future at once. When such a task gets
 a slot, the loop first finishes what it is reading (the batch may only grow

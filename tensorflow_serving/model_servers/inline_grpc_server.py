@@ -9,6 +9,11 @@ receives a request's message runs the handler and starts the reply. A unary
 RPC is three completion events (new call, message, reply sent) and no
 hand-offs. The no-work floor measured 55 us per RPC instead of 130.
 
+A unary handler may also return DEFERRED after taking
+``context.deferred_reply()``, and answer later from another thread: a
+batched Predict does so, and the thread that ran the batch answers each of
+its requests, so the polling thread goes back to receiving at once.
+
 The class keeps the part of grpcio's ``grpc.Server`` API that servers use
 (generic and registered handlers, interceptors, insecure and TLS ports,
 ``maximum_concurrent_rpcs``, ``start``, ``stop(grace)``), so the generated

@@ -263,10 +263,12 @@ class Server:
     def _grpc_workers(self, options: ServerOptions) -> int:
         """--grpc_max_threads, raised to 2 x max_batch_size (at most 128) when batching.
 
-        A request waits on its thread while its batch forms, so a batch can never
-        be larger than the number of handler threads; upstream's batching guide
-        asks for twice the batch size in client threads for the same reason.
-        --rest_api_num_threads is raised the same way (see _start_http).
+        With --grpc_server=grpcio a request waits on its thread while its batch
+        forms, so a batch can never be larger than the number of handler
+        threads; upstream's batching guide asks for twice the batch size in
+        client threads for the same reason. The inline server's batched
+        Predict holds no thread, but Classify, Regress and MultiInference still
+        do. --rest_api_num_threads is raised the same way (see _start_http).
         """
         workers = max(1, options.grpc_max_threads)
         if self._batch_threads_wanted > workers:
