@@ -44,6 +44,28 @@ def test_float_outputs_use_float_val_like_the_stock_server():
     assert [d.size for d in proto.tensor_shape.dim] == [1, 2]
 
 
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.array([np.nan, -0.0, np.inf, -np.inf, 1e-45, 3.4e38], dtype=np.float32),
+        np.arange(40000, dtype=np.float32).reshape(200, 200) / 3,  # byte length over 2**17
+        np.arange(16, dtype=np.float64).reshape(4, 4)[:, ::2],  # not contiguous
+        np.zeros((0, 3), dtype=np.float32),
+    ],
+    ids=["specials", "large", "strided", "empty"],
+)
+def test_float_fields_are_the_same_message_as_value_by_value(array):
+    """Floats are handed to protobuf as packed bytes: same bytes as appending each value."""
+    proto = tensor_codec.to_tensor_proto(array)
+    expected = tensor_pb2.TensorProto()
+    expected.CopyFrom(proto)
+    field = "float_val" if array.dtype == np.float32 else "double_val"
+    expected.ClearField(field)
+    getattr(expected, field).extend(array.ravel().tolist())
+    assert proto.SerializeToString() == expected.SerializeToString()
+    np.testing.assert_array_equal(tensor_codec.to_ndarray(proto), array)
+
+
 def test_tensor_content_is_read_without_copying():
     array = np.arange(784, dtype=np.float32).reshape(1, 784)
     proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_content=array.tobytes())
