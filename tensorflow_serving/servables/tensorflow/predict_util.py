@@ -1,7 +1,8 @@
 """Predict: check a request against a signature, run it, and shape the answer.
 
 The numpy-level `predict` is shared by both transports; `run_predict` is the
-PredictRequest -> PredictResponse form the gRPC service calls.
+PredictRequest -> PredictResponse form the gRPC service calls, and
+`run_predict_then` the same without waiting for a batch (InlineGrpcServer).
 """
 
 from __future__ import annotations
