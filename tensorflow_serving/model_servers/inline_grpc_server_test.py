@@ -104,6 +104,13 @@ class Echo:
         return grpc.method_handlers_generic_handler(SERVICE, handlers)
 
 
+def error_of(call, request) -> tuple[grpc.StatusCode, str]:
+    """The code and details of a call that must fail."""
+    with pytest.raises(grpc.RpcError) as raised:
+        call(request, timeout=10)
+    return raised.value.code(), raised.value.details()
+
+
 class Running:
     def __init__(self, echo: Echo, **settings):
         self.echo = echo
@@ -141,50 +148,44 @@ def test_unary_call_returns_answer_and_both_metadata(running):
 
 
 def test_abort_sends_the_handlers_code_and_details(running):
-    with pytest.raises(grpc.RpcError) as error:
-        running.unary("Abort")(b"7", timeout=10)
-    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert error.value.details() == "bad value '7'"
+    code, details = error_of(running.unary("Abort"), b"7")
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert details == "bad value '7'"
 
 
 def test_handler_exception_is_unknown_and_server_keeps_serving(running):
-    with pytest.raises(grpc.RpcError) as error:
-        running.unary("Raise")(b"", timeout=10)
-    assert error.value.code() == grpc.StatusCode.UNKNOWN
-    assert "Exception calling application: boom" in error.value.details()
+    code, details = error_of(running.unary("Raise"), b"")
+    assert code == grpc.StatusCode.UNKNOWN
+    assert "Exception calling application: boom" in details
     assert running.unary("Echo")(b"again", timeout=10) == b"echo:again"
 
 
 def test_undecodable_request_is_internal(running):
-    with pytest.raises(grpc.RpcError) as error:
-        running.unary("Echo")(b"bad bytes", timeout=10)
-    assert error.value.code() == grpc.StatusCode.INTERNAL
-    assert error.value.details() == "Exception deserializing request!"
+    code, details = error_of(running.unary("Echo"), b"bad bytes")
+    assert code == grpc.StatusCode.INTERNAL
+    assert details == "Exception deserializing request!"
 
 
 def test_unknown_method_is_unimplemented(running):
-    with pytest.raises(grpc.RpcError) as error:
-        running.unary("Nope")(b"", timeout=10)
-    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert error.value.details() == "Method not found!"
+    code, details = error_of(running.unary("Nope"), b"")
+    assert code == grpc.StatusCode.UNIMPLEMENTED
+    assert details == "Method not found!"
 
 
 def test_request_streaming_method_is_refused_by_name(running):
     upload = running.channel.stream_unary(f"/{SERVICE}/Upload")
-    with pytest.raises(grpc.RpcError) as error:
-        upload(iter([b"a", b"b"]), timeout=10)
-    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "/test.Echo/Upload" in error.value.details()
+    code, details = error_of(upload, iter([b"a", b"b"]))
+    assert code == grpc.StatusCode.UNIMPLEMENTED
+    assert "/test.Echo/Upload" in details
 
 
 def test_deferred_answer_comes_from_another_thread_and_frees_the_handler(running):
     # Six deferred calls at once on four threads: none of them holds its thread.
     futures = [running.unary("Later").future(str(i).encode(), timeout=10) for i in range(6)]
     assert [f.result() for f in futures] == [f"later:{i}".encode() for i in range(6)]
-    with pytest.raises(grpc.RpcError) as error:
-        running.unary("Later")(b"fail", timeout=10)
-    assert error.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert error.value.details() == "queue full"
+    code, details = error_of(running.unary("Later"), b"fail")
+    assert code == grpc.StatusCode.UNAVAILABLE
+    assert details == "queue full"
 
 
 def test_time_remaining_follows_the_client_deadline(running):
@@ -222,10 +223,9 @@ def test_concurrency_limit_answers_resource_exhausted_at_once():
     try:
         held = [server.unary("Block").future(b"", timeout=30) for _ in range(2)]
         assert testing.wait_for(lambda: server.echo.blocked == 2, timeout=10)
-        with pytest.raises(grpc.RpcError) as error:
-            server.unary("Echo")(b"x", timeout=10)
-        assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert error.value.details() == "Concurrent RPC limit exceeded!"
+        code, details = error_of(server.unary("Echo"), b"x")
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert details == "Concurrent RPC limit exceeded!"
         server.echo.release.set()
         assert [future.result() for future in held] == [b"released"] * 2
         assert server.unary("Echo")(b"y", timeout=10) == b"echo:y"
@@ -239,9 +239,8 @@ def test_stop_with_grace_finishes_running_calls_and_refuses_new_ones():
         held = server.unary("Block").future(b"", timeout=30)
         assert testing.wait_for(lambda: server.echo.blocked == 1, timeout=10)
         stopped = server.server.stop(20)
-        with pytest.raises(grpc.RpcError) as error:
-            server.unary("Echo")(b"late", timeout=10)
-        assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+        code, _ = error_of(server.unary("Echo"), b"late")
+        assert code == grpc.StatusCode.UNAVAILABLE
         assert not stopped.is_set()
         server.echo.release.set()
         assert held.result() == b"released"
@@ -278,9 +277,8 @@ def test_interceptor_can_replace_the_handler():
 
     server = Running(Echo(), interceptors=[Refuse()])
     try:
-        with pytest.raises(grpc.RpcError) as error:
-            server.unary("Echo")(b"x", timeout=10)
-        assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        code, _ = error_of(server.unary("Echo"), b"x")
+        assert code == grpc.StatusCode.PERMISSION_DENIED
         assert float(server.unary("Remaining")(b"", timeout=5)) > 0
     finally:
         server.close()
