@@ -110,6 +110,7 @@ def measure(args: argparse.Namespace) -> dict:
     import tensorflow as tf
     from tensorflow.core.protobuf import config_pb2
 
+    from tensorflow_serving.servables.tensorflow import saved_model_bundle
     from tensorflow_serving.tools import signature_inputs
 
     config = config_pb2.ConfigProto(
@@ -140,11 +141,13 @@ def measure(args: argparse.Namespace) -> dict:
         meta_graph.signature_def[args.signature], overrides, graph_shape
     )
     data = signature_inputs.load_input_data(args.input_data, inputs) if args.input_data else None
-    fn = session._make_callable_from_options(
-        config_pb2.CallableOptions(
-            feed=[s.tensor_name for s in inputs], fetch=[s.tensor_name for s in outputs]
-        )
+    options = config_pb2.CallableOptions(
+        feed=[s.tensor_name for s in inputs], fetch=[s.tensor_name for s in outputs]
     )
+    if saved_model_bundle.runs_ops_one_at_a_time(config):
+        # As the server runs it: the limit must not be slower than the server.
+        options.run_options.inter_op_thread_pool = saved_model_bundle.CALLER_THREAD
+    fn = session._make_callable_from_options(options)
     gc.collect()
     gc.freeze()  # as the server does once its models are loaded
     record: dict = {

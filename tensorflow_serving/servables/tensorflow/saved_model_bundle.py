@@ -30,7 +30,7 @@ from tensorflow_serving.util import status, tensor_codec
 _LOG = logging.getLogger(__name__)
 
 # RunOptions.inter_op_thread_pool value that runs the graph on the caller's thread.
-_CALLER_THREAD = -1
+CALLER_THREAD = -1
 
 # Signature keys that describe the export itself rather than a serving API.
 _INTERNAL_SIGNATURES = frozenset({"__saved_model_init_op", "__saved_model_train_op"})
@@ -170,7 +170,7 @@ class SavedModelBundle:
                         fetch=[signature.outputs[a].tensor_name for a in output_aliases],
                     )
                     if self._run_on_caller_thread:
-                        options.run_options.inter_op_thread_pool = _CALLER_THREAD
+                        options.run_options.inter_op_thread_pool = CALLER_THREAD
                     fn = self._session._make_callable_from_options(options)
                     self._callables[cache_key] = fn
         return fn
