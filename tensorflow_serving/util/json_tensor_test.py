@@ -78,6 +78,23 @@ def test_large_outputs_use_the_same_digits_as_small_ones():
     assert big.tolist() == one_by_one
 
 
+def test_each_slice_of_a_batch_is_answered_as_if_it_were_alone():
+    """Answers of one batch are slices of one array, converted once for all."""
+    rng = np.random.default_rng(2)
+    for _ in range(3):  # fresh batches: a stale conversion would show up
+        batch = (rng.standard_normal((32, 10)) * 10.0 ** rng.integers(-8, 8, (32, 10))).astype(
+            np.float32
+        )
+        batch[5, :3] = [0.0, 16777216.0, np.nan]
+        for rows in ((0, 1), (1, 4), (4, 5), (31, 32), (5, 6)):
+            view = batch[rows[0] : rows[1]]
+            alone = view.copy()
+            for fmt in json_tensor.RequestFormat:
+                assert json_tensor.predict_response_json(
+                    {"y": view}, fmt
+                ) == json_tensor.predict_response_json({"y": alone}, fmt)
+
+
 def test_non_finite_outputs_are_bare_tokens():
     values = np.array([1.0, np.nan, np.inf, -np.inf], np.float32)
     body = json_tensor.predict_response_json({"y": values}, json_tensor.RequestFormat.ROW)
