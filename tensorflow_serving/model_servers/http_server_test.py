@@ -6,6 +6,7 @@ import json
 import socket
 import sys
 import threading
+import time
 
 import pytest
 
@@ -124,6 +125,34 @@ def test_slow_requests_time_out_with_504(serve):
     assert "--rest_api_timeout_in_ms=200" in json.loads(body)["error"]
     page = serving_metrics.render().decode()
     assert 'status="DEADLINE_EXCEEDED"' in page
+
+
+def test_each_request_times_out_on_its_own_clock_on_the_loop_and_on_workers(serve):
+    server, handler, _ = serve(timeout_in_ms=300)
+    answers = {}
+
+    def timed(name, path):
+        started = time.monotonic()
+        code, _, _ = request(server, "POST", path, b"{}")
+        answers[name] = (code, time.monotonic() - started)
+
+    handler.gate.clear()
+    try:
+        first = threading.Thread(target=timed, args=("predict", "/v1/models/m:predict"))
+        first.start()
+        time.sleep(0.15)
+        # :classify runs on a worker thread, not the event loop; the same clock applies.
+        second = threading.Thread(target=timed, args=("classify", "/v1/models/m:classify"))
+        second.start()
+        first.join(10)
+        second.join(10)
+    finally:
+        handler.gate.set()
+    for name in ("predict", "classify"):
+        code, elapsed = answers[name]
+        assert code == 504, name
+        assert 0.28 <= elapsed < 5, (name, elapsed)
+    assert request(server, "POST", "/v1/models/m:predict", b"{}")[0] == 200
 
 
 def test_overload_answers_503_instead_of_queueing(serve):
