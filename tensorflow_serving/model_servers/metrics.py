@@ -188,7 +188,7 @@ class ServingMetrics:
             return name
         names = self._known_models()
         key, known = self._known_cache
-        if key != names:
+        if key is not names:  # ServerCore hands out one tuple per config
             known = frozenset(names)
             self._known_cache = (names, known)
         return name if name in known else ""

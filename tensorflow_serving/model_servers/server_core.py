@@ -133,6 +133,7 @@ class ServerCore:
             self._on_aspired_versions, options.file_system_poll_wait_seconds
         )
         self._config = ModelServerConfig()
+        self._model_names: tuple[str, ...] = ()
         self._labels: dict[str, dict[str, int]] = {}
         self._reload_lock = threading.Lock()
         self._stop = threading.Event()
@@ -161,8 +162,9 @@ class ServerCore:
     def config(self) -> ModelServerConfig:
         return self._config
 
-    def model_names(self) -> list[str]:
-        return [m.name for m in self._config.model_config_list.config]
+    def model_names(self) -> tuple[str, ...]:
+        """The configured model names; the same tuple until the config changes."""
+        return self._model_names
 
     def reload_config(self, config: ModelServerConfig) -> None:
         """Realises `config` exactly; raises (keeping the old config) when it is invalid."""
@@ -181,6 +183,7 @@ class ServerCore:
             self._wait_for_models([m.name for m in models])
             old_labels = self._labels
             self._config = config
+            self._model_names = tuple(m.name for m in models)
             self._labels = {m.name: dict(m.version_labels) for m in models}
             try:
                 self._check_labels(models)

@@ -300,7 +300,7 @@ def test_config_file_replaced_by_garbage_keeps_old_config(tmp_path, base, log):
         model_config_file_poll_wait_seconds=POLL,
     )
     try:
-        assert core.model_names() == ["m"]
+        assert core.model_names() == ("m",)
         garbage = {
             # caught half-written
             b"model_config_list { config { name: 'm' base_path: ": "Invalid protobuf file",
@@ -313,7 +313,7 @@ def test_config_file_replaced_by_garbage_keeps_old_config(tmp_path, base, log):
             log.clear()
             config_path.write_bytes(text)
             time.sleep(6 * POLL)
-            assert core.model_names() == ["m"], text
+            assert core.model_names() == ("m",), text
             assert predict_y(core) == (1, 2.0), text
             assert words in log.text, text
             if text:
@@ -324,7 +324,7 @@ def test_config_file_replaced_by_garbage_keeps_old_config(tmp_path, base, log):
         )
         # The new version serves a moment before reload_config records the new config.
         assert wait_for(
-            lambda: serving(core, "other") == [5] and core.model_names() == ["m", "other"]
+            lambda: serving(core, "other") == [5] and core.model_names() == ("m", "other")
         ), "a fixed file is applied"
         assert predict_y(core, "other") == (5, 51.0)
     finally:

@@ -177,7 +177,7 @@ def test_bad_config_is_rejected_and_old_one_kept(tmp_path, base):
             duplicate.model_config_list.config.add(name="m", base_path=base)
         with pytest.raises(status.ServingError, match="multiple times"):
             core.reload_config(duplicate)
-        assert core.model_names() == ["m"] and serving(core) == [1]
+        assert core.model_names() == ("m",) and serving(core) == [1]
         garbage = tmp_path / "garbage.config"
         garbage.write_text("model_config_list { config { nme: 'x' } }")
         with pytest.raises(status.ServingError, match="garbage.config"):
