@@ -233,6 +233,9 @@ class BatchingServable:
                     f"Batched output {alias} has shape {list(value.shape)}: its first "
                     f"dimension must be the batch size {padded} for batching to split it"
                 )
+        for value in outputs.values():
+            # Every task gets a slice of these: none may write into another's rows.
+            value.flags.writeable = False
         results = []
         offset = 0
         for task in tasks:

@@ -77,6 +77,8 @@ def test_merged_requests_of_different_sizes_come_back_to_the_right_callers(sched
     results = run_concurrently(servable, requests)
     for request, result in zip(requests, results, strict=True):
         np.testing.assert_array_equal(result["y"], request * 2)
+        # Each answer is a view into the batch's output: no caller may write another's rows.
+        assert not result["y"].flags.writeable
     assert len(bundle.batches) < len(requests), "some requests must have shared a batch"
 
 

@@ -86,6 +86,7 @@ def test_each_slice_of_a_batch_is_answered_as_if_it_were_alone():
             np.float32
         )
         batch[5, :3] = [0.0, 16777216.0, np.nan]
+        batch.flags.writeable = False  # as the batching layer hands them out
         for rows in ((0, 1), (1, 4), (4, 5), (31, 32), (5, 6)):
             view = batch[rows[0] : rows[1]]
             alone = view.copy()
@@ -107,6 +108,18 @@ def test_double_outputs_keep_full_precision():
         {"y": np.array([value])}, json_tensor.RequestFormat.ROW
     )
     assert json.loads(body)["predictions"] == [value]
+
+
+def test_a_slice_of_a_writable_array_is_converted_afresh_after_the_array_changes():
+    batch = np.full((40, 1), 0.5, np.float32)
+    fmt = json_tensor.RequestFormat.ROW
+    assert json.loads(json_tensor.predict_response_json({"y": batch[3:4]}, fmt)) == {
+        "predictions": [[0.5]]
+    }
+    batch[3, 0] = 2.25
+    assert json.loads(json_tensor.predict_response_json({"y": batch[3:4]}, fmt)) == {
+        "predictions": [[2.25]]
+    }
 
 
 # -- Requests: row and columnar formats, typed by the signature -----------------
