@@ -108,16 +108,11 @@ def measure(args: argparse.Namespace) -> dict:
     """Loads the model, writes payloads, times every batch size; returns the result record."""
     import numpy as np
     import tensorflow as tf
-    from tensorflow.core.protobuf import config_pb2
 
     from tensorflow_serving.servables.tensorflow import saved_model_bundle
     from tensorflow_serving.tools import signature_inputs
 
-    config = config_pb2.ConfigProto(
-        intra_op_parallelism_threads=args.intra,
-        inter_op_parallelism_threads=args.inter,
-        allow_soft_placement=True,
-    )
+    config = saved_model_bundle.session_config(args.intra, args.inter)
     graph = tf.Graph()
     session = tf.compat.v1.Session(graph=graph, config=config)
     with graph.as_default():
@@ -141,12 +136,10 @@ def measure(args: argparse.Namespace) -> dict:
         meta_graph.signature_def[args.signature], overrides, graph_shape
     )
     data = signature_inputs.load_input_data(args.input_data, inputs) if args.input_data else None
-    options = config_pb2.CallableOptions(
-        feed=[s.tensor_name for s in inputs], fetch=[s.tensor_name for s in outputs]
+    # Called as the server calls it: the limit must not be slower than the server.
+    options = saved_model_bundle.callable_options(
+        [s.tensor_name for s in inputs], [s.tensor_name for s in outputs], config
     )
-    if saved_model_bundle.runs_ops_one_at_a_time(config):
-        # As the server runs it: the limit must not be slower than the server.
-        options.run_options.inter_op_thread_pool = saved_model_bundle.CALLER_THREAD
     fn = session._make_callable_from_options(options)
     gc.collect()
     gc.freeze()  # as the server does once its models are loaded

@@ -30,7 +30,7 @@ from tensorflow_serving.util import status, tensor_codec
 _LOG = logging.getLogger(__name__)
 
 # RunOptions.inter_op_thread_pool value that runs the graph on the caller's thread.
-CALLER_THREAD = -1
+_CALLER_THREAD = -1
 
 # Signature keys that describe the export itself rather than a serving API.
 _INTERNAL_SIGNATURES = frozenset({"__saved_model_init_op", "__saved_model_train_op"})
@@ -121,6 +121,17 @@ def runs_ops_one_at_a_time(config: config_pb2.ConfigProto) -> bool:
     return threads == 1
 
 
+def callable_options(
+    feeds: list[str], fetches: list[str], config: config_pb2.ConfigProto
+) -> config_pb2.CallableOptions:
+    """How the server calls a graph: feeds and fetches by tensor name, on the
+    caller's thread when a Session with `config` runs ops one at a time."""
+    options = config_pb2.CallableOptions(feed=feeds, fetch=fetches)
+    if runs_ops_one_at_a_time(config):
+        options.run_options.inter_op_thread_pool = _CALLER_THREAD
+    return options
+
+
 class SavedModelBundle:
     """A SavedModel loaded into its own graph and session."""
 
@@ -132,9 +143,8 @@ class SavedModelBundle:
     ):
         self.export_dir = export_dir
         self._graph = tf.Graph()
-        config = config or session_config()
-        self._session = tf.compat.v1.Session(graph=self._graph, config=config)
-        self._run_on_caller_thread = runs_ops_one_at_a_time(config)
+        self._config = config or session_config()
+        self._session = tf.compat.v1.Session(graph=self._graph, config=self._config)
         try:
             with self._graph.as_default():
                 self.meta_graph_def = tf.compat.v1.saved_model.loader.load(
@@ -165,12 +175,11 @@ class SavedModelBundle:
             with self._callables_lock:
                 fn = self._callables.get(cache_key)
                 if fn is None:
-                    options = config_pb2.CallableOptions(
-                        feed=[signature.inputs[a].tensor_name for a in signature.input_order],
-                        fetch=[signature.outputs[a].tensor_name for a in output_aliases],
+                    options = callable_options(
+                        [signature.inputs[a].tensor_name for a in signature.input_order],
+                        [signature.outputs[a].tensor_name for a in output_aliases],
+                        self._config,
                     )
-                    if self._run_on_caller_thread:
-                        options.run_options.inter_op_thread_pool = CALLER_THREAD
                     fn = self._session._make_callable_from_options(options)
                     self._callables[cache_key] = fn
         return fn
