@@ -61,6 +61,26 @@ def test_grpc_server_defaults_to_inline_and_refuses_unknown_names(capsys):
     assert "--grpc_server must be one of inline, grpcio, got 'aio'" in capsys.readouterr().err
 
 
+def test_keep_model_warm_needs_one_thread_per_graph_run(capsys, monkeypatch):
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+    monkeypatch.delenv("TF_NUM_INTEROP_THREADS", raising=False)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    assert main.parse_options([])[0].keep_model_warm_micros == 0
+    one_thread = ["--tensorflow_intra_op_parallelism=1", "--tensorflow_inter_op_parallelism=1"]
+    options, _ = main.parse_options(["--keep_model_warm_micros=100000", *one_thread])
+    assert options.keep_model_warm_micros == 100000
+    for argv, message in [
+        (["--keep_model_warm_micros=100000"], "needs every graph run on one thread"),
+        (["--keep_model_warm_micros=-1", *one_thread], "must be >= 0, got -1"),
+    ]:
+        with pytest.raises(SystemExit) as raised:
+            main.parse_options(argv)
+        assert raised.value.code == 2
+        assert message in capsys.readouterr().err
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})  # a server pinned to one CPU
+    assert main.parse_options(["--keep_model_warm_micros=1"])[0].keep_model_warm_micros == 1
+
+
 def test_unknown_flag_is_an_error_with_usage(capsys):
     with pytest.raises(SystemExit) as raised:
         main.parse_options(["--no_such_flag=1"])

@@ -33,7 +33,11 @@ from tensorflow_serving.model_servers.server_core import (
     single_model_config,
 )
 from tensorflow_serving.model_servers.server_credentials import server_credentials
-from tensorflow_serving.servables.tensorflow.saved_model_bundle import session_config
+from tensorflow_serving.servables.tensorflow.idle_warmer import IdleWarmer
+from tensorflow_serving.servables.tensorflow.saved_model_bundle import (
+    runs_on_calling_thread_only,
+    session_config,
+)
 from tensorflow_serving.servables.tensorflow.saved_model_bundle_source_adapter import (
     BundleOptions,
 )
@@ -93,6 +97,9 @@ class ServerOptions:
     # Not upstream: "inline" (handlers run on the completion-queue threads, see
     # inline_grpc_server.py) or "grpcio" (grpcio's stock thread-pool server).
     grpc_server: str = "inline"
+    # Not upstream: for this long after each request, an idle-priority thread
+    # reruns it so the model stays in the CPU caches (0: off; see idle_warmer.py).
+    keep_model_warm_micros: int = 0
 
 
 def _receive_limit(options: ServerOptions) -> int:
@@ -118,6 +125,32 @@ def parse_channel_arguments(text: str) -> list[tuple[str, int | str]]:
     return result
 
 
+def check_keep_model_warm(options: ServerOptions) -> None:
+    """INVALID_ARGUMENT unless --keep_model_warm_micros can work as promised.
+
+    A rerun must stay on the warmer's idle-priority thread: ops handed to
+    TensorFlow's thread pools would run at normal priority and compete with
+    requests. So warming needs graphs that run on the calling thread alone.
+    """
+    micros = options.keep_model_warm_micros
+    if micros < 0:
+        raise status.invalid_argument(f"--keep_model_warm_micros must be >= 0, got {micros}")
+    if micros and not runs_on_calling_thread_only(session_config(*_session_threads(options))):
+        raise status.invalid_argument(
+            "--keep_model_warm_micros needs every graph run on one thread: set "
+            "--tensorflow_intra_op_parallelism=1 and --tensorflow_inter_op_parallelism=1 "
+            f"(or pin the server to one CPU; it may use {len(os.sched_getaffinity(0))})"
+        )
+
+
+def idle_warmer(options: ServerOptions) -> IdleWarmer | None:
+    """The warmer --keep_model_warm_micros asks for, or None when it is 0."""
+    check_keep_model_warm(options)
+    if not options.keep_model_warm_micros:
+        return None
+    return IdleWarmer(options.keep_model_warm_micros / 1e6)
+
+
 def _session_threads(options: ServerOptions) -> tuple[int, int]:
     intra = options.tensorflow_intra_op_parallelism or options.tensorflow_session_parallelism
     inter = options.tensorflow_inter_op_parallelism or options.tensorflow_session_parallelism
@@ -125,9 +158,12 @@ def _session_threads(options: ServerOptions) -> tuple[int, int]:
 
 
 def server_core_options(
-    options: ServerOptions, wrap: Callable[[ServableId, object], object] | None = None
+    options: ServerOptions,
+    wrap: Callable[[ServableId, object], object] | None = None,
+    warmer: IdleWarmer | None = None,
 ) -> ServerCoreOptions:
-    """Translates flags into what ServerCore needs; `wrap` decorates each loaded model."""
+    """Translates flags into what ServerCore needs; `wrap` decorates each loaded model,
+    `warmer` keeps them warm."""
     if not options.model_config_file and not options.model_base_path:
         raise status.invalid_argument(
             "Both server_options.model_base_path and server_options.model_config_file are "
@@ -153,6 +189,7 @@ def server_core_options(
             enable_model_warmup=options.enable_model_warmup,
             warmup_iterations=options.num_request_iterations_for_warmup,
             wrap=wrap,
+            warmer=warmer,
         ),
         model_config_file=options.model_config_file,
         model_config_file_poll_wait_seconds=options.model_config_file_poll_wait_seconds,
@@ -217,6 +254,7 @@ class Server:
         self.on_batch: Callable[[int, int], None] | None = None
         self._terminated = threading.Event()
         self._grpc_credentials: grpc.ServerCredentials | None = None
+        self._warmer: IdleWarmer | None = None
 
     def build_and_start(self, options: ServerOptions) -> None:
         """Loads the models, then starts listening; raises ServingError on bad options."""
@@ -233,8 +271,9 @@ class Server:
             )
         if self.on_batch is None:
             self.on_batch = self.metrics.observe_batch
+        self._warmer = idle_warmer(options)
         self.core = _MonitoredServerCore.create(
-            server_core_options(options, self._batching_wrapper(options))
+            server_core_options(options, self._batching_wrapper(options), self._warmer)
         )
         self.metrics.attach_core(self.core)
         if self.batch_scheduler is not None:
@@ -371,6 +410,8 @@ class Server:
             grpc_stopped.wait()
         if self.core is not None:
             self.core.stop()
+        if self._warmer is not None:
+            self._warmer.stop()
         if self.batch_scheduler is not None:
             self.batch_scheduler.stop()
         self._terminated.set()

@@ -11,6 +11,7 @@ from tensorflow.core.protobuf import config_pb2
 
 from tensorflow_serving.core.loader import Loader
 from tensorflow_serving.core.servable_state import ServableId
+from tensorflow_serving.servables.tensorflow.idle_warmer import IdleWarmer
 from tensorflow_serving.servables.tensorflow.saved_model_bundle import (
     load_saved_model_bundle,
     session_config,
@@ -21,7 +22,8 @@ from tensorflow_serving.servables.tensorflow.saved_model_warmup import run_saved
 @dataclasses.dataclass
 class BundleOptions:
     """How every version is loaded: flags --saved_model_tags, --tensorflow_*_parallelism,
-    --enable_model_warmup, --num_request_iterations_for_warmup, batching."""
+    --enable_model_warmup, --num_request_iterations_for_warmup, batching,
+    --keep_model_warm_micros."""
 
     tags: tuple[str, ...] = ("serve",)
     config: config_pb2.ConfigProto = dataclasses.field(default_factory=session_config)
@@ -29,6 +31,8 @@ class BundleOptions:
     warmup_iterations: int = 1
     # Wraps a loaded bundle (e.g. in a batching servable); None: serve it as is.
     wrap: Callable[[ServableId, object], object] | None = None
+    # Reruns the latest request while the server is idle; None: no warming.
+    warmer: IdleWarmer | None = None
 
 
 def directory_fingerprint(path: str) -> tuple:
@@ -55,7 +59,9 @@ class SavedModelLoader(Loader):
         self.fingerprint = directory_fingerprint(path)
 
     def load(self) -> object:
-        bundle = load_saved_model_bundle(self.path, self.options.tags, self.options.config)
+        bundle = load_saved_model_bundle(
+            self.path, self.options.tags, self.options.config, self.options.warmer
+        )
         try:
             if self.options.enable_model_warmup:
                 run_saved_model_warmup(

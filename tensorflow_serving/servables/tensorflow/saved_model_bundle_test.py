@@ -1,15 +1,19 @@
 """Both export styles load into a session and expose their signatures."""
 
+import os
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 from tensorflow.core.framework import types_pb2
 
+from tensorflow_serving.servables.tensorflow.idle_warmer import IdleWarmer
 from tensorflow_serving.servables.tensorflow.saved_model_bundle import (
     load_saved_model_bundle,
+    runs_on_calling_thread_only,
     runs_ops_one_at_a_time,
     session_config,
 )
@@ -102,6 +106,82 @@ def test_auto_inter_op_threads_follow_the_env_then_the_cpus_we_may_use(monkeypat
     pooled = session_config(inter_op_threads=1)
     pooled.session_inter_op_thread_pool.add(num_threads=1)
     assert not runs_ops_one_at_a_time(pooled)
+
+
+def test_calling_thread_only_also_needs_one_intra_op_thread(monkeypatch):
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+    monkeypatch.delenv("TF_NUM_INTEROP_THREADS", raising=False)
+    assert runs_on_calling_thread_only(session_config(1, 1))
+    assert not runs_on_calling_thread_only(session_config(2, 1))
+    assert not runs_on_calling_thread_only(session_config(1, 2))
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})
+    assert runs_on_calling_thread_only(session_config())
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "2")
+    assert not runs_on_calling_thread_only(session_config())
+
+
+# Calls of the op of _export_call_recorder's models: (thread id, scheduling policy).
+_RECORDED_CALLS = []
+
+
+def _record_call(x):
+    _RECORDED_CALLS.append((threading.get_ident(), os.sched_getscheduler(0)))
+    return x
+
+
+def _export_call_recorder(export_dir: str, counts_calls: bool) -> None:
+    """A model whose op records every run in _RECORDED_CALLS (so it loads in this
+    process only); with `counts_calls` it also adds 1 to a variable per run."""
+    graph = tf.Graph()
+    with graph.as_default(), tf.Session(graph=graph) as session:
+        x = tf.placeholder(tf.float32, [None], name="x")
+        y = tf.numpy_function(_record_call, [x], tf.float32, stateful=False, name="record")
+        if counts_calls:
+            calls = tf.Variable(0.0, name="calls", use_resource=True)
+            with tf.control_dependencies([calls.assign_add(1.0)]):
+                y = tf.identity(y)
+        session.run(tf.global_variables_initializer())
+        builder = tf.saved_model.Builder(export_dir)
+        signature = tf.saved_model.predict_signature_def({"x": x}, {"y": y})
+        builder.add_meta_graph_and_variables(
+            session, ["serve"], signature_def_map={"serving_default": signature}
+        )
+        builder.save()
+
+
+def _reruns() -> list:
+    return [call for call in list(_RECORDED_CALLS) if call[0] != threading.get_ident()]
+
+
+@pytest.mark.parametrize("counts_calls", [False, True])
+def test_warmer_reruns_read_only_calls_at_idle_priority_until_the_model_closes(
+    tmp_path, counts_calls
+):
+    export_dir = str(tmp_path / "1")
+    _export_call_recorder(export_dir, counts_calls)
+    warmer = IdleWarmer(window_seconds=30.0)
+    bundle = load_saved_model_bundle(export_dir, config=session_config(1, 1), warmer=warmer)
+    try:
+        _RECORDED_CALLS.clear()
+        sig = bundle.signature("serving_default")
+        out = bundle.run(sig, {"x": np.array([1.0, 2.0], np.float32)}, ("y",))
+        np.testing.assert_allclose(out["y"], [1.0, 2.0])
+        deadline = time.monotonic() + 10
+        while not counts_calls and len(_reruns()) < 3:
+            assert time.monotonic() < deadline, "no rerun"
+            time.sleep(0.01)
+        time.sleep(0.2)
+        if counts_calls:  # a call that changes state runs once per request, never more
+            assert _reruns() == []
+        else:
+            assert {policy for _, policy in _reruns()} == {os.SCHED_IDLE}
+        bundle.close()
+        after_close = len(_RECORDED_CALLS)
+        time.sleep(0.2)
+        assert len(_RECORDED_CALLS) == after_close
+    finally:
+        warmer.stop()
+        bundle.close()
 
 
 if __name__ == "__main__":

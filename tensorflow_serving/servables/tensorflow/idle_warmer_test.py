@@ -1,0 +1,155 @@
+"""The idle warmer reruns the latest call at idle priority, only within its window,
+never after its model is forgotten, and gives up on a call that fails."""
+
+import os
+import sys
+import threading
+import time
+import weakref
+
+import pytest
+
+from tensorflow_serving.servables.tensorflow.idle_warmer import IdleWarmer
+from tensorflow_serving.util import cpu_scheduling, testing
+
+
+class _Feeds(list):
+    """A feed list that a weak reference can watch."""
+
+
+class _Recorder:
+    """A graph call that records who ran it, on which thread, under which policy."""
+
+    def __init__(self):
+        self.calls = []
+        self.lock = threading.Lock()
+
+    def __call__(self, *feeds):
+        with self.lock:
+            self.calls.append((threading.get_ident(), os.sched_getscheduler(0), feeds))
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.calls)
+
+
+def _wait_for(predicate, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def warmer():
+    made = []
+
+    def make(window_seconds: float) -> IdleWarmer:
+        made.append(IdleWarmer(window_seconds))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.stop()
+
+
+def test_reruns_the_latest_call_on_an_idle_priority_thread(warmer):
+    # The server sets its policy on every thread after start-up; the warmer
+    # must still end up at idle priority.
+    idle = warmer(5.0)
+    cpu_scheduling.apply_to_process("batch")
+    try:
+        first, latest = _Recorder(), _Recorder()
+        idle.note("model", first, ["old"])
+        idle.note("model", latest, ["x", "y"])
+        _wait_for(lambda: latest.count() >= 3)
+        thread, policy, feeds = latest.calls[-1]
+        assert thread != threading.get_ident()
+        assert policy == os.SCHED_IDLE
+        assert feeds == ("x", "y")
+    finally:
+        cpu_scheduling.apply_to_process("normal")
+
+
+def test_stops_after_the_window_and_lets_go_of_the_inputs(warmer):
+    idle = warmer(0.05)
+    call = _Recorder()
+    feeds = _Feeds([1])
+    watch = weakref.ref(feeds)
+    idle.note("model", call, feeds)
+    del feeds
+    _wait_for(lambda: call.count() >= 1)
+    time.sleep(0.3)
+    settled = call.count()
+    time.sleep(0.2)
+    assert call.count() == settled
+    assert watch() is None
+
+
+def test_a_new_request_after_the_window_starts_warming_again(warmer):
+    idle = warmer(0.05)
+    call = _Recorder()
+    idle.note("model", call, [])
+    time.sleep(0.3)
+    settled = call.count()
+    idle.note("model", call, [])
+    _wait_for(lambda: call.count() > settled)
+
+
+def test_forget_waits_for_a_rerun_in_progress_and_ends_the_reruns(warmer):
+    idle = warmer(5.0)
+    started, release = threading.Event(), threading.Event()
+    calls = []
+
+    def slow_call():
+        calls.append(1)
+        started.set()
+        release.wait()
+
+    idle.note("model", slow_call, [])
+    assert started.wait(10)
+    forgotten = threading.Event()
+    forgetter = threading.Thread(target=lambda: (idle.forget("model"), forgotten.set()))
+    forgetter.start()
+    assert not forgotten.wait(0.2)  # a rerun still runs: the session must stay open
+    release.set()
+    assert forgotten.wait(10)
+    forgetter.join()
+    runs = len(calls)
+    time.sleep(0.2)
+    assert len(calls) == runs
+
+
+def test_forgetting_another_model_leaves_the_latest_call_warm(warmer):
+    idle = warmer(5.0)
+    call = _Recorder()
+    idle.note("model-a", call, [])
+    _wait_for(lambda: call.count() >= 1)
+    idle.forget("model-b")
+    settled = call.count()
+    _wait_for(lambda: call.count() > settled)
+
+
+def test_a_failing_rerun_is_not_repeated(warmer):
+    idle = warmer(5.0)
+    calls = []
+
+    def failing():
+        calls.append(1)
+        raise RuntimeError("session closed")
+
+    idle.note("model", failing, [])
+    _wait_for(lambda: len(calls) >= 1)
+    time.sleep(0.2)
+    assert len(calls) == 1
+
+
+def test_stop_ends_the_thread():
+    idle = IdleWarmer(5.0)
+    idle.note("model", _Recorder(), [])
+    idle.stop()
+    assert "idle_warmer" not in {thread.name for thread in threading.enumerate()}
+
+
+if __name__ == "__main__":
+    sys.exit(testing.main(__file__))
