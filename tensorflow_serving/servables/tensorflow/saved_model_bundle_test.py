@@ -58,6 +58,12 @@ def test_wrong_tags_fail_to_load(tf1_dir):
         load_saved_model_bundle(tf1_dir, tags=("gpu",))
 
 
+def _thread_id(_) -> np.int64:
+    # Module-level: TF's registry of Python ops keeps only weak references,
+    # so the function must outlive the graph that was exported with it.
+    return np.int64(threading.get_ident())
+
+
 def _export_thread_reporter(export_dir: str) -> None:
     """A model whose output is the id of the thread that ran its op.
 
@@ -67,9 +73,7 @@ def _export_thread_reporter(export_dir: str) -> None:
     graph = tf.Graph()
     with graph.as_default(), tf.Session(graph=graph) as session:
         x = tf.placeholder(tf.float32, [None], name="x")
-        ident = tf.numpy_function(
-            lambda _: np.int64(threading.get_ident()), [x], tf.int64, name="ident"
-        )
+        ident = tf.numpy_function(_thread_id, [x], tf.int64, name="ident")
         builder = tf.saved_model.Builder(export_dir)
         signature = tf.saved_model.predict_signature_def({"x": x}, {"thread": ident})
         builder.add_meta_graph_and_variables(
