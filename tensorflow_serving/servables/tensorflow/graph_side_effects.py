@@ -5,8 +5,11 @@ the answer away. That is only harmless when the call reads state and writes
 none: a signature that counts its calls, updates a variable, writes a file,
 prints, or draws random numbers from a seeded stream must run exactly once
 per request. TensorFlow marks every op that touches state as stateful; of
-those, the ops below only read it. Everything else that is stateful, and
-every op this process does not know, counts as a side effect.
+those, the ops below only read it. Random ops count only when seeded: an
+unseeded one (seed and seed2 both 0, e.g. the dropout of a served CNN whose
+keep_prob defaults to 1) draws from a stream seeded at random, so extra
+draws cannot be observed. Everything else that is stateful, and every op
+this process does not know, counts as a side effect.
 """
 
 from __future__ import annotations
@@ -34,6 +37,22 @@ READ_ONLY_STATEFUL_OPS = frozenset(
         "LookupTableSize",
         "LookupTableSizeV2",
         "Assert",
+    }
+)
+
+# Stateful random ops whose stream is fixed by their seed and seed2 attributes.
+RANDOM_OPS = frozenset(
+    {
+        "RandomUniform",
+        "RandomUniformInt",
+        "RandomStandardNormal",
+        "TruncatedNormal",
+        "ParameterizedTruncatedNormal",
+        "RandomGamma",
+        "RandomPoisson",
+        "RandomPoissonV2",
+        "Multinomial",
+        "RandomShuffle",
     }
 )
 
@@ -103,7 +122,7 @@ def first_side_effect(
             elif node.op in FUNCTION_CALL_OPS:
                 found = None  # judged by the functions it calls, below
             else:
-                found = _side_effect_of(node.op)
+                found = _side_effect_of(node)
             if found is None:
                 for name in _called_functions(node.attr):
                     found = search_function(name)
@@ -125,9 +144,13 @@ def first_side_effect(
     return search(_reachable_nodes(graph_def, feeds, fetches))
 
 
-def _side_effect_of(op_type: str) -> str | None:
+def _side_effect_of(node) -> str | None:
+    op_type = node.op
     if op_type in READ_ONLY_STATEFUL_OPS:
         return None
+    if op_type in RANDOM_OPS:
+        seeded = node.attr["seed"].i or node.attr["seed2"].i
+        return f"{op_type} (seeded)" if seeded else None
     op_def = op_def_registry.get(op_type)
     if op_def is None:
         return f"unknown op {op_type}"

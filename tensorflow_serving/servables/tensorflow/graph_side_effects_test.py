@@ -1,5 +1,5 @@
 """Calls that only read state may be rerun; anything that writes, prints or draws
-random numbers may not, in TF1 graphs and inside TF2 functions alike."""
+from a seeded random stream may not, in TF1 graphs and inside TF2 functions alike."""
 
 import sys
 
@@ -33,9 +33,16 @@ def test_updating_a_variable_is_a_side_effect():
     assert first_side_effect(graph_def, feeds, fetches) == "AssignAddVariableOp"
 
 
-def test_random_numbers_and_printing_are_side_effects():
-    graph_def, feeds, fetches = _tf1_graph(lambda x, w: x + tf.random.uniform([]))
-    assert first_side_effect(graph_def, feeds, fetches) == "RandomUniform"
+def test_seeded_random_numbers_and_printing_are_side_effects():
+    graph_def, feeds, fetches = _tf1_graph(lambda x, w: x + tf.random.uniform([], seed=7))
+    assert first_side_effect(graph_def, feeds, fetches) == "RandomUniform (seeded)"
+
+    def seeded_graph(x, w):
+        tf.compat.v1.set_random_seed(3)  # a graph-level seed seeds every op after it
+        return tf.nn.dropout(x, rate=0.5)
+
+    graph_def, feeds, fetches = _tf1_graph(seeded_graph)
+    assert first_side_effect(graph_def, feeds, fetches) == "RandomUniform (seeded)"
 
     def printed(x, w):
         with tf.control_dependencies([tf.print(x)]):
@@ -43,6 +50,18 @@ def test_random_numbers_and_printing_are_side_effects():
 
     graph_def, feeds, fetches = _tf1_graph(printed)
     assert first_side_effect(graph_def, feeds, fetches) == "PrintV2"
+
+
+def test_unseeded_random_numbers_may_be_drawn_again():
+    """A CNN's dropout with keep_prob defaulting to 1, as the chapter's export has."""
+
+    def dropout(x, w):
+        keep_prob = tf.compat.v1.placeholder_with_default(1.0, shape=[])
+        return tf.nn.dropout(x * w.read_value(), rate=1.0 - keep_prob)
+
+    graph_def, feeds, fetches = _tf1_graph(dropout)
+    assert any(node.op == "RandomUniform" for node in graph_def.node)
+    assert first_side_effect(graph_def, feeds, fetches) is None
 
 
 def test_only_the_part_of_the_graph_a_call_runs_counts():
