@@ -13,7 +13,8 @@ with the same inputs, on a thread of Linux's SCHED_IDLE policy, for a window
 after each request. SCHED_IDLE threads run only on a CPU that would
 otherwise be idle, and any other thread that wakes takes the CPU from them at
 once, so warming uses the gaps between requests and never delays one. The
-price is CPU time: while the window lasts, the warmer keeps one core busy.
+price is CPU time: while the window lasts, the warmer keeps one core busy,
+and under a cgroup CPU quota that time is charged like any other.
 Its results are thrown away, so only calls that cannot change any state are
 rerun (see graph_side_effects).
 """
