@@ -53,6 +53,9 @@ class Echo:
     def raises(self, request: bytes, context) -> bytes:
         raise RuntimeError("boom")
 
+    def thread(self, request: bytes, context) -> bytes:
+        return str(threading.get_ident()).encode()
+
     def remaining(self, request: bytes, context) -> bytes:
         return f"{context.time_remaining():.1f}".encode()
 
@@ -88,6 +91,7 @@ class Echo:
             "Abort": self.abort,
             "Raise": self.raises,
             "Remaining": self.remaining,
+            "Thread": self.thread,
             "Later": self.later,
         }
         handlers = {
@@ -112,9 +116,9 @@ def error_of(call, request) -> tuple[grpc.StatusCode, str]:
 
 
 class Running:
-    def __init__(self, echo: Echo, **settings):
+    def __init__(self, echo: Echo, num_threads: int = 4, **settings):
         self.echo = echo
-        self.server = InlineGrpcServer(num_threads=4, **settings)
+        self.server = InlineGrpcServer(num_threads=num_threads, **settings)
         self.server.add_generic_rpc_handlers((echo.handler(),))
         self.port = self.server.add_insecure_port("127.0.0.1:0")
         self.server.start()
@@ -216,6 +220,27 @@ def test_more_blocked_calls_than_threads_all_finish():
         assert [future.result() for future in futures] == [b"released"] * 12
     finally:
         server.close()
+
+
+def test_one_call_at_a_time_is_served_by_the_same_few_threads():
+    """As in gRPC C++'s sync server, at most two threads wait in the completion
+    queue, so a lone client's calls find a thread whose caches are warm rather
+    than going round all of them."""
+    server = Running(Echo(), num_threads=16)
+    try:
+        threads = {server.unary("Thread")(b"", timeout=10) for _ in range(64)}
+        assert len(threads) <= 4, len(threads)
+    finally:
+        server.close()
+
+
+def test_waiting_threads_all_end_when_the_server_stops():
+    server = Running(Echo(), num_threads=8, thread_name_prefix="gated")
+    assert server.unary("Echo")(b"x", timeout=10) == b"echo:x"
+    server.close()
+    assert testing.wait_for(
+        lambda: not any(t.name.startswith("gated_") for t in threading.enumerate()), timeout=10
+    )
 
 
 def test_concurrency_limit_answers_resource_exhausted_at_once():
