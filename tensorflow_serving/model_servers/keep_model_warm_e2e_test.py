@@ -3,10 +3,8 @@ thread keeps the model warm, and versions swap under load without a lost request
 
 import os
 import sys
-import threading
 import time
 
-import grpc
 import numpy as np
 import pytest
 
@@ -65,30 +63,12 @@ def test_answers_are_unchanged_and_one_idle_thread_keeps_the_model_warm(server):
 
 
 def test_a_new_version_replaces_a_warm_one_without_losing_a_request(server):
-    failures, versions = [], set()
-    stop = threading.Event()
-
-    def client():
-        while not stop.is_set():
-            try:
-                versions.add(predict(server, [[1.0]]).model_spec.version.value)
-            except grpc.RpcError as error:
-                failures.append(error)
-
-    threads = [threading.Thread(target=client) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    try:
-        time.sleep(0.5)
-        hp.export_half_plus_two_tf2(str(server.base / "tf2"), 2)
-        deadline = time.monotonic() + 60
-        while 2 not in versions and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(1.5)  # long enough for version 1 to be unloaded
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
+    versions, failures = server.swap_under_load(
+        lambda: predict(server, [[1.0]]).model_spec.version.value,
+        lambda: hp.export_half_plus_two_tf2(str(server.base / "tf2"), 2),
+        new=2,
+        clients=4,
+    )
     assert failures == []
     assert 2 in versions
     assert "Unloaded servable version {name: hp version: 1}" in server.log_path.read_text()

@@ -13,7 +13,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 
 import grpc
 import pytest
@@ -100,6 +102,46 @@ class RunningServer:
     def json(self, method, path, body=None):
         code, _, raw = self.request(method, path, body)
         return code, json.loads(raw) if raw else None
+
+    def swap_under_load(
+        self,
+        answering_version: Callable[[], int],
+        export_new: Callable[[], None],
+        new: int,
+        clients: int,
+    ) -> tuple[set[int], list[grpc.RpcError]]:
+        """Versions that answered, and the errors, while `clients` threads call
+        `answering_version()` in a loop and `export_new()` adds version `new`.
+
+        The load goes on until `new` answers and 1.5 s longer, long enough for
+        the old version to be unloaded under it.
+        """
+        failures: list[grpc.RpcError] = []
+        versions: set[int] = set()
+        stop = threading.Event()
+
+        def client() -> None:
+            while not stop.is_set():
+                try:
+                    versions.add(answering_version())
+                except grpc.RpcError as error:
+                    failures.append(error)
+
+        threads = [threading.Thread(target=client) for _ in range(clients)]
+        for thread in threads:
+            thread.start()
+        try:
+            time.sleep(0.5)
+            export_new()
+            deadline = time.monotonic() + 60
+            while new not in versions and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(1.5)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+        return versions, failures
 
     def stop(self) -> int | None:
         """SIGTERM, then wait; returns the exit code."""

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from tensorflow.core.protobuf import config_pb2
 
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 from tensorflow_serving.batching.batching_session import (
@@ -135,7 +136,7 @@ def check_keep_model_warm(options: ServerOptions) -> None:
     micros = options.keep_model_warm_micros
     if micros < 0:
         raise status.invalid_argument(f"--keep_model_warm_micros must be >= 0, got {micros}")
-    if micros and not runs_on_calling_thread_only(session_config(*_session_threads(options))):
+    if micros and not runs_on_calling_thread_only(_session_config(options)):
         raise status.invalid_argument(
             "--keep_model_warm_micros needs every graph run on one thread: set "
             "--tensorflow_intra_op_parallelism=1 and --tensorflow_inter_op_parallelism=1 "
@@ -151,10 +152,11 @@ def idle_warmer(options: ServerOptions) -> IdleWarmer | None:
     return IdleWarmer(options.keep_model_warm_micros / 1e6)
 
 
-def _session_threads(options: ServerOptions) -> tuple[int, int]:
+def _session_config(options: ServerOptions) -> config_pb2.ConfigProto:
+    """The Session config of every model: the *_parallelism flags."""
     intra = options.tensorflow_intra_op_parallelism or options.tensorflow_session_parallelism
     inter = options.tensorflow_inter_op_parallelism or options.tensorflow_session_parallelism
-    return intra, inter
+    return session_config(intra, inter)
 
 
 def server_core_options(
@@ -169,7 +171,6 @@ def server_core_options(
             "Both server_options.model_base_path and server_options.model_config_file are "
             "empty! Use --model_base_path (with --model_name) or --model_config_file."
         )
-    intra, inter = _session_threads(options)
     return ServerCoreOptions(
         model_server_config=single_model_config(options.model_name, options.model_base_path),
         allow_version_labels_for_unavailable_models=(
@@ -185,7 +186,7 @@ def server_core_options(
         ),
         bundle=BundleOptions(
             tags=tuple(t.strip() for t in options.saved_model_tags.split(",") if t.strip()),
-            config=session_config(intra, inter),
+            config=_session_config(options),
             enable_model_warmup=options.enable_model_warmup,
             warmup_iterations=options.num_request_iterations_for_warmup,
             wrap=wrap,

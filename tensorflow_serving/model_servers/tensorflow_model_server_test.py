@@ -6,7 +6,6 @@ from a --model_config_file, with the health service and a Unix socket.
 
 import os
 import sys
-import threading
 import time
 
 import grpc
@@ -276,31 +275,13 @@ def test_reload_config_adds_and_removes_models_and_rejects_bad_ones(server):
 
 def test_hot_swap_under_concurrent_load_loses_no_request(server):
     """8 clients in a loop while version 8 of tf2 replaces version 7."""
-    failures, versions = [], set()
-    stop = threading.Event()
-
-    def client():
-        stub = predict_stub(server)
-        while not stop.is_set():
-            try:
-                versions.add(stub.Predict(predict_request("tf2", [1.0])).model_spec.version.value)
-            except grpc.RpcError as error:
-                failures.append(error)
-
-    threads = [threading.Thread(target=client) for _ in range(8)]
-    for t in threads:
-        t.start()
-    try:
-        time.sleep(0.5)
-        hp.export_half_plus_two_tf2(str(server.base / "tf2"), 8)
-        deadline = time.monotonic() + 60
-        while 8 not in versions and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(1.5)  # long enough for version 7 to be unloaded
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
+    stub = predict_stub(server)
+    versions, failures = server.swap_under_load(
+        lambda: stub.Predict(predict_request("tf2", [1.0])).model_spec.version.value,
+        lambda: hp.export_half_plus_two_tf2(str(server.base / "tf2"), 8),
+        new=8,
+        clients=8,
+    )
     assert failures == []
     assert 8 in versions
     after = predict_stub(server).Predict(predict_request("tf2", [1.0]))
