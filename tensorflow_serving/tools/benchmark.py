@@ -42,6 +42,7 @@ from tensorflow_serving.tools.report import Scenario
 # Flags the benchmark sets on the server itself.
 _OWNED_SERVER_FLAGS = ("port", "rest_api_port", "model_name", "model_base_path", "bind_address")
 _SERVER_BINARY = "tensorflow_serving/model_servers/tensorflow_model_server"
+_MAX_ROUNDS = 9
 _UPSTREAM_MAX_BATCH_SIZE = 1000  # BatchingParameters default when the file does not set it
 
 
@@ -352,9 +353,10 @@ class Benchmark:
     def run(self) -> dict[str, Any]:
         a = self.args
         started = time.strftime("%Y-%m-%d %H:%M:%S")
+        server_cmd: list[str] = []
         with tempfile.TemporaryDirectory(prefix="tfs_benchmark_") as work:
             self.work = work
-            limit = self.measure_limit()
+            limit = self.measure_limit("round1" if a.rounds > 1 else "before")
             self.payloads = limit["payloads"]
             floor_spec = {
                 "model_name": a.model_name,
@@ -362,30 +364,44 @@ class Benchmark:
                 "inputs": {i["alias"]: i["dtype"] for i in limit["inputs"]},
                 "outputs": limit["output_rows"],
             }
-            floors = self.measure_floors(floor_spec) if "floor" in self.parties else {}
-            servers, server_cmd = self.measure_server() if "server" in self.parties else ({}, [])
             passes = [limit["limits"]]
+            measured = []  # per round: (floors, servers, limits with idle gaps)
+            for index in range(a.rounds):
+                if index:
+                    say(f"round {index + 1} of {a.rounds}")
+                    if "limit" in self.parties:
+                        passes.append(self.measure_limit(f"round{index + 1}")["limits"])
+                floors = self.measure_floors(floor_spec) if "floor" in self.parties else {}
+                servers = {}
+                if "server" in self.parties:
+                    servers, server_cmd = self.measure_server()
+                gapped = {}
+                if "limit" in self.parties and a.limit_idle_gaps:
+                    gapped = self.measure_gapped_limits(floors)
+                measured.append((floors, servers, gapped))
             if "limit" in self.parties and a.limit_passes > 1:
                 # Bracket the load runs: the host's speed drifts, and the limit is
-                # the best the same core showed in this run.
+                # the best the same core showed in the same minutes.
                 passes.append(self.measure_limit("after")["limits"])
-            limit["limits"] = report.merge_limit_passes(passes)
-            gapped = {}
-            if "limit" in self.parties and a.limit_idle_gaps:
-                gapped = self.measure_gapped_limits(floors)
         max_batch = self.settings["max_batch_size"]
-        summaries = [
-            report.scenario_summary(
-                s,
-                max_batch,
-                limit["limits"],
-                floors.get(s.name),
-                servers.get(s.name),
-                sorted(self.server_cpus) if self.server_cpus else None,
-                gapped.get(s.name),
-            )
-            for s in self.scenarios
+        cpus = sorted(self.server_cpus) if self.server_cpus else None
+        rounds = [
+            [
+                report.scenario_summary(
+                    s,
+                    max_batch,
+                    report.round_limits(passes, index),
+                    floors.get(s.name),
+                    servers.get(s.name),
+                    cpus,
+                    gapped.get(s.name),
+                )
+                for s in self.scenarios
+            ]
+            for index, (floors, servers, gapped) in enumerate(measured)
         ]
+        summaries = rounds[0] if len(rounds) == 1 else report.median_rounds(rounds)
+        limit["limits"] = report.merge_limit_passes(passes)
         return {
             "started": started,
             "argv": sys.argv,
@@ -448,13 +464,21 @@ def build_parser() -> argparse.ArgumentParser:
         choices=GRPC_SERVERS,
         help="the gRPC floor's server; keep it the same as the server's --grpc_server",
     )
+    add(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure floor and server (and the limit before each) this many times, "
+        "interleaved, and report each scenario's median round with the spread",
+    )
     add("--limit_runs", type=int, default=3, help="timed in-process runs per batch (median)")
     add(
         "--limit_passes",
         type=int,
         choices=[1, 2],
         default=2,
-        help="2: measure the limit before and after the load runs and keep the better",
+        help="2: also measure the limit after the last round; each round keeps the better "
+        "of the passes just before and after it",
     )
     add("--limit_seconds", type=float, default=1.0, help="seconds per in-process run")
     add(
@@ -477,6 +501,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not 0 < args.duration <= load_generator.MAX_DURATION_S:
         raise SystemExit(f"--duration must be in (0, {load_generator.MAX_DURATION_S}]")
+    if not 1 <= args.rounds <= _MAX_ROUNDS:
+        raise SystemExit(f"--rounds must be in [1, {_MAX_ROUNDS}], got {args.rounds}")
     if not 0 <= args.warmup <= load_generator.MAX_WARMUP_S:
         raise SystemExit(f"--warmup must be in [0, {load_generator.MAX_WARMUP_S}]")
     try:

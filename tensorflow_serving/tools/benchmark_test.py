@@ -96,8 +96,9 @@ def test_full_run_reports_limit_floor_ceiling_and_server(tmp_path, capsys):
     assert isinstance(report["noisy"], list)  # noise is reported, never asserted away
 
 
-def test_tf2_model_server_only_with_a_request_count(tmp_path, capsys):
-    """A TF2 export (x is [None]: rows are scalars), only limit and server, counted requests."""
+def test_tf2_model_server_only_with_a_request_count_in_two_rounds(tmp_path, capsys):
+    """A TF2 export (x is [None]: rows are scalars), only limit and server, counted requests,
+    measured twice: the report is the median round, with both rounds' numbers."""
     base = tmp_path / "hpt2"
     export_half_plus_two.export_half_plus_two_tf2(str(base), 1)
     export_half_plus_two.export_half_plus_two_tf2(str(base), 2, a=1.0)
@@ -114,6 +115,7 @@ def test_tf2_model_server_only_with_a_request_count(tmp_path, capsys):
             "--limit_runs=1",
             "--limit_seconds=0.3",
             "--rest_format=inputs",
+            "--rounds=2",
             f"--out={out}",
         ],
     )
@@ -121,10 +123,23 @@ def test_tf2_model_server_only_with_a_request_count(tmp_path, capsys):
     report = json.loads(out.read_text())
     assert report["model_dir"].endswith(os.path.join("hpt2", "2"))
     assert report["signature_inputs"][0]["row_shape"] == []
+    # A limit before each round and one after the last.
+    for record in report["limits"].values():
+        assert len(record["passes_inferences_per_s"]) == 3
     for s in report["scenarios"]:
         assert s["floor"] is None and s["ceiling_ips"] is None
         assert s["server"]["requests_ok"] == 200 and s["server"]["errors"] == 0
         assert s["server_vs_limit"] > 0
+        assert len(s["rounds"]) == 2 and s["round"] in (1, 2)
+        assert s["rounds"][s["round"] - 1]["server_ips"] == s["server"]["throughput_ips"]
+        assert all(r["server_ips"] > 0 and r["server_vs_limit"] > 0 for r in s["rounds"])
+        assert f"| {s['scenario']} | all 2 rounds (median: round {s['round']}) |" in stdout
+
+
+@pytest.mark.parametrize("rounds", ["0", "10"])
+def test_rounds_out_of_range_are_refused(rounds, tmp_path):
+    with pytest.raises(SystemExit, match="--rounds"):
+        benchmark.main([f"--model_base_path={tmp_path}", f"--rounds={rounds}"])
 
 
 def test_flags_the_benchmark_owns_are_refused():

@@ -166,6 +166,54 @@ def scenario_summary(
     }
 
 
+def round_limits(passes: list[dict[str, dict]], index: int) -> dict[str, dict]:
+    """The limit of round `index`: the better of the passes measured just before and after it.
+
+    passes[i] is measured before round i's load runs; a last extra pass (if
+    any) after the final round. Bracketing each round keeps its limit from
+    the same minutes as its floor and server.
+    """
+    start = min(index, len(passes) - 1)  # no limit party: the one pass of payloads
+    return merge_limit_passes(passes[start : index + 2])
+
+
+def _round_key(summary: dict[str, Any]) -> float:
+    """What ranks one scenario's rounds: server/ceiling, else server/limit, else server inf/s."""
+    for key in ("server_vs_ceiling", "server_vs_limit"):
+        if summary.get(key) is not None:
+            return summary[key]
+    server = summary.get("server")
+    return server["throughput_ips"] if usable(server) else 0.0
+
+
+def median_rounds(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per scenario, the summary of its median round, with every round's numbers kept.
+
+    A shared machine's speed drifts by tens of percent within minutes, so one
+    round's ratio says as much about the host as about the server. Repeated
+    rounds, each with its own limit and floor, and the median of their
+    ratios make the number a user compares steadier; `rounds` shows the spread.
+    With an even count the lower middle round is taken.
+    """
+    chosen = []
+    for by_round in zip(*rounds, strict=True):
+        ranked = sorted(range(len(by_round)), key=lambda i: _round_key(by_round[i]))
+        pick = ranked[(len(ranked) - 1) // 2]
+        summary = dict(by_round[pick])
+        summary["round"] = pick + 1
+        summary["rounds"] = [
+            {
+                "server_ips": s["server"]["throughput_ips"] if usable(s["server"]) else None,
+                "ceiling_ips": s["ceiling_ips"],
+                "server_vs_limit": s["server_vs_limit"],
+                "server_vs_ceiling": s["server_vs_ceiling"],
+            }
+            for s in by_round
+        ]
+        chosen.append(summary)
+    return chosen
+
+
 NOISE_CORES = 0.1
 
 
@@ -260,7 +308,23 @@ def render_table(summaries: list[dict[str, Any]]) -> str:
                 + f" | {_fmt(s['server_vs_limit'], '{:.2f}')} "
                 f"| **{_fmt(s['server_vs_ceiling'], '{:.2f}')}** |"
             )
+        if len(s.get("rounds") or []) > 1:
+            lines.append(_rounds_row(s))
     return "\n".join(lines)
+
+
+def _rounds_row(s: dict[str, Any]) -> str:
+    """Every round's server inf/s and ratios; the rows above are round `s['round']`, the median."""
+    rounds = s["rounds"]
+
+    def each(key: str, pattern: str) -> str:
+        return " / ".join(_fmt(r[key], pattern) for r in rounds)
+
+    return (
+        f"| {s['scenario']} | all {len(rounds)} rounds (median: round {s['round']}) "
+        f"| {each('server_ips', '{:,.0f}')} | - | - | - | - | - | - | - "
+        f"| {each('server_vs_limit', '{:.2f}')} | {each('server_vs_ceiling', '{:.2f}')} |"
+    )
 
 
 LEGEND = (

@@ -173,5 +173,44 @@ def test_table_shows_every_party_errors_and_a_saturated_client():
     assert "1.05 (ideal p50)" in table
 
 
+def test_each_round_keeps_the_better_limit_of_the_passes_around_it():
+    slow = {"1": {**LIMITS["1"], "inferences_per_s": 800.0}}
+    fast = {"1": {**LIMITS["1"], "inferences_per_s": 1600.0}}
+    passes = [slow, fast, slow]  # before round 1, before round 2, after round 2
+    assert report.round_limits(passes, 0)["1"]["inferences_per_s"] == 1600.0
+    assert report.round_limits(passes, 1)["1"]["inferences_per_s"] == 1600.0
+    assert report.round_limits([slow, slow, fast], 0)["1"]["inferences_per_s"] == 800.0
+    # Without an after-pass the last round has only its own; without a limit party, the one.
+    assert report.round_limits([slow, fast], 1)["1"]["inferences_per_s"] == 1600.0
+    assert report.round_limits([slow], 2)["1"]["inferences_per_s"] == 800.0
+
+
+def test_rounds_report_the_median_round_and_every_rounds_ratio():
+    """Three rounds on a drifting host: the report is the middle one, the spread is shown."""
+    floor = _load(2150, 0.45)
+    rounds = [
+        [
+            report.scenario_summary(Scenario("grpc", 1, 1), 32, LIMITS, floor, _load(ips, 1.1)),
+            report.scenario_summary(Scenario("grpc", 1, 32), 32, LIMITS, floor, _load(2000, 9)),
+        ]
+        for ips in (600.0, 900.0, 750.0)
+    ]
+    chosen = report.median_rounds(rounds)
+    assert [s["scenario"] for s in chosen] == ["grpc:1:1", "grpc:1:32"]
+    c1 = chosen[0]
+    assert c1["round"] == 3 and c1["server"]["throughput_ips"] == 750.0
+    assert [r["server_ips"] for r in c1["rounds"]] == [600.0, 900.0, 750.0]
+    assert c1["server_vs_ceiling"] == c1["rounds"][2]["server_vs_ceiling"]
+    # An even count takes the lower middle.
+    assert report.median_rounds(rounds[:2])[0]["round"] == 1
+    table = report.render_table(chosen)
+    assert all(line.count("|") == 13 for line in table.splitlines()), table
+    row = next(line for line in table.splitlines() if "all 3 rounds" in line)
+    assert "(median: round 3)" in row and "| 600 / 900 / 750 |" in row
+    assert "0.65 / 0.97 / 0.81 |" in row
+    # One round: no rounds row.
+    assert "all 1 rounds" not in report.render_table(report.median_rounds(rounds[:1]))
+
+
 if __name__ == "__main__":
     sys.exit(testing.main(__file__))
