@@ -24,6 +24,7 @@ import dataclasses
 import logging
 import re
 import urllib.parse
+from collections.abc import Callable
 
 import orjson
 from google.protobuf import json_format
@@ -134,6 +135,13 @@ def _failure_response(route: Route, error: Exception) -> RestResponse:
     return error_response(status.internal(f"{route.api} failed: {type(error).__name__}: {error}"))
 
 
+def _worker_response(work: concurrent.futures.Future) -> RestResponse:
+    """A worker's answer; handle() answers every error itself, so only a cancelled run is left."""
+    if work.cancelled():
+        return error_response(status.unavailable("The HTTP/REST server is shutting down"))
+    return work.result()
+
+
 def _predict_answer(outputs, fmt, version: int, signature_key: str) -> RestResponse:
     answer = json_tensor.predict_response_json(outputs, fmt)
     return RestResponse(200, answer, version=str(version), signature_name=signature_key)
@@ -177,30 +185,56 @@ class HttpRestApiHandler:
             signature, outputs = predict_util.predict(handle, name, inputs)
         return _predict_answer(outputs, fmt, handle.version, signature.key)
 
-    async def predict_async(
-        self, route: Route, body: bytes, executor: concurrent.futures.Executor
-    ) -> RestResponse:
-        """:predict on the event loop: same checks and answers as handle(), but the
-        model runs through the batching queue, so no thread waits for the batch.
+    def predict_then(
+        self,
+        route: Route,
+        body: bytes,
+        executor: concurrent.futures.Executor,
+        done: Callable[[RestResponse], None],
+    ) -> None:
+        """:predict from the event loop without a task: `done(response)` follows on the loop.
 
-        A servable without a batching queue gains nothing from the loop (its
-        run needs a worker anyway, and decoding there keeps the loop free), so
-        such a request runs whole on `executor`, as handle() would.
+        Same checks and answers as handle(), but the model runs through the
+        batching queue, so no thread waits for the batch, and no coroutine
+        either. The version stays held until its answer is built. A servable
+        without a batching queue gains nothing from the loop (its run needs a
+        worker anyway, and decoding there keeps the loop free), so such a
+        request runs whole on `executor`, as handle() would.
         """
+        loop = asyncio.get_running_loop()
         try:
-            with self._core.servable_handle(route.model_spec()) as handle:
-                if not hasattr(handle.servable, "submit_async"):
-                    return await asyncio.get_running_loop().run_in_executor(
-                        executor, self.handle, route, body
-                    )
-                doc = json_tensor.loads_object(body)
-                name, inputs, fmt = self._predict_inputs(handle, doc, body)
-                signature, outputs = await predict_util.predict_async(
-                    handle, name, inputs, executor
-                )
-            return _predict_answer(outputs, fmt, handle.version, signature.key)
+            handle = self._core.servable_handle(route.model_spec()).__enter__()
         except Exception as error:
-            return _failure_response(route, error)
+            done(_failure_response(route, error))
+            return
+        if not hasattr(handle.servable, "submit_async"):
+            handle.__exit__(None, None, None)
+            work = executor.submit(self.handle, route, body)
+            work.add_done_callback(
+                lambda finished: loop.call_soon_threadsafe(done, _worker_response(finished))
+            )
+            return
+        try:
+            doc = json_tensor.loads_object(body)
+            name, inputs, fmt = self._predict_inputs(handle, doc, body)
+            signature, pending = predict_util.submit_predict(handle, name, inputs, executor)
+        except Exception as error:
+            handle.__exit__(None, None, None)
+            done(_failure_response(route, error))
+            return
+
+        def answered(outputs: asyncio.Future) -> None:
+            try:
+                if outputs.cancelled():
+                    return  # the transport gave up on it (timeout) and has answered
+                response = _predict_answer(outputs.result(), fmt, handle.version, signature.key)
+            except Exception as error:
+                response = _failure_response(route, error)
+            finally:
+                handle.__exit__(None, None, None)
+            done(response)
+
+        pending.add_done_callback(answered)
 
     @staticmethod
     def _predict_inputs(handle, doc: dict, body: bytes):

@@ -37,14 +37,17 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import functools
 import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 import uvicorn
 
 from tensorflow_serving.model_servers import metrics as metrics_lib
+from tensorflow_serving.model_servers.http_inline_predict import InlinePredictProtocol
 from tensorflow_serving.model_servers.http_rest_api_handler import (
     HEALTH_LIVE_PATH,
     HEALTH_READY_PATH,
@@ -52,6 +55,7 @@ from tensorflow_serving.model_servers.http_rest_api_handler import (
     PREDICT,
     HttpRestApiHandler,
     RestResponse,
+    Route,
     error_response,
     parse_route,
 )
@@ -113,6 +117,11 @@ class RestApiApp:
         self._pending_lock = threading.Lock()
         self._max_pending = options.pending_limit()
 
+    @property
+    def extra_headers(self) -> list[tuple[bytes, bytes]]:
+        """Headers every answer carries beyond content type and length (CORS, when enabled)."""
+        return self._extra_headers
+
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -153,6 +162,10 @@ class RestApiApp:
         else:
             response = await self._run(route, body)
         await self._send(send, response)
+        self.record(route, response, started)
+
+    def record(self, route: Route, response: RestResponse, started: float) -> None:
+        """The request's metrics, once its answer is sent (`started`: time.perf_counter())."""
         self._metrics.record_request(
             route.model_name,
             route.api,
@@ -163,7 +176,56 @@ class RestApiApp:
             response.signature_name,
         )
 
+    def inline_predict_route(self, method: bytes, path: str, content_length: int) -> Route | None:
+        """The route of a request the protocol may answer without ASGI (see http_inline_predict).
+
+        Only a POST :predict whose declared body is small enough to decode on
+        the loop and within --max_request_bytes; None sends the request down
+        the ASGI path, which handles everything.
+        """
+        limit = self._options.max_request_bytes
+        if (
+            method != b"POST"
+            or content_length > _INLINE_BODY_BYTES
+            or (limit and content_length > limit)
+            or not path.endswith((":predict", ":PREDICT"))
+            or not PATH_REGEX.fullmatch(path)
+        ):
+            return None
+        route = parse_route("POST", path)
+        return route if route.error is None and route.api == PREDICT else None
+
+    def answer_predict(self, route, body: bytes, respond: Callable[[RestResponse], None]) -> None:
+        """A small :predict on the event loop, without a task: `respond` follows, exactly once.
+
+        The model run goes into the batching queue (with --enable_batching) or
+        to a worker; the answer comes within --rest_api_timeout_in_ms (504
+        after it), and the request counts against the backlog limit meanwhile.
+        """
+        refusal = self._admit()
+        if refusal is not None:
+            respond(refusal)
+            return
+        _PendingPredict(self, respond).start(route, body)
+
     async def _run(self, route, body: bytes) -> RestResponse:
+        if route.api == PREDICT and len(body) <= _INLINE_BODY_BYTES:
+            answer = asyncio.get_running_loop().create_future()
+            self.answer_predict(route, body, lambda response: _settle(answer, response))
+            return await answer
+        refusal = self._admit()
+        if refusal is not None:
+            return refusal
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        work = self._executor.submit(self._handle_unless_late, deadline, route, body)
+        work.add_done_callback(self._finished)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(work), self._timeout)
+        except TimeoutError:
+            return error_response(self._timed_out())
+
+    def _admit(self) -> RestResponse | None:
+        """Counts a request in; a 503 answer instead when the backlog is full."""
         with self._pending_lock:
             if self._pending >= self._max_pending:
                 return error_response(
@@ -173,22 +235,7 @@ class RestApiApp:
                     )
                 )
             self._pending += 1
-        deadline = None if self._timeout is None else time.monotonic() + self._timeout
-        if route.api == PREDICT and len(body) <= _INLINE_BODY_BYTES:
-            try:
-                async with asyncio.timeout(self._timeout):
-                    with request_deadline.at(deadline):
-                        return await self._handler.predict_async(route, body, self._executor)
-            except TimeoutError:
-                return error_response(self._timed_out())
-            finally:
-                self._finished(None)
-        work = self._executor.submit(self._handle_unless_late, deadline, route, body)
-        work.add_done_callback(self._finished)
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(work), self._timeout)
-        except TimeoutError:
-            return error_response(self._timed_out())
+        return None
 
     def _timed_out(self) -> status.ServingError:
         return status.deadline_exceeded(
@@ -216,14 +263,7 @@ class RestApiApp:
         response.http_status = 413  # Payload Too Large, rather than RESOURCE_EXHAUSTED's 429
         extra = [*self._extra_headers, *([(b"connection", b"close")] if body.declared else [])]
         await _reply(send, response.http_status, response.body, None, extra)
-        route = parse_route(method, path)
-        self._metrics.record_request(
-            route.model_name,
-            route.api,
-            metrics_lib.REST,
-            response.status_name,
-            time.perf_counter() - started,
-        )
+        self.record(parse_route(method, path), response, started)
 
     def _finished(self, _future) -> None:
         with self._pending_lock:
@@ -231,6 +271,47 @@ class RestApiApp:
 
     async def _send(self, send, response: RestResponse) -> None:
         await _reply(send, response.http_status, response.body, None, self._extra_headers)
+
+
+class _PendingPredict:
+    """One admitted :predict on the loop: its timeout, its deadline, and its one answer."""
+
+    __slots__ = ("_app", "_respond", "_timer", "_answered")
+
+    def __init__(self, app: RestApiApp, respond: Callable[[RestResponse], None]):
+        self._app = app
+        self._respond = respond
+        self._timer: asyncio.TimerHandle | None = None
+        self._answered = False
+
+    def start(self, route, body: bytes) -> None:
+        app = self._app
+        deadline = None
+        if app._timeout is not None:
+            deadline = time.monotonic() + app._timeout
+            self._timer = asyncio.get_running_loop().call_later(app._timeout, self._time_out)
+        # The batching queue stamps this deadline on the task: if the client has
+        # its 504 before the batch forms, the task is dropped instead of run.
+        with request_deadline.at(deadline):
+            app._handler.predict_then(route, body, app._executor, self._finish)
+
+    def _time_out(self) -> None:
+        self._timer = None
+        self._finish(error_response(self._app._timed_out()))
+
+    def _finish(self, response: RestResponse) -> None:
+        if self._answered:
+            return  # timed out earlier; the late answer is dropped
+        self._answered = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self._app._finished(None)
+        self._respond(response)
+
+
+def _settle(future: asyncio.Future, response: RestResponse) -> None:
+    if not future.done():  # not if the request's task was cancelled meanwhile
+        future.set_result(response)
 
 
 @dataclasses.dataclass
@@ -327,7 +408,7 @@ class HttpServer:
         config = uvicorn.Config(
             self.app,
             loop="uvloop",
-            http="httptools",
+            http=functools.partial(InlinePredictProtocol, rest_app=self.app),
             lifespan="off",
             log_config=None,
             log_level="warning",

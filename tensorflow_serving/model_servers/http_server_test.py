@@ -43,9 +43,11 @@ class ScriptedHandler(HttpRestApiHandler):
         answer = {"model": route.model_name, "api": route.api, "bytes": len(body)}
         return RestResponse(200, json.dumps(answer).encode(), version="1")
 
-    async def predict_async(self, route, body, executor):
+    def predict_then(self, route, body, executor, done):
         """Small :predict bodies come here (on the loop); the gate still holds them."""
-        return await asyncio.get_running_loop().run_in_executor(executor, self.handle, route, body)
+        loop = asyncio.get_running_loop()
+        work = executor.submit(self.handle, route, body)
+        work.add_done_callback(lambda work: loop.call_soon_threadsafe(done, work.result()))
 
 
 @pytest.fixture
@@ -217,6 +219,174 @@ def test_stop_closes_the_port(serve):
     server.stop(timeout=5)
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+# -- Small :predict requests answered from the protocol (http_inline_predict) --------------
+
+
+class CountingApp(http_server.RestApiApp):
+    """Counts the requests that took uvicorn's ASGI path."""
+
+    asgi_calls = 0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            CountingApp.asgi_calls += 1
+        await super().__call__(scope, receive, send)
+
+
+@pytest.fixture
+def serve_counted():
+    servers = []
+
+    def start(**kw):
+        handler = ScriptedHandler()
+        options = http_server.HttpOptions(port=0, host="127.0.0.1", **kw)
+        app = CountingApp(handler, options, metrics.ServingMetrics(process=False))
+        CountingApp.asgi_calls = 0
+        server = http_server.HttpServer(app, options)
+        server.start()
+        servers.append(server)
+        return server, handler
+
+    yield start
+    for server in servers:
+        server.stop(timeout=5)
+
+
+def _post(path: str, body: bytes, extra: bytes = b"") -> bytes:
+    return (
+        b"POST "
+        + path.encode()
+        + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + extra
+        + b"Content-Length: %d\r\n\r\n" % len(body)
+        + body
+    )
+
+
+def _read_responses(sock: socket.socket, count: int) -> list[tuple[int, dict, bytes]]:
+    """`count` HTTP/1.1 responses (Content-Length framed) from one socket, in order."""
+    data = b""
+    answers = []
+    while len(answers) < count:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed after {len(answers)} responses"
+            data += chunk
+        head, data = data.split(b"\r\n\r\n", 1)
+        lines = head.decode().split("\r\n")
+        headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+        length = int(headers["content-length"])
+        while len(data) < length:
+            chunk = sock.recv(65536)
+            assert chunk
+            data += chunk
+        answers.append((int(lines[0].split()[1]), headers, data[:length]))
+        data = data[length:]
+    return answers
+
+
+def _closed(sock: socket.socket) -> bool:
+    sock.settimeout(5)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_small_predicts_on_a_keep_alive_connection_skip_asgi(serve_counted):
+    server, _ = serve_counted(enable_cors=True)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        for name in ("a", "b", "c"):
+            sock.sendall(_post(f"/v1/models/{name}:predict", b'{"instances": [1]}'))
+            ((code, headers, body),) = _read_responses(sock, 1)
+            assert code == 200
+            assert json.loads(body) == {"model": name, "api": "predict", "bytes": 18}
+            assert headers["content-type"] == "application/json"
+            assert headers["access-control-allow-origin"] == "*"
+            assert "connection" not in headers and "date" in headers
+    assert CountingApp.asgi_calls == 0
+    # Other APIs, and :predict with a chunked body, take the ASGI path with the same answers.
+    assert request(server, "GET", "/v1/health/live")[0] == 200
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    connection.request("POST", "/v1/models/d:predict", body=iter([b'{"instances":', b" [1]}"]))
+    response = connection.getresponse()
+    assert response.status == 200 and json.loads(response.read())["bytes"] == 18
+    connection.close()
+    assert CountingApp.asgi_calls == 2
+
+
+def test_pipelined_requests_are_answered_in_order(serve_counted):
+    server, _ = serve_counted()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(
+            _post("/v1/models/first:predict", b"{}")
+            + _post("/v1/models/second:predict", b"{}")
+            + b"GET /v1/health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        answers = _read_responses(sock, 3)
+    assert [json.loads(body).get("model") for _, _, body in answers] == ["first", "second", None]
+    assert [code for code, _, _ in answers] == [200, 200, 200]
+
+
+def test_connection_close_and_http_1_0_close_after_the_answer(serve_counted):
+    server, _ = serve_counted()
+    for request_bytes in (
+        _post("/v1/models/m:predict", b"{}", b"Connection: close\r\n"),
+        _post("/v1/models/m:predict", b"{}").replace(b"HTTP/1.1", b"HTTP/1.0", 1),
+    ):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(request_bytes)
+            ((code, headers, _),) = _read_responses(sock, 1)
+            assert code == 200 and headers["connection"] == "close"
+            assert _closed(sock)
+    assert CountingApp.asgi_calls == 0
+
+
+def test_expect_continue_and_bad_lengths_take_the_asgi_path(serve_counted):
+    server, _ = serve_counted(max_request_bytes=100)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        with_expect = _post("/v1/models/m:predict", b"{}", b"Expect: 100-continue\r\n")
+        sock.sendall(with_expect[:-2])  # the headers only: the client waits for 100 Continue
+        assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(b"{}")
+        ((code, _, body),) = _read_responses(sock, 1)
+    assert code == 200 and json.loads(body)["bytes"] == 2
+    code, _, body = request(server, "POST", "/v1/models/m:predict", b"x" * 101)
+    assert code == 413 and "--max_request_bytes=100" in json.loads(body)["error"]
+    assert CountingApp.asgi_calls == 2
+
+
+def test_a_client_gone_before_its_answer_leaves_the_server_serving(serve_counted):
+    server, handler = serve_counted()
+    handler.gate.clear()
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    sock.sendall(_post("/v1/models/m:predict", b"{}"))
+    assert handler.entered.acquire(timeout=10)
+    sock.close()
+    handler.gate.set()
+    for _ in range(3):
+        assert request(server, "POST", "/v1/models/m:predict", b"{}")[0] == 200
+    assert CountingApp.asgi_calls == 0
+
+
+def test_stop_answers_an_inline_predict_in_flight_then_closes(serve_counted):
+    server, handler = serve_counted()
+    handler.gate.clear()
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    sock.sendall(_post("/v1/models/m:predict", b"{}"))
+    assert handler.entered.acquire(timeout=10)
+    stopping = threading.Thread(target=server.stop, kwargs={"timeout": 10})
+    stopping.start()
+    time.sleep(0.3)
+    handler.gate.set()
+    ((code, headers, _),) = _read_responses(sock, 1)
+    stopping.join(10)
+    assert code == 200 and headers["connection"] == "close"
+    assert _closed(sock)
+    sock.close()
+    assert not stopping.is_alive()
 
 
 if __name__ == "__main__":

@@ -78,17 +78,18 @@ def predict(
     return signature, handle.servable.run(signature, inputs, fetch)
 
 
-async def predict_async(
+def submit_predict(
     handle,
     signature_name: str,
     inputs: dict[str, np.ndarray],
     executor: concurrent.futures.Executor,
     output_filter: Iterable[str] = (),
-) -> tuple[Signature, dict[str, np.ndarray]]:
-    """`predict` on a batching servable, for an event loop that must not block on the model.
+) -> tuple[Signature, asyncio.Future]:
+    """`predict` from an event loop that must not block: the outputs come as a future of it.
 
-    The request joins the servable's queue directly (submit_async); inputs that
-    cannot be batched run on `executor`.
+    The request joins the servable's batching queue directly (submit_async),
+    so no thread waits for the batch; inputs that cannot be batched run on
+    `executor`. Bad inputs raise here, before anything is queued.
     """
     signature, fetch = _checked(handle, signature_name, inputs, output_filter)
     servable = handle.servable
@@ -97,7 +98,7 @@ async def predict_async(
         pending = asyncio.get_running_loop().run_in_executor(
             executor, servable.run, signature, inputs, fetch
         )
-    return signature, await pending
+    return signature, pending
 
 
 def fill_model_spec(model_spec, name: str, version: int, signature_name: str | None) -> None:
