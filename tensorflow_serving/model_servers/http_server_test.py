@@ -309,12 +309,14 @@ def test_small_predicts_on_a_keep_alive_connection_skip_asgi(serve_counted):
     assert CountingApp.asgi_calls == 0
     # Other APIs, and :predict with a chunked body, take the ASGI path with the same answers.
     assert request(server, "GET", "/v1/health/live")[0] == 200
+    code, _, body = request(server, "POST", "/v1/models/m:Predict", b"{}")  # upstream: case matters
+    assert code == 400 and "Malformed request" in json.loads(body)["error"]
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     connection.request("POST", "/v1/models/d:predict", body=iter([b'{"instances":', b" [1]}"]))
     response = connection.getresponse()
     assert response.status == 200 and json.loads(response.read())["bytes"] == 18
     connection.close()
-    assert CountingApp.asgi_calls == 2
+    assert CountingApp.asgi_calls == 3
 
 
 def test_pipelined_requests_are_answered_in_order(serve_counted):
