@@ -319,6 +319,19 @@ def test_small_predicts_on_a_keep_alive_connection_skip_asgi(serve_counted):
     assert CountingApp.asgi_calls == 3
 
 
+def test_a_body_that_arrives_in_pieces_is_answered_whole(serve_counted):
+    server, _ = serve_counted()
+    whole = _post("/v1/models/m:predict", b'{"instances": [1, 2, 3]}')
+    cut = whole.index(b"\r\n\r\n") + 10
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        for piece in (whole[:cut], whole[cut:-3], whole[-3:]):
+            sock.sendall(piece)
+            time.sleep(0.05)
+        ((code, _, body),) = _read_responses(sock, 1)
+    assert code == 200 and json.loads(body)["bytes"] == len(b'{"instances": [1, 2, 3]}')
+    assert CountingApp.asgi_calls == 0
+
+
 def test_pipelined_requests_are_answered_in_order(serve_counted):
     server, _ = serve_counted()
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
