@@ -3,10 +3,11 @@
 uvicorn turns every request into an ASGI call: a scope dict, an asyncio
 task, receive/send coroutines and their message dicts. For the one request
 that matters for throughput, a small POST :predict, that machinery cost more
-than everything else the event loop does: with the chapter's CNN, 32 REST
-clients and batching on one core, answering from the parser's callbacks
-instead took server CPU from 506-530 to 412-434 us per inference and
-throughput from 1,889-1,975 to 2,302-2,429/s (three interleaved pairs).
+than all of our own checks: with the chapter's CNN, 32 REST clients and
+batching on one core, answering from the parser's callbacks instead took
+server CPU from 525-556 to 432-482 us per inference, the event loop's share
+from 256 to 193 us per request, and throughput from 1,803-1,904 to
+2,074-2,318 inferences/s (three interleaved pairs).
 
 So this protocol (uvicorn's own, pinned in requirements.txt) takes over one
 case. When the headers of a request are in, and it is a POST :predict with a
