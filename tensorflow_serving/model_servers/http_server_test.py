@@ -54,13 +54,11 @@ class ScriptedHandler(HttpRestApiHandler):
 def serve():
     servers = []
 
-    def start(**kw):
+    def start(app_type=http_server.RestApiApp, **kw):
         handler = ScriptedHandler()
         serving_metrics = metrics.ServingMetrics(process=False)
         options = http_server.HttpOptions(port=0, host="127.0.0.1", **kw)
-        server = http_server.HttpServer(
-            http_server.RestApiApp(handler, options, serving_metrics), options
-        )
+        server = http_server.HttpServer(app_type(handler, options, serving_metrics), options)
         server.start()
         servers.append(server)
         return server, handler, serving_metrics
@@ -227,31 +225,14 @@ def test_stop_closes_the_port(serve):
 class CountingApp(http_server.RestApiApp):
     """Counts the requests that took uvicorn's ASGI path."""
 
-    asgi_calls = 0
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.asgi_calls = 0
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
-            CountingApp.asgi_calls += 1
+            self.asgi_calls += 1
         await super().__call__(scope, receive, send)
-
-
-@pytest.fixture
-def serve_counted():
-    servers = []
-
-    def start(**kw):
-        handler = ScriptedHandler()
-        options = http_server.HttpOptions(port=0, host="127.0.0.1", **kw)
-        app = CountingApp(handler, options, metrics.ServingMetrics(process=False))
-        CountingApp.asgi_calls = 0
-        server = http_server.HttpServer(app, options)
-        server.start()
-        servers.append(server)
-        return server, handler
-
-    yield start
-    for server in servers:
-        server.stop(timeout=5)
 
 
 def _post(path: str, body: bytes, extra: bytes = b"") -> bytes:
@@ -287,6 +268,15 @@ def _read_responses(sock: socket.socket, count: int) -> list[tuple[int, dict, by
     return answers
 
 
+def _send_held_predict(server, handler) -> socket.socket:
+    """A socket whose :predict the handler holds (gate closed) until the test opens the gate."""
+    handler.gate.clear()
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    sock.sendall(_post("/v1/models/m:predict", b"{}"))
+    assert handler.entered.acquire(timeout=10)
+    return sock
+
+
 def _closed(sock: socket.socket) -> bool:
     sock.settimeout(5)
     try:
@@ -295,8 +285,8 @@ def _closed(sock: socket.socket) -> bool:
         return True
 
 
-def test_small_predicts_on_a_keep_alive_connection_skip_asgi(serve_counted):
-    server, _ = serve_counted(enable_cors=True)
+def test_small_predicts_on_a_keep_alive_connection_skip_asgi(serve):
+    server, _, _ = serve(CountingApp, enable_cors=True)
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         for name in ("a", "b", "c"):
             sock.sendall(_post(f"/v1/models/{name}:predict", b'{"instances": [1]}'))
@@ -306,7 +296,7 @@ def test_small_predicts_on_a_keep_alive_connection_skip_asgi(serve_counted):
             assert headers["content-type"] == "application/json"
             assert headers["access-control-allow-origin"] == "*"
             assert "connection" not in headers and "date" in headers
-    assert CountingApp.asgi_calls == 0
+    assert server.app.asgi_calls == 0
     # Other APIs, and :predict with a chunked body, take the ASGI path with the same answers.
     assert request(server, "GET", "/v1/health/live")[0] == 200
     code, _, body = request(server, "POST", "/v1/models/m:Predict", b"{}")  # upstream: case matters
@@ -316,11 +306,11 @@ def test_small_predicts_on_a_keep_alive_connection_skip_asgi(serve_counted):
     response = connection.getresponse()
     assert response.status == 200 and json.loads(response.read())["bytes"] == 18
     connection.close()
-    assert CountingApp.asgi_calls == 3
+    assert server.app.asgi_calls == 3
 
 
-def test_a_body_that_arrives_in_pieces_is_answered_whole(serve_counted):
-    server, _ = serve_counted()
+def test_a_body_that_arrives_in_pieces_is_answered_whole(serve):
+    server, _, _ = serve(CountingApp)
     whole = _post("/v1/models/m:predict", b'{"instances": [1, 2, 3]}')
     cut = whole.index(b"\r\n\r\n") + 10
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
@@ -329,11 +319,11 @@ def test_a_body_that_arrives_in_pieces_is_answered_whole(serve_counted):
             time.sleep(0.05)
         ((code, _, body),) = _read_responses(sock, 1)
     assert code == 200 and json.loads(body)["bytes"] == len(b'{"instances": [1, 2, 3]}')
-    assert CountingApp.asgi_calls == 0
+    assert server.app.asgi_calls == 0
 
 
-def test_pipelined_requests_are_answered_in_order(serve_counted):
-    server, _ = serve_counted()
+def test_pipelined_requests_are_answered_in_order(serve):
+    server, _, _ = serve(CountingApp)
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(
             _post("/v1/models/first:predict", b"{}")
@@ -345,8 +335,8 @@ def test_pipelined_requests_are_answered_in_order(serve_counted):
     assert [code for code, _, _ in answers] == [200, 200, 200]
 
 
-def test_connection_close_and_http_1_0_close_after_the_answer(serve_counted):
-    server, _ = serve_counted()
+def test_connection_close_and_http_1_0_close_after_the_answer(serve):
+    server, _, _ = serve(CountingApp)
     for request_bytes in (
         _post("/v1/models/m:predict", b"{}", b"Connection: close\r\n"),
         _post("/v1/models/m:predict", b"{}").replace(b"HTTP/1.1", b"HTTP/1.0", 1),
@@ -356,11 +346,11 @@ def test_connection_close_and_http_1_0_close_after_the_answer(serve_counted):
             ((code, headers, _),) = _read_responses(sock, 1)
             assert code == 200 and headers["connection"] == "close"
             assert _closed(sock)
-    assert CountingApp.asgi_calls == 0
+    assert server.app.asgi_calls == 0
 
 
-def test_expect_continue_and_bad_lengths_take_the_asgi_path(serve_counted):
-    server, _ = serve_counted(max_request_bytes=100)
+def test_expect_continue_and_bad_lengths_take_the_asgi_path(serve):
+    server, _, _ = serve(CountingApp, max_request_bytes=100)
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         with_expect = _post("/v1/models/m:predict", b"{}", b"Expect: 100-continue\r\n")
         sock.sendall(with_expect[:-2])  # the headers only: the client waits for 100 Continue
@@ -370,28 +360,22 @@ def test_expect_continue_and_bad_lengths_take_the_asgi_path(serve_counted):
     assert code == 200 and json.loads(body)["bytes"] == 2
     code, _, body = request(server, "POST", "/v1/models/m:predict", b"x" * 101)
     assert code == 413 and "--max_request_bytes=100" in json.loads(body)["error"]
-    assert CountingApp.asgi_calls == 2
+    assert server.app.asgi_calls == 2
 
 
-def test_a_client_gone_before_its_answer_leaves_the_server_serving(serve_counted):
-    server, handler = serve_counted()
-    handler.gate.clear()
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-    sock.sendall(_post("/v1/models/m:predict", b"{}"))
-    assert handler.entered.acquire(timeout=10)
+def test_a_client_gone_before_its_answer_leaves_the_server_serving(serve):
+    server, handler, _ = serve(CountingApp)
+    sock = _send_held_predict(server, handler)
     sock.close()
     handler.gate.set()
     for _ in range(3):
         assert request(server, "POST", "/v1/models/m:predict", b"{}")[0] == 200
-    assert CountingApp.asgi_calls == 0
+    assert server.app.asgi_calls == 0
 
 
-def test_stop_answers_an_inline_predict_in_flight_then_closes(serve_counted):
-    server, handler = serve_counted()
-    handler.gate.clear()
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-    sock.sendall(_post("/v1/models/m:predict", b"{}"))
-    assert handler.entered.acquire(timeout=10)
+def test_stop_answers_an_inline_predict_in_flight_then_closes(serve):
+    server, handler, _ = serve(CountingApp)
+    sock = _send_held_predict(server, handler)
     stopping = threading.Thread(target=server.stop, kwargs={"timeout": 10})
     stopping.start()
     time.sleep(0.3)
