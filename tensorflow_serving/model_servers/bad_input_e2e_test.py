@@ -202,6 +202,7 @@ REST_CASES = [
     ("/v1/models/hp:regress", b'{"examples": [{"x": [1, "a"]}]}', 400, "Unexpected element type"),
     # unknown model / version / label / signature
     ("/v1/models/nope:predict", b'{"instances": [1.0]}', 404, "Servable not found"),
+    ("/v1/models/nope:predict", b'{"instances": [1.0]', 400, "JSON Parse error"),  # body first
     ("/v1/models/hp/versions/9:predict", b'{"instances": [1.0]}', 404, "Specific(hp, 9)"),
     (
         "/v1/models/hp/versions/99999999999999999999:predict",

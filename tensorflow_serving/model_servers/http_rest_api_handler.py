@@ -36,7 +36,7 @@ from tensorflow_serving.servables.tensorflow import (
     predict_util,
     regressor,
 )
-from tensorflow_serving.util import json_tensor, status
+from tensorflow_serving.util import json_dense, json_tensor, status
 
 _LOG = logging.getLogger(__name__)
 
@@ -135,6 +135,15 @@ def _failure_response(route: Route, error: Exception) -> RestResponse:
     return error_response(status.internal(f"{route.api} failed: {type(error).__name__}: {error}"))
 
 
+def _bad_body_first(body: bytes, error: Exception) -> Exception:
+    """A body that does not parse is reported before `error`, as upstream parses first."""
+    try:
+        json_tensor.loads_object(body)
+    except status.ServingError as bad_body:
+        return bad_body
+    return error
+
+
 def _worker_response(work: concurrent.futures.Future) -> RestResponse:
     """A worker's answer; handle() answers every error itself, so only a cancelled run is left."""
     if work.cancelled():
@@ -179,9 +188,9 @@ class HttpRestApiHandler:
     # -- POST ------------------------------------------------------------------
 
     def _predict(self, route: Route, body: bytes) -> RestResponse:
-        doc = json_tensor.loads_object(body)
+        decoded = self._decode_body(body)
         with self._core.servable_handle(route.model_spec()) as handle:
-            name, inputs, fmt = self._predict_inputs(handle, doc, body)
+            name, inputs, fmt = self._predict_request(handle, decoded, body)
             signature, outputs = predict_util.predict(handle, name, inputs)
         return _predict_answer(outputs, fmt, handle.version, signature.key)
 
@@ -205,7 +214,7 @@ class HttpRestApiHandler:
         try:
             handle = self._core.servable_handle(route.model_spec()).__enter__()
         except Exception as error:
-            done(_failure_response(route, error))
+            done(_failure_response(route, _bad_body_first(body, error)))
             return
         if not hasattr(handle.servable, "submit_async"):
             handle.__exit__(None, None, None)
@@ -215,8 +224,8 @@ class HttpRestApiHandler:
             )
             return
         try:
-            doc = json_tensor.loads_object(body)
-            name, inputs, fmt = self._predict_inputs(handle, doc, body)
+            decoded = self._decode_body(body)
+            name, inputs, fmt = self._predict_request(handle, decoded, body)
             signature, pending = predict_util.submit_predict(handle, name, inputs, executor)
         except Exception as error:
             handle.__exit__(None, None, None)
@@ -235,6 +244,34 @@ class HttpRestApiHandler:
             done(response)
 
         pending.add_done_callback(answered)
+
+    @staticmethod
+    def _decode_body(body: bytes) -> json_dense.DenseBody | dict:
+        """A :predict body parsed: one dense tensor of numbers if json_dense takes it.
+
+        Otherwise the general decoder's document; its parse errors raise here.
+        """
+        dense = json_dense.decode(body)
+        return dense if dense is not None else json_tensor.loads_object(body)
+
+    @staticmethod
+    def _predict_request(handle, decoded: json_dense.DenseBody | dict, body: bytes):
+        """(signature name, input arrays, request format) of a decoded :predict body.
+
+        A dense body for a signature with one float input skips the Python
+        objects; anything else, and every error, comes from the general
+        decoder.
+        """
+        if isinstance(decoded, json_dense.DenseBody):
+            name = decoded.signature_name or predict_util.DEFAULT_SIGNATURE
+            signature = handle.servable.signatures.get(name)
+            if signature is not None and len(signature.inputs) == 1:
+                ((alias, spec),) = signature.inputs.items()
+                tensor = json_tensor.dense_tensor(decoded.values, spec.dtype)
+                if tensor is not None:
+                    return name, {alias: tensor}, decoded.format
+            decoded = json_tensor.loads_object(body)
+        return HttpRestApiHandler._predict_inputs(handle, decoded, body)
 
     @staticmethod
     def _predict_inputs(handle, doc: dict, body: bytes):

@@ -466,13 +466,7 @@ def _fast_numeric(value: Any, dtype: int, may_have_bools: bool) -> np.ndarray | 
     if array.size == 0:
         return np.zeros(array.shape, dtype=target)
     if dtype in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE):
-        limit = _FLOAT_MAX_INT if dtype == types_pb2.DT_FLOAT else _DOUBLE_MAX_INT
-        # Floats are fine up to FLT_MAX, integers only up to `limit`; a list
-        # that mixed both became float64, so let the walker judge big values.
-        # (min/max rather than abs: no temporary array, and a NaN compares False.)
-        if kind == "u" or not (-limit <= array.min() and array.max() <= limit):
-            return None
-        return array.astype(target)
+        return None if kind == "u" else _floating(array, dtype)
     if kind != "i":
         return None  # a float or an int beyond int64 somewhere: walker's message
     low, high = int(array.min()), int(array.max())
@@ -487,6 +481,32 @@ def _fast_numeric(value: Any, dtype: int, may_have_bools: bool) -> np.ndarray | 
             return None
         return array.astype(target)
     return None
+
+
+def _floating(array: np.ndarray, dtype: int) -> np.ndarray | None:
+    """Numbers (int64 or float64) as a DT_FLOAT/DT_DOUBLE tensor; None: the walker judges.
+
+    Floats are fine up to FLT_MAX, integers only up to what the type holds
+    exactly; numbers that mixed both became float64, so the walker judges
+    big values. (min/max rather than abs: no temporary array, and a NaN
+    compares False.)
+    """
+    limit = _FLOAT_MAX_INT if dtype == types_pb2.DT_FLOAT else _DOUBLE_MAX_INT
+    if not (-limit <= array.min() and array.max() <= limit):
+        return None
+    return array.astype(tensor_codec.numpy_dtype(dtype))
+
+
+def dense_tensor(values: np.ndarray, dtype: int) -> np.ndarray | None:
+    """A dense body's doubles (json_dense) as a tensor of `dtype`, as the fast path makes it.
+
+    None when the general decoder must judge: a dtype other than
+    DT_FLOAT/DT_DOUBLE (whole numbers and fractions are no longer told
+    apart here), or values the range check leaves to the walker.
+    """
+    if dtype not in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE):
+        return None
+    return _floating(values, dtype)
 
 
 def _fast_tensor(value: Any, dtype: int, may_have_bools: bool) -> np.ndarray | None:
@@ -1014,6 +1034,7 @@ __all__ = [
     "RequestFormat",
     "classification_response_json",
     "dense_shape",
+    "dense_tensor",
     "error_json",
     "float32_as_upstream_doubles",
     "format_float",
