@@ -155,6 +155,35 @@ def test_each_request_times_out_on_its_own_clock_on_the_loop_and_on_workers(serv
     assert request(server, "POST", "/v1/models/m:predict", b"{}")[0] == 200
 
 
+def test_held_predicts_each_time_out_on_their_own_deadline_however_many_wait(serve):
+    """The loop keeps one timer for all its requests; each still gets 504 on its own clock."""
+    server, handler, _ = serve(timeout_in_ms=300)
+    answers = {}
+
+    def timed(index):
+        started = time.monotonic()
+        code, _, _ = request(server, "POST", "/v1/models/m:predict", b"{}")
+        answers[index] = (code, time.monotonic() - started)
+
+    handler.gate.clear()
+    threads = [threading.Thread(target=timed, args=(i,)) for i in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+            time.sleep(0.1)
+        for thread in threads:
+            thread.join(10)
+    finally:
+        handler.gate.set()
+    for index, (code, elapsed) in answers.items():
+        assert code == 504 and 0.28 <= elapsed < 0.9, (index, code, elapsed)
+    assert len(answers) == 4
+    # Answered requests leave no timer behind: a later one is answered, not timed out.
+    assert request(server, "POST", "/v1/models/m:predict", b"{}")[0] == 200
+    time.sleep(0.4)
+    assert request(server, "POST", "/v1/models/m:predict", b"{}")[0] == 200
+
+
 def test_overload_answers_503_instead_of_queueing(serve):
     server, handler, _ = serve(num_threads=1, max_pending=1)
     handler.gate.clear()
@@ -307,6 +336,37 @@ def test_small_predicts_on_a_keep_alive_connection_skip_asgi(serve):
     assert response.status == 200 and json.loads(response.read())["bytes"] == 18
     connection.close()
     assert server.app.asgi_calls == 3
+
+
+def test_keep_alive_connections_close_only_after_an_idle_spell(serve):
+    """Busy connections stay open past the keep-alive time; idle ones close after it."""
+    server, _, _ = serve(keep_alive_seconds=0.5)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        started = time.monotonic()
+        while time.monotonic() - started < 1.5:  # three keep-alive spans of steady traffic
+            time.sleep(0.15)
+            sock.sendall(_post("/v1/models/m:predict", b'{"instances": [1]}'))
+            assert _read_responses(sock, 1)[0][0] == 200
+            sock.sendall(b"GET /v1/health/live HTTP/1.1\r\nHost: x\r\n\r\n")  # ASGI path
+            assert _read_responses(sock, 1)[0][0] == 200
+        last_answer = time.monotonic()
+        sock.settimeout(5)
+        assert sock.recv(1) == b""  # closed by the server once idle
+        assert 0.45 <= time.monotonic() - last_answer < 2
+
+
+def test_each_path_reaches_its_own_model_however_many_paths_clients_use(serve):
+    """The loop remembers the route of each :predict path it saw, within a bound."""
+    server, _, _ = serve(CountingApp)
+    names = [f"m{i}" for i in range(http_server._ROUTES_KEPT + 20)] + ["m0", "m1"]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        for name in names:
+            sock.sendall(_post(f"/v1/models/{name}:predict", b"{}"))
+            ((code, _, body),) = _read_responses(sock, 1)
+            assert code == 200 and json.loads(body)["model"] == name
+        sock.sendall(_post("/v1/models/m0:predictx", b"{}"))
+        assert _read_responses(sock, 1)[0][0] == 400
+    assert server.app.asgi_calls == 1
 
 
 def test_a_body_that_arrives_in_pieces_is_answered_whole(serve):

@@ -12,10 +12,8 @@ servables keep their transport-free signatures.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import time
-from collections.abc import Iterator
 
 # time.monotonic() value after which nobody waits for the answer; None: no deadline.
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
@@ -38,25 +36,28 @@ def expired(now: float | None = None) -> bool:
     return (time.monotonic() if now is None else now) >= deadline
 
 
-@contextlib.contextmanager
-def scope(seconds_remaining: float | None) -> Iterator[float | None]:
+class at:  # noqa: N801 - a context manager, named like one made with contextlib
+    """Runs the block with an absolute monotonic deadline (None: none).
+
+    A class rather than a contextlib generator: both transports enter it once
+    per request, and the generator cost twice as much (1.5 against 0.7 us).
+    """
+
+    __slots__ = ("_deadline", "_token")
+
+    def __init__(self, deadline: float | None):
+        self._deadline = deadline
+
+    def __enter__(self) -> float | None:
+        self._token = _DEADLINE.set(self._deadline)
+        return self._deadline
+
+    def __exit__(self, *exc_info) -> None:
+        _DEADLINE.reset(self._token)
+
+
+def scope(seconds_remaining: float | None) -> at:
     """Runs the block with a deadline `seconds_remaining` from now (None: none)."""
     if seconds_remaining is None or seconds_remaining >= _NO_DEADLINE_SECONDS:
-        deadline = None
-    else:
-        deadline = time.monotonic() + max(0.0, seconds_remaining)
-    token = _DEADLINE.set(deadline)
-    try:
-        yield deadline
-    finally:
-        _DEADLINE.reset(token)
-
-
-@contextlib.contextmanager
-def at(deadline: float | None) -> Iterator[float | None]:
-    """Runs the block with an absolute monotonic deadline (None: none)."""
-    token = _DEADLINE.set(deadline)
-    try:
-        yield deadline
-    finally:
-        _DEADLINE.reset(token)
+        return at(None)
+    return at(time.monotonic() + max(0.0, seconds_remaining))
