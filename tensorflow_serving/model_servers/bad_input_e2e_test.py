@@ -232,6 +232,16 @@ def test_rest_unknown_top_level_fields_are_ignored_as_upstream_does(server):
     )
 
 
+def test_a_scalar_string_comes_back_as_a_scalar_string(server):
+    # The session hands a 0-d string output back as bare bytes (found by the random test).
+    for text in ("", "a"):
+        body = {"inputs": {"f": 0.0, "i": 0, "s": text}}
+        assert server.json("POST", MIXED, body) == (
+            200,
+            {"outputs": {"echo": text, "f2": 0.0, "i1": 1}},
+        )
+
+
 def test_rest_error_messages_quote_a_bounded_part_of_a_large_body(server):
     body = b'{"instances": "x", "pad": [' + b",".join([b"1.5"] * 40000) + b"]}"
     code, answer = rest_error(server, "POST", HP, body)

@@ -234,12 +234,21 @@ class SavedModelBundle:
             raise _serving_error(error) from None
         if may_rerun:
             self._warmer.note(self, fn, feeds)
-        return dict(zip(output_aliases, results, strict=True))
+        return {
+            alias: _as_array(value) for alias, value in zip(output_aliases, results, strict=True)
+        }
 
     def close(self) -> None:
         if self._warmer is not None:
             self._warmer.forget(self)  # no rerun may reach the closed session
         self._session.close()
+
+
+def _as_array(value) -> np.ndarray:
+    """A fetched tensor as numpy: the session hands a scalar string back as bare bytes."""
+    if isinstance(value, np.ndarray):
+        return value
+    return np.array(value, dtype=object if isinstance(value, bytes) else None)
 
 
 def load_saved_model_bundle(
