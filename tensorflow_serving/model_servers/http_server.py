@@ -24,7 +24,10 @@ the event loop; its model run goes into the batching queue without a thread
 Content-Length and nothing else pending on its connection, uvicorn's
 protocol hands it to RestApiApp.answer_predict straight from its parser
 callbacks, without an ASGI task (http_inline_predict.py: REST at 32 clients
-1,803-1,904 -> 2,074-2,318 inferences/s); other requests, chunked or
+1,803-1,904 -> 2,074-2,318 inferences/s; then, with dense bodies decoded
+by simdjson (util/json_dense.py), one timer for every request's deadline
+(_LoopTimeouts) and the loop's work done in phases, 1,928-2,230 ->
+2,262-2,556 in four interleaved pairs); other requests, chunked or
 pipelined ones included, take the ASGI path, which ends in the same
 answer_predict. Everything else (large bodies,
 classify, regress, status, metadata) runs whole on `--rest_api_num_threads`
