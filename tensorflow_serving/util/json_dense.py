@@ -72,11 +72,13 @@ def decode(body: bytes) -> DenseBody | None:
         parser = _parsers.parser = simdjson.Parser()
     try:
         return _decode(parser, body)
-    except (ValueError, TypeError, RuntimeError, KeyError):
-        # Not JSON, or not this shape: ValueError/UnicodeDecodeError from the
-        # parser, TypeError from a non-number in the buffer. RuntimeError means
-        # the parser is busy (a proxy of it outlived a call); drop it.
+    except RuntimeError:  # the parser is busy (a proxy of it outlived a call): drop it
         _parsers.parser = None
+        return None
+    except (ValueError, TypeError, KeyError):
+        # Not JSON, or not this shape: ValueError/UnicodeDecodeError from the
+        # parser, TypeError from a non-number in the buffer. The parser stays:
+        # a new one would allocate its buffers again for every such body.
         return None
 
 

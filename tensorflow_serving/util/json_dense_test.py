@@ -129,8 +129,12 @@ def test_a_body_over_the_size_limit_is_left_to_the_general_decoder():
 
 
 def test_a_refused_body_does_not_spoil_the_next_one():
+    assert json_dense.decode(b'{"instances": [[1, 2]]}') is not None
+    parser = json_dense._parsers.parser
     assert json_dense.decode(b'{"instances": [[1, true]]}') is None
+    assert json_dense.decode(b'{"instances": [["a"]]}') is None
     assert json_dense.decode(b'{"instances": [[1, 2]]}').values.tolist() == [[1.0, 2.0]]
+    assert json_dense._parsers.parser is parser  # kept: refusals are common for string models
 
 
 numbers = st.one_of(
