@@ -100,6 +100,9 @@ def read_batching_parameters(path: str) -> BatchingOptions:
 
 def _batch_size(inputs: dict[str, np.ndarray]) -> int | None:
     """Rows of a request; None when it cannot be batched (a scalar, or disagreeing rows)."""
+    if len(inputs) == 1:  # the common request, without building a set
+        (array,) = inputs.values()
+        return (array.shape[0] or None) if array.ndim else None
     sizes = {array.shape[0] if array.ndim else None for array in inputs.values()}
     if len(sizes) != 1:
         return None

@@ -42,9 +42,9 @@ def validate_inputs(signature: Signature, inputs: dict[str, np.ndarray], model_n
 
 def output_aliases(signature: Signature, output_filter: Iterable[str]) -> tuple[str, ...]:
     """The outputs to fetch: the filter, checked, or every output in sorted order."""
-    requested = list(output_filter)
+    requested = list(output_filter) if output_filter else ()
     if not requested:
-        return tuple(sorted(signature.outputs))
+        return signature.output_order
     seen: set[str] = set()
     for alias in requested:
         if alias not in signature.outputs:

@@ -61,6 +61,7 @@ class Signature:
     inputs: dict[str, TensorSpec]
     outputs: dict[str, TensorSpec]
     input_order: tuple[str, ...]  # sorted aliases: the order feeds are passed in
+    output_order: tuple[str, ...]  # sorted aliases: what a request without a filter fetches
 
 
 def _tensor_spec(alias: str, info: meta_graph_pb2.TensorInfo) -> TensorSpec:
@@ -79,6 +80,7 @@ def _signature(key: str, sig: meta_graph_pb2.SignatureDef) -> Signature:
         inputs=inputs,
         outputs=outputs,
         input_order=tuple(sorted(inputs)),
+        output_order=tuple(sorted(outputs)),
     )
 
 
