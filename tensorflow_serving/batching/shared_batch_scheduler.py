@@ -28,7 +28,9 @@ batch go back to each loop in one call, so a request costs no thread
 hand-off of its own, only its share of one per batch. Waiting for the loop
 to go quiet is what fills batches when the process has one core: a batch
 started while requests are still being parsed would run them in the next,
-smaller batch instead.
+smaller batch instead. Under load, the batch also waits a little for the
+rows of the batch answered last to come back (clients that wait for an
+answer send their next request when it arrives).
 
 Each (model version, signature, input layout) has its own queue. With a
 batch_timeout_micros above 0 a leader waits (up to that long after the
@@ -70,6 +72,10 @@ _GROWTH_LIMIT_SECONDS = 0.012
 
 # Loop passes in a row that must add nothing before an async batch starts.
 _QUIET_PASSES = 2
+# How long an async batch may wait in all, from the loop's first quiet spell,
+# for the rows of the batch just answered to come back (see
+# SharedBatchScheduler._launch_when_quiet).
+_RETURN_WAIT_SECONDS = 0.005
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,6 +148,8 @@ class BatchQueue:
         self.capacity = options.max_batch_size * options.max_enqueued_batches
         self.filling_leaders = 0  # leaders waiting for a fuller batch
         self.last_batch_size = 0
+        self.answered_rows = 0  # rows of the batch answered last
+        self.arrived_since_answer = 0  # rows enqueued since then
 
     def submit(self, inputs: dict, size: int) -> object:
         """Runs `inputs` (`size` rows) as part of a batch; blocks until its result is ready."""
@@ -205,6 +213,17 @@ class BatchQueue:
             return False
         return seen is None or self.enqueued_size > seen
 
+    def awaits_returns(self) -> bool:
+        """Under load, whether rows of the batch answered last have yet to come back.
+
+        Clients that wait for their answer send their next request when it
+        arrives: after a batch over a quarter of max_batch_size, about that
+        many rows follow. Light traffic never waits.
+        """
+        if self.answered_rows * 4 <= self.options.max_batch_size or self.full():
+            return False
+        return self.arrived_since_answer < self.answered_rows
+
     def fill_deadline(self) -> float | None:
         """When a partial batch must run; None: run now (full, or no timeout)."""
         timeout = self.options.batch_timeout_micros
@@ -266,6 +285,7 @@ class SharedBatchScheduler:
         task.enqueued_at = time.monotonic()
         queue.tasks.append(task)
         queue.enqueued_size += task.size
+        queue.arrived_since_answer += task.size
         if self._active < self._slots:
             self._active += 1
             task.holds_slot = True
@@ -278,19 +298,38 @@ class SharedBatchScheduler:
         if task.holds_slot:
             task.future.get_loop().call_soon(self._launch_when_quiet, queue, queue.enqueued_size)
 
-    def _launch_when_quiet(self, queue: BatchQueue, seen: int, quiet: int = 0) -> None:
+    def _launch_when_quiet(
+        self, queue: BatchQueue, seen: int, quiet: int = 0, quiet_since: float | None = None
+    ) -> None:
         """On the loop, holding a slot: starts a runner once the loop stops adding.
 
         Each pass of the loop reads the requests that have arrived; a request
         takes a pass or two from its bytes to the queue. So the batch waits
         while the queue grew (and is not full), until two passes in a row
-        added nothing.
+        added nothing. Under load it then also waits (up to
+        _RETURN_WAIT_SECONDS from the first quiet spell, the loop passing
+        meanwhile) while rows of the batch answered last have not come
+        back: otherwise, on one core, 32 clients can settle into two
+        half-size batches, each started while the other's clients were
+        still sending (at times 10-30% of the batches held 16 rows or fewer).
         """
         size = queue.enqueued_size
         quiet = quiet + 1 if size == seen else 0
-        if quiet < _QUIET_PASSES and size < queue.options.max_batch_size:
-            asyncio.get_running_loop().call_soon(self._launch_when_quiet, queue, size, quiet)
-            return
+        if size < queue.options.max_batch_size:
+            if quiet < _QUIET_PASSES:
+                asyncio.get_running_loop().call_soon(
+                    self._launch_when_quiet, queue, size, quiet, quiet_since
+                )
+                return
+            if queue.awaits_returns():
+                now = time.monotonic()
+                if quiet_since is None:
+                    quiet_since = now
+                if now - quiet_since < _RETURN_WAIT_SECONDS:
+                    asyncio.get_running_loop().call_soon(
+                        self._launch_when_quiet, queue, size, quiet, quiet_since
+                    )
+                    return
         try:
             self._runners.submit(self._run_one, queue)
         except RuntimeError:  # stop() ran meanwhile and answered what was queued
@@ -385,6 +424,8 @@ class SharedBatchScheduler:
             results, error = [None] * len(batch), raised
         replies: dict[asyncio.AbstractEventLoop, list[Task]] = {}
         with self._cond:
+            queue.answered_rows = sum(task.size for task in batch)
+            queue.arrived_since_answer = 0
             for task, result in zip(batch, results, strict=True):
                 self._finish(task, result, error, replies)
             if self._waiting_on_cond:

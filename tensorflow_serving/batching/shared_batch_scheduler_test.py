@@ -237,6 +237,42 @@ def test_loop_batch_starts_when_the_loop_goes_quiet():
     assert recorder.sizes == [1]
 
 
+def test_loop_batch_waits_for_the_rows_of_the_last_batch_to_come_back():
+    """Clients of a full batch send again one by one: the next batch is full too, not split."""
+    scheduler = SharedBatchScheduler(1)
+    recorder = Recorder(delay=0)
+    queue = scheduler.add_queue(QueueOptions(max_batch_size=8), recorder)
+
+    async def two_rounds():
+        first = await asyncio.gather(*[queue.submit_async({"id": i}, 1) for i in range(8)])
+        futures = []
+        for i in range(8):  # the answered clients come back, with gaps of quiet passes
+            futures.append(queue.submit_async({"id": 8 + i}, 1))
+            await asyncio.sleep(0.0002)
+        return first + list(await asyncio.gather(*futures))
+
+    assert asyncio.run(two_rounds()) == list(range(16))
+    assert recorder.sizes == [8, 8]
+
+
+def test_loop_batch_waits_for_returns_only_so_long():
+    """Half the clients of the last batch left: the batch starts without them, soon."""
+    scheduler = SharedBatchScheduler(1)
+    recorder = Recorder(delay=0)
+    queue = scheduler.add_queue(QueueOptions(max_batch_size=8), recorder)
+
+    async def clients_leave():
+        await asyncio.gather(*[queue.submit_async({"id": i}, 1) for i in range(8)])
+        started = time.monotonic()
+        rest = await asyncio.gather(*[queue.submit_async({"id": 8 + i}, 1) for i in range(4)])
+        return rest, time.monotonic() - started
+
+    rest, waited = asyncio.run(clients_leave())
+    assert rest == [8, 9, 10, 11]
+    assert recorder.sizes == [8, 4]
+    assert waited < 1.0
+
+
 def test_event_loop_and_thread_requests_share_one_queue():
     """A blocked thread and a loop's futures, merged: nobody is left waiting."""
     scheduler = SharedBatchScheduler(1)
