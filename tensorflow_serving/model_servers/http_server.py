@@ -337,6 +337,11 @@ class _PendingPredict:
         respond(response)
 
 
+# _LoopTimeouts drops the answered requests queued behind an unanswered one
+# once its queue is this long (and then each time the queue doubles).
+_COMPACT_LENGTH = 4096
+
+
 class _LoopTimeouts:
     """--rest_api_timeout_in_ms for the :predict requests on the loop, with one timer.
 
@@ -344,13 +349,17 @@ class _LoopTimeouts:
     10 us of loop CPU per request in situ. Every request here gets the same
     timeout, so deadlines fall in arrival order: one timer, armed for the
     oldest unanswered request, serves them all. Answered requests leave the
-    head of the queue as new ones arrive.
+    head of the queue as new ones arrive; behind one request that hangs,
+    they pile up, so the queue drops them all whenever it has doubled in
+    length since it last did (at least _COMPACT_LENGTH entries): memory
+    stays within about twice the requests in flight.
     """
 
     def __init__(self, timeout: float):
         self._timeout = timeout
         self._queue: collections.deque[tuple[float, _PendingPredict]] = collections.deque()
         self._timer: asyncio.TimerHandle | None = None
+        self._compact_at = _COMPACT_LENGTH
 
     def add(self, pending: _PendingPredict) -> float:
         """Starts `pending`'s clock (on the loop); returns its time.monotonic() deadline."""
@@ -358,6 +367,9 @@ class _LoopTimeouts:
         queue = self._queue
         while queue and queue[0][1].answered:
             queue.popleft()
+        if len(queue) >= self._compact_at:
+            queue = self._queue = collections.deque(e for e in queue if not e[1].answered)
+            self._compact_at = max(_COMPACT_LENGTH, 2 * len(queue))
         queue.append((deadline, pending))
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._timeout, self._expire)

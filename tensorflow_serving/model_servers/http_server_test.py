@@ -184,6 +184,39 @@ def test_held_predicts_each_time_out_on_their_own_deadline_however_many_wait(ser
     assert request(server, "POST", "/v1/models/m:predict", b"{}")[0] == 200
 
 
+class _Held:
+    """What the loop's timeout queue sees of a request: answered or not, and its 504."""
+
+    def __init__(self):
+        self.answered = False
+        self.timed_out = False
+
+    def time_out(self):
+        self.timed_out = self.answered = True
+
+
+def test_answered_requests_behind_a_hung_one_do_not_pile_up():
+    """One request that never answers must not make the timeout queue keep every later one."""
+
+    async def traffic():
+        timeouts = http_server._LoopTimeouts(0.2)
+        hung = _Held()
+        timeouts.add(hung)
+        longest = 0
+        for _ in range(50_000):
+            quick = _Held()
+            timeouts.add(quick)
+            quick.answered = True
+            longest = max(longest, len(timeouts._queue))
+        await asyncio.sleep(0.4)
+        return hung, longest, len(timeouts._queue)
+
+    hung, longest, left = asyncio.run(traffic())
+    assert longest <= 2 * http_server._COMPACT_LENGTH
+    assert hung.timed_out  # still timed out on its own clock
+    assert left == 0
+
+
 def test_overload_answers_503_instead_of_queueing(serve):
     server, handler, _ = serve(num_threads=1, max_pending=1)
     handler.gate.clear()
