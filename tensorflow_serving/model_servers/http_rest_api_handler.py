@@ -24,6 +24,7 @@ import dataclasses
 import logging
 import re
 import urllib.parse
+import weakref
 from collections.abc import Callable
 
 import orjson
@@ -144,6 +145,36 @@ def _bad_body_first(body: bytes, error: Exception) -> Exception:
     return error
 
 
+# Servable -> whether a dense body (json_dense) can serve any of its signatures.
+_DENSE_SERVABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _takes_dense(servable) -> bool:
+    """Whether some signature of `servable` has exactly one float input (json_dense's case).
+
+    For a model without one, every :predict body would be parsed twice:
+    by json_dense, then, declined, by the general decoder. Worked out once
+    per servable; anything unexpected keeps trying json_dense.
+    """
+    try:
+        return _DENSE_SERVABLES[servable]
+    except (KeyError, TypeError):
+        pass
+    signatures = getattr(servable, "signatures", None)
+    if not isinstance(signatures, dict):
+        return True
+    takes = any(
+        len(signature.inputs) == 1
+        and json_tensor.takes_dense(next(iter(signature.inputs.values())).dtype)
+        for signature in signatures.values()
+    )
+    try:
+        _DENSE_SERVABLES[servable] = takes
+    except TypeError:  # not weakly referenceable: worked out again next time
+        pass
+    return takes
+
+
 def _worker_response(work: concurrent.futures.Future) -> RestResponse:
     """A worker's answer; handle() answers every error itself, so only a cancelled run is left."""
     if work.cancelled():
@@ -188,8 +219,12 @@ class HttpRestApiHandler:
     # -- POST ------------------------------------------------------------------
 
     def _predict(self, route: Route, body: bytes) -> RestResponse:
-        decoded = self._decode_body(body)
-        with self._core.servable_handle(route.model_spec()) as handle:
+        try:
+            handle = self._core.servable_handle(route.model_spec())
+        except Exception as error:
+            raise _bad_body_first(body, error) from None
+        with handle:
+            decoded = self._decode_body(body, _takes_dense(handle.servable))
             name, inputs, fmt = self._predict_request(handle, decoded, body)
             signature, outputs = predict_util.predict(handle, name, inputs)
         return _predict_answer(outputs, fmt, handle.version, signature.key)
@@ -224,7 +259,7 @@ class HttpRestApiHandler:
             )
             return
         try:
-            decoded = self._decode_body(body)
+            decoded = self._decode_body(body, _takes_dense(handle.servable))
             name, inputs, fmt = self._predict_request(handle, decoded, body)
             signature, pending = predict_util.submit_predict(handle, name, inputs, executor)
         except Exception as error:
@@ -246,12 +281,13 @@ class HttpRestApiHandler:
         pending.add_done_callback(answered)
 
     @staticmethod
-    def _decode_body(body: bytes) -> json_dense.DenseBody | dict:
+    def _decode_body(body: bytes, may_be_dense: bool) -> json_dense.DenseBody | dict:
         """A :predict body parsed: one dense tensor of numbers if json_dense takes it.
 
-        Otherwise the general decoder's document; its parse errors raise here.
+        Otherwise (and always unless `may_be_dense`) the general decoder's
+        document; its parse errors raise here.
         """
-        dense = json_dense.decode(body)
+        dense = json_dense.decode(body) if may_be_dense else None
         return dense if dense is not None else json_tensor.loads_object(body)
 
     @staticmethod

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 from google.protobuf import text_format
+from tensorflow.core.framework import types_pb2
 
 from tensorflow_serving.model_servers import http_rest_api_handler as rest
 from tensorflow_serving.model_servers.server_core import (
@@ -12,6 +13,7 @@ from tensorflow_serving.model_servers.server_core import (
     ServerCore,
     ServerCoreOptions,
 )
+from tensorflow_serving.servables.tensorflow.saved_model_bundle import Signature, TensorSpec
 from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two as hp
 from tensorflow_serving.util import testing
 
@@ -56,6 +58,28 @@ def call(handler, method, path, body=None):
 
 
 # -- Predict -------------------------------------------------------------------
+
+
+class _Servable:
+    """Just the signatures, as a servable describes them."""
+
+    def __init__(self, *input_dtypes):
+        inputs = {
+            f"in{i}": TensorSpec(f"in{i}", f"in{i}:0", d, None) for i, d in enumerate(input_dtypes)
+        }
+        self.signatures = {"serving_default": Signature("serving_default", "m", inputs, {}, (), ())}
+
+
+def test_bodies_are_tried_as_dense_json_only_for_models_with_one_float_input(core):
+    """Any other model would parse every :predict body twice (json_dense, then orjson)."""
+    assert rest._takes_dense(_Servable(types_pb2.DT_FLOAT))
+    assert rest._takes_dense(_Servable(types_pb2.DT_DOUBLE))
+    assert not rest._takes_dense(_Servable(types_pb2.DT_INT64))
+    assert not rest._takes_dense(_Servable(types_pb2.DT_STRING))
+    assert not rest._takes_dense(_Servable(types_pb2.DT_FLOAT, types_pb2.DT_FLOAT))
+    assert rest._takes_dense(object())  # nothing known: json_dense decides, as before
+    with core.servable_handle(rest.parse_route("POST", "/v1/models/hp:predict").model_spec()) as h:
+        assert rest._takes_dense(h.servable)
 
 
 def test_predict_row_format_answers_predictions(handler):

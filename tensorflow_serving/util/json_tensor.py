@@ -511,6 +511,11 @@ def _surely_within(array: np.ndarray, limit: int) -> bool:
     return bool(flat.dot(flat) <= (limit * 0.999) ** 2)
 
 
+def takes_dense(dtype: int) -> bool:
+    """Whether dense_tensor can make a tensor of `dtype` (else it always declines)."""
+    return dtype in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE)
+
+
 def dense_tensor(values: np.ndarray, dtype: int) -> np.ndarray | None:
     """A dense body's doubles (json_dense) as a tensor of `dtype`, as the fast path makes it.
 
@@ -518,7 +523,7 @@ def dense_tensor(values: np.ndarray, dtype: int) -> np.ndarray | None:
     DT_FLOAT/DT_DOUBLE (whole numbers and fractions are no longer told
     apart here), or values the range check leaves to the walker.
     """
-    if dtype not in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE):
+    if not takes_dense(dtype):
         return None
     return _floating(values, dtype)
 
