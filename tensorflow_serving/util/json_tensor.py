@@ -898,7 +898,9 @@ class _ConvertedBatch:
         rows = None if last is None else last.rows(width)
         if rows is None:
             return None
-        start = (view.ctypes.data - last.address) // (view.itemsize * width)
+        start, partial = divmod((view.ctypes.data - last.address) // view.itemsize, width)
+        if partial:  # e.g. a reshaped flat slice: not the batch's rows
+            return None
         return b"[[" + b"],[".join(rows[start : start + view.shape[0]]) + b"]]"
 
     def is_finite(self, array: np.ndarray) -> bool:

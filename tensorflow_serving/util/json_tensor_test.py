@@ -97,6 +97,17 @@ def test_each_slice_of_a_batch_is_answered_as_if_it_were_alone():
                 ) == json_tensor.predict_response_json({"y": alone}, fmt)
 
 
+def test_an_answer_that_straddles_rows_of_a_batch_is_written_from_its_own_values():
+    batch = np.arange(320, dtype=np.float32).reshape(32, 10) / 7
+    batch.flags.writeable = False
+    fmt = json_tensor.RequestFormat.ROW
+    json_tensor.predict_response_json({"y": batch[0:1]}, fmt)  # the batch's rows are cached
+    straddling = batch.reshape(-1)[5:15].reshape(1, 10)  # same batch, same width, not a row
+    assert json_tensor.predict_response_json({"y": straddling}, fmt) == (
+        json_tensor.predict_response_json({"y": straddling.copy()}, fmt)
+    )
+
+
 def test_non_finite_outputs_are_bare_tokens():
     values = np.array([1.0, np.nan, np.inf, -np.inf], np.float32)
     body = json_tensor.predict_response_json({"y": values}, json_tensor.RequestFormat.ROW)
