@@ -202,14 +202,21 @@ class BatchQueue:
     def full(self) -> bool:
         return self.enqueued_size >= self.options.max_batch_size
 
+    def _may_wait_after(self, rows: int) -> bool:
+        """Whether a batch that is not full yet may wait for more, after one of `rows` rows.
+
+        Only under load, after a batch over a quarter of max_batch_size:
+        light traffic never waits.
+        """
+        return rows * 4 > self.options.max_batch_size and not self.full()
+
     def still_filling(self, seen: int | None) -> bool:
         """Under load, whether a thread leader should wait one more growth window.
 
-        Only after a batch over a quarter of max_batch_size (light traffic never
-        waits), only while not full, and only while the last window (or the
-        time since this leader took the slot: seen is None) added requests.
+        Only while the last window (or the time since this leader took the
+        slot: seen is None) added requests.
         """
-        if self.last_batch_size * 4 <= self.options.max_batch_size or self.full():
+        if not self._may_wait_after(self.last_batch_size):
             return False
         return seen is None or self.enqueued_size > seen
 
@@ -217,10 +224,9 @@ class BatchQueue:
         """Under load, whether rows of the batch answered last have yet to come back.
 
         Clients that wait for their answer send their next request when it
-        arrives: after a batch over a quarter of max_batch_size, about that
-        many rows follow. Light traffic never waits.
+        arrives, so about as many rows as that batch had follow it.
         """
-        if self.answered_rows * 4 <= self.options.max_batch_size or self.full():
+        if not self._may_wait_after(self.answered_rows):
             return False
         return self.arrived_since_answer < self.answered_rows
 
@@ -315,21 +321,17 @@ class SharedBatchScheduler:
         """
         size = queue.enqueued_size
         quiet = quiet + 1 if size == seen else 0
-        if size < queue.options.max_batch_size:
-            if quiet < _QUIET_PASSES:
-                asyncio.get_running_loop().call_soon(
-                    self._launch_when_quiet, queue, size, quiet, quiet_since
-                )
-                return
-            if queue.awaits_returns():
-                now = time.monotonic()
-                if quiet_since is None:
-                    quiet_since = now
-                if now - quiet_since < _RETURN_WAIT_SECONDS:
-                    asyncio.get_running_loop().call_soon(
-                        self._launch_when_quiet, queue, size, quiet, quiet_since
-                    )
-                    return
+        wait = size < queue.options.max_batch_size and quiet < _QUIET_PASSES
+        if not wait and queue.awaits_returns():
+            now = time.monotonic()
+            if quiet_since is None:
+                quiet_since = now
+            wait = now - quiet_since < _RETURN_WAIT_SECONDS
+        if wait:
+            asyncio.get_running_loop().call_soon(
+                self._launch_when_quiet, queue, size, quiet, quiet_since
+            )
+            return
         try:
             self._runners.submit(self._run_one, queue)
         except RuntimeError:  # stop() ran meanwhile and answered what was queued

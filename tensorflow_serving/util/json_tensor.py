@@ -805,33 +805,30 @@ def float32_as_upstream_doubles(array: np.ndarray) -> np.ndarray:
 class _Converted:
     """One batch output, converted: what its row slices need."""
 
-    __slots__ = ("base", "address", "doubles", "finite", "_rows")
+    __slots__ = ("base", "shape", "address", "doubles", "finite", "_rows")
 
     def __init__(self, base: np.ndarray):
         self.base = weakref.ref(base)  # the read-only float32 batch output
+        self.shape = base.shape
         self.address = base.ctypes.data  # where its data starts
         self.doubles = float32_as_upstream_doubles(base).reshape(-1)  # upstream's, flat
         self.finite = bool(np.isfinite(base).all())  # no NaN or infinity anywhere
         self._rows: list[bytes] | None = None
 
-    def rows(self, width: int) -> list[bytes] | None:
-        """The JSON of each row (without its brackets) of the batch as `width`-wide rows.
+    def rows(self) -> list[bytes] | None:
+        """The JSON of each row (without its brackets) of a 2-D batch.
 
         Written by orjson once for the whole batch, so each answer's text is
         a join of its rows: `[[a,b],[c,d]]` is cut at its "],[" marks (numbers
-        hold none). None if the batch has NaN or infinity (the stdlib writer
-        spells those) or is not made of such rows.
+        hold none). None if the batch is not 2-D, or has NaN or infinity
+        (the stdlib writer spells those).
         """
         rows = self._rows
         if rows is None:
-            count = self.doubles.size // width
-            if not self.finite or count * width != self.doubles.size:
+            if not self.finite or len(self.shape) != 2:
                 return None
-            text = orjson.dumps(self.doubles.reshape(count, width), option=_NUMPY)
-            rows = text[2:-2].split(b"],[")
-            if len(rows) != count:
-                return None
-            self._rows = rows
+            text = orjson.dumps(self.doubles.reshape(self.shape), option=_NUMPY)
+            rows = self._rows = text[2:-2].split(b"],[")
         return rows
 
 
@@ -889,16 +886,15 @@ class _ConvertedBatch:
 
         Only for a 2-D slice of a 2-D batch with no NaN or infinity; None otherwise.
         """
-        if not isinstance(view, np.ndarray) or view.ndim != 2 or view.base is None:
+        if not isinstance(view, np.ndarray) or view.ndim != 2 or not view.shape[1]:
             return None
-        if not isinstance(view.base, np.ndarray) or view.base.ndim != 2:
+        last = self._converted(view)
+        if last is None or last.shape[1:] != view.shape[1:]:
             return None
-        width = view.shape[1]
-        last = self._converted(view) if width and view.base.shape[1] == width else None
-        rows = None if last is None else last.rows(width)
+        rows = last.rows()
         if rows is None:
             return None
-        start, partial = divmod((view.ctypes.data - last.address) // view.itemsize, width)
+        start, partial = divmod((view.ctypes.data - last.address) // view.itemsize, view.shape[1])
         if partial:  # e.g. a reshaped flat slice: not the batch's rows
             return None
         return b"[[" + b"],[".join(rows[start : start + view.shape[0]]) + b"]]"
