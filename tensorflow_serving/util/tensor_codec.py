@@ -117,8 +117,9 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     count = math.prod(shape)  # exact: huge shapes must not wrap around
     if math.prod(d for d in shape if d) * dtype.itemsize > _MAX_BYTES:
         raise status.invalid_argument(f"Tensor shape {list(shape)} is too large")
-    if proto.tensor_content and proto.dtype != types_pb2.DT_STRING:
-        content = proto.tensor_content
+    # Each read of a bytes field copies it out of the message: read it once.
+    content = proto.tensor_content
+    if content and proto.dtype != types_pb2.DT_STRING:
         if len(content) != count * dtype.itemsize:
             raise status.invalid_argument(
                 f"Tensor content of {len(content)} bytes does not match shape {list(shape)} "
