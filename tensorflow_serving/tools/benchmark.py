@@ -6,10 +6,14 @@ Like Triton's perf_analyzer, pointed at your own SavedModel:
              intra/inter-op threads) at every batch size the run needs;
   2. floor   a no-work server on the same transport (gRPC Predict, REST
              :predict) answering a fixed response of the right shape;
-  3. server  the model server, started here on free loopback ports with the
+  3. minimal the least a model server on our gRPC transport does (parse,
+             decode, the same model call, encode; minimal_server.py), for
+             gRPC scenarios with one client;
+  4. server  the model server, started here on free loopback ports with the
              flags you give;
-  4. load    the same multi-process load generator drives the floors and the
-             server for every scenario (protocol:batch:concurrency).
+  5. load    the same multi-process load generator drives the floors, the
+             minimal server and the server for every scenario
+             (protocol:batch:concurrency).
 
 It prints one table (throughput, p50/p90/p99, errors, server CPU per
 inference, client CPU with saturation flagged, server/limit and
@@ -43,6 +47,7 @@ from tensorflow_serving.tools.report import Scenario
 _OWNED_SERVER_FLAGS = ("port", "rest_api_port", "model_name", "model_base_path", "bind_address")
 _SERVER_BINARY = "tensorflow_serving/model_servers/tensorflow_model_server"
 _MAX_ROUNDS = 9
+PARTIES = ("limit", "floor", "minimal", "server")
 _UPSTREAM_MAX_BATCH_SIZE = 1000  # BatchingParameters default when the file does not set it
 
 
@@ -137,9 +142,9 @@ class Benchmark:
         self.args = args
         self.scenarios = report.parse_scenarios(args.scenarios)
         self.parties = {p.strip() for p in args.parties.split(",") if p.strip()}
-        unknown = self.parties - {"limit", "floor", "server"}
+        unknown = self.parties - set(PARTIES)
         if unknown:
-            raise SystemExit(f"--parties: unknown {sorted(unknown)} (limit, floor, server)")
+            raise SystemExit(f"--parties: unknown {sorted(unknown)} ({', '.join(PARTIES)})")
         self.server_flags = shlex.split(args.server_flags)
         self.settings = server_settings(self.server_flags)
         self.model_base_path = os.path.abspath(_user_path(args.model_base_path))
@@ -287,6 +292,40 @@ class Benchmark:
                 processes.stop(server)
         return results
 
+    def measure_minimal(self) -> dict[str, dict]:
+        """The minimal server (minimal_server.py), started pinned, under every gRPC
+        scenario with one client: the least any server on this transport does."""
+        scenarios = [s for s in self.scenarios if s.protocol == "grpc" and s.concurrency == 1]
+        if not scenarios:
+            return {}
+        a = self.args
+        port = processes.free_port()
+        log_path = os.path.join(self.work, "minimal.log")
+        cmd = [
+            *processes.python_module("tensorflow_serving.tools.minimal_server"),
+            f"--port={port}",
+            f"--model_dir={self.model_dir}",
+            f"--model_name={a.model_name}",
+            f"--signature={a.signature_name}",
+            f"--tags={a.saved_model_tags}",
+            f"--intra={self.settings['intra_op_threads']}",
+            f"--inter={self.settings['inter_op_threads']}",
+            f"--threads={a.floor_grpc_threads}",
+            f"--grpc_server={a.floor_grpc_server}",
+            *[f"--input_shape={s}" for s in a.input_shape],
+        ]
+        say(f"minimal: gRPC server with only the model call on 127.0.0.1:{port}")
+        server = processes.start(cmd, self.server_cpus, log_path, cwd=self.cwd)
+        results: dict[str, dict] = {}
+        try:
+            if not processes.wait_for_port(port, a.ready_timeout, server):
+                raise SystemExit(f"minimal server did not start:\n{processes.log_tail(log_path)}")
+            for scenario in scenarios:
+                results[scenario.name] = self._drive("minimal", scenario, port, server.pid)
+        finally:
+            processes.stop(server)
+        return results
+
     def _server_command(self, grpc_port: int, rest_port: int) -> list[str]:
         a = self.args
         if a.server_binary:
@@ -365,20 +404,21 @@ class Benchmark:
                 "outputs": limit["output_rows"],
             }
             passes = [limit["limits"]]
-            measured = []  # per round: (floors, servers, limits with idle gaps)
+            measured = []  # per round: (floors, minimal servers, servers, limits with idle gaps)
             for index in range(a.rounds):
                 if index:
                     say(f"round {index + 1} of {a.rounds}")
                     if "limit" in self.parties:
                         passes.append(self.measure_limit(f"round{index + 1}")["limits"])
                 floors = self.measure_floors(floor_spec) if "floor" in self.parties else {}
+                minimal = self.measure_minimal() if "minimal" in self.parties else {}
                 servers = {}
                 if "server" in self.parties:
                     servers, server_cmd = self.measure_server()
                 gapped = {}
                 if "limit" in self.parties and a.limit_idle_gaps:
                     gapped = self.measure_gapped_limits(floors)
-                measured.append((floors, servers, gapped))
+                measured.append((floors, minimal, servers, gapped))
             if "limit" in self.parties and a.limit_passes > 1:
                 # Bracket the load runs: the host's speed drifts, and the limit is
                 # the best the same core showed in the same minutes.
@@ -395,10 +435,11 @@ class Benchmark:
                     servers.get(s.name),
                     cpus,
                     gapped.get(s.name),
+                    minimal.get(s.name),
                 )
                 for s in self.scenarios
             ]
-            for index, (floors, servers, gapped) in enumerate(measured)
+            for index, (floors, minimal, servers, gapped) in enumerate(measured)
         ]
         summaries = rounds[0] if len(rounds) == 1 else report.median_rounds(rounds)
         limit["limits"] = report.merge_limit_passes(passes)
@@ -453,7 +494,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--server_flags", default="", help="extra flags for the server, one shell-quoted string")
     add("--server_binary", default="", help="another server command (default: ours)")
     add("--ready_timeout", type=float, default=180.0, help="seconds for the model to load")
-    add("--parties", default="limit,floor,server", help="what to measure (limit,floor,server)")
+    add(
+        "--parties",
+        default=",".join(PARTIES),
+        help=f"what to measure ({','.join(PARTIES)}); minimal: gRPC scenarios with one client",
+    )
     add("--server_cpus", default="auto", help="CPUs for limit, floors, server ('none': unpinned)")
     add("--client_cpus", default="auto", help="CPUs for the load generator ('none': unpinned)")
     add("--client_procs", type=int, default=0, help="load processes (0: min(2, concurrency))")

@@ -80,12 +80,23 @@ def test_full_run_reports_limit_floor_ceiling_and_server(tmp_path, capsys):
     )
     assert by_name["grpc:1:1"]["gapped_ceiling_ips"] > 0
     assert by_name["grpc:1:4"]["gapped_ceiling_ips"] is None
+    # One gRPC client: the minimal server (only the model call) under the same load.
+    minimal = by_name["grpc:1:1"]["minimal"]
+    assert minimal["failure"] is None and minimal["errors"] == 0, minimal
+    assert minimal["requests_ok"] > 0 and minimal["server_cpu"]["us_per_inference"] > 0
+    assert by_name["grpc:1:1"]["minimal_vs_ceiling"] > 0
+    assert by_name["grpc:1:1"]["server_vs_minimal"] > 0
+    assert by_name["grpc:1:4"]["minimal"] is None and by_name["rest:2:2"]["minimal"] is None
     assert by_name["rest:2:2"]["server"]["throughput_ips"] == pytest.approx(
         2 * by_name["rest:2:2"]["server"]["throughput_rps"], rel=0.01
     )
     if len(os.sched_getaffinity(0)) >= 2:
         assert report["server_cpus"] != report["client_cpus"]
     # The printed table has the limit, floor, ceiling and server rows of every scenario.
+    assert any(
+        "grpc:1:1" in line and "minimal server" in line and "server/minimal" in line
+        for line in stdout.splitlines()
+    )
     for name in by_name:
         for party in ("limit (in-process", "floor (no-work", "ceiling", "**server**"):
             assert any(name in line and party in line for line in stdout.splitlines()), (

@@ -67,12 +67,23 @@ def serve_grpc(port: int, spec: dict, threads: int, kind: str = "inline") -> Non
                 batch = dims[0].size if dims else 1
             return response(batch)
 
+    serve_prediction_service(FixedPrediction(), port, threads, kind)
+
+
+def serve_prediction_service(servicer, port: int, threads: int, kind: str = "inline") -> None:
+    """Serves `servicer` (a PredictionServiceServicer) on 127.0.0.1:`port` until SIGTERM/SIGINT.
+
+    Prints "READY <port> <pid>" once serving. Shared by the floor and the
+    minimal server, so both measure the same transport set-up.
+    """
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
     server = new_grpc_server(
         kind,
         num_threads=threads,
         options=[("grpc.max_receive_message_length", -1), ("grpc.so_reuseport", 0)],
     )
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(FixedPrediction(), server)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, server)
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

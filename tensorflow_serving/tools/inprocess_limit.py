@@ -27,6 +27,7 @@ timed_runs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import os
@@ -104,27 +105,37 @@ def timed_runs(
     return result
 
 
-def measure(args: argparse.Namespace) -> dict:
-    """Loads the model, writes payloads, times every batch size; returns the result record."""
-    import numpy as np
+@dataclasses.dataclass
+class LoadedSignature:
+    """A signature ready to call as the model server calls it: `fn(*feeds)` in `inputs` order."""
+
+    session: object
+    fn: Callable
+    inputs: list
+    outputs: list
+
+
+def load_signature(
+    model_dir: str, tags: str, signature: str, input_shape: list[str], intra: int, inter: int
+) -> LoadedSignature:
+    """Loads `signature` of the SavedModel into a graph-mode Session with the server's
+    thread settings, and makes the callable the server would (same options)."""
     import tensorflow as tf
 
     from tensorflow_serving.servables.tensorflow import saved_model_bundle
     from tensorflow_serving.tools import signature_inputs
 
-    config = saved_model_bundle.session_config(args.intra, args.inter)
+    config = saved_model_bundle.session_config(intra, inter)
     graph = tf.Graph()
     session = tf.compat.v1.Session(graph=graph, config=config)
     with graph.as_default():
-        meta_graph = tf.compat.v1.saved_model.loader.load(
-            session, args.tags.split(","), args.model_dir
-        )
-    if args.signature not in meta_graph.signature_def:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, tags.split(","), model_dir)
+    if signature not in meta_graph.signature_def:
         raise SystemExit(
-            f"signature {args.signature!r} not in {args.model_dir}; it has "
+            f"signature {signature!r} not in {model_dir}; it has "
             f"{sorted(k for k in meta_graph.signature_def if not k.startswith('__'))}"
         )
-    overrides = signature_inputs.parse_shape_overrides(args.input_shape)
+    overrides = signature_inputs.parse_shape_overrides(input_shape)
 
     def graph_shape(tensor_name: str) -> tuple[int, ...] | None:
         shape = graph.get_tensor_by_name(tensor_name).shape
@@ -133,14 +144,27 @@ def measure(args: argparse.Namespace) -> dict:
         return tuple(-1 if d is None else d for d in shape.as_list())
 
     inputs, outputs = signature_inputs.signature_specs(
-        meta_graph.signature_def[args.signature], overrides, graph_shape
+        meta_graph.signature_def[signature], overrides, graph_shape
     )
-    data = signature_inputs.load_input_data(args.input_data, inputs) if args.input_data else None
     # Called as the server calls it: the limit must not be slower than the server.
     options = saved_model_bundle.callable_options(
         [s.tensor_name for s in inputs], [s.tensor_name for s in outputs], config
     )
     fn = session._make_callable_from_options(options)
+    return LoadedSignature(session=session, fn=fn, inputs=inputs, outputs=outputs)
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """Loads the model, writes payloads, times every batch size; returns the result record."""
+    import numpy as np
+
+    from tensorflow_serving.tools import signature_inputs
+
+    loaded = load_signature(
+        args.model_dir, args.tags, args.signature, args.input_shape, args.intra, args.inter
+    )
+    session, fn, inputs, outputs = loaded.session, loaded.fn, loaded.inputs, loaded.outputs
+    data = signature_inputs.load_input_data(args.input_data, inputs) if args.input_data else None
     gc.collect()
     gc.freeze()  # as the server does once its models are loaded
     record: dict = {

@@ -121,15 +121,18 @@ def scenario_summary(
     server: dict | None,
     server_cpus: list[int] | None = None,
     gapped_limit: dict | None = None,
+    minimal: dict | None = None,
 ) -> dict[str, Any]:
     """One scenario's record: the measurements and the derived ceiling and ratios.
 
     With `server_cpus` (the pinned server side), each load result also gets
     `others_on_server_cpus`: what other processes took from the server's core.
     With `gapped_limit` (the limit at b_eff measured with idle gaps, for
-    concurrency 1) a second ceiling is derived from it the same way.
+    concurrency 1) a second ceiling is derived from it the same way. With
+    `minimal` (the minimal server's load result) its ratios come too, and the
+    server's throughput over the minimal server's.
     """
-    for result in (floor, server):
+    for result in (floor, minimal, server):
         if result is not None and usable(result):
             result["others_on_server_cpus"] = others_on_cpus(result, server_cpus)
     b_eff = effective_batch(scenario, max_batch_size)
@@ -142,6 +145,7 @@ def scenario_summary(
     if scenario.concurrency == 1 and floor_rps and limit_at_batch:
         ideal_p50 = round(floor["latency_ms"]["p50"] + limit_at_batch["p50_ms"], 3)
     server_ips = server["throughput_ips"] if usable(server) else None
+    minimal_ips = minimal["throughput_ips"] if usable(minimal) else None
     gapped_ceiling = gapped_ideal_p50 = None
     if gapped_limit and floor_rps and scenario.concurrency == 1:
         gapped_ceiling = ceiling_ips(floor_rps, scenario.batch, gapped_limit["inferences_per_s"])
@@ -163,6 +167,10 @@ def scenario_summary(
         "gapped_ceiling_ips": round(gapped_ceiling, 1) if gapped_ceiling else None,
         "gapped_ideal_p50_ms": gapped_ideal_p50,
         "server_vs_gapped_ceiling": _ratio(server_ips, gapped_ceiling),
+        "minimal": minimal,
+        "minimal_vs_limit": _ratio(minimal_ips, compute),
+        "minimal_vs_ceiling": _ratio(minimal_ips, ceiling),
+        "server_vs_minimal": _ratio(server_ips, minimal_ips),
     }
 
 
@@ -225,7 +233,7 @@ def noisy_parties(summaries: list[dict[str, Any]], threshold: float = NOISE_CORE
         limit = s.get("limit") or {}
         if (limit.get("others_cores") or 0.0) >= threshold:
             noisy.append(f"{s['scenario']} limit")
-        for party in ("floor", "server"):
+        for party in ("floor", "minimal", "server"):
             if ((s.get(party) or {}).get("others_on_server_cpus") or 0.0) >= threshold:
                 noisy.append(f"{s['scenario']} {party}")
     return noisy
@@ -300,6 +308,14 @@ def render_table(summaries: list[dict[str, Any]]) -> str:
                 f"| {_fmt(s['gapped_ideal_p50_ms'], '{:.2f}')} (ideal p50) | - | - | - | - | - "
                 f"| - | server {_fmt(s['server_vs_gapped_ceiling'], '{:.2f}')} |"
             )
+        if s.get("minimal") is not None:
+            lines.append(
+                f"| {name} | minimal server (decode, model call, encode) | "
+                + " | ".join(_load_cells(s["minimal"]))
+                + f" | {_fmt(s['minimal_vs_limit'], '{:.2f}')} "
+                f"| {_fmt(s['minimal_vs_ceiling'], '{:.2f}')} "
+                f"(server/minimal {_fmt(s['server_vs_minimal'], '{:.2f}')}) |"
+            )
         if s["server"] is not None:
             cells = _load_cells(s["server"])
             lines.append(
@@ -333,7 +349,10 @@ LEGEND = (
     "same transport answering a fixed response, same load; ceiling = 1/(1/(floor_rps*batch) "
     "+ 1/limit_ips(b_eff)); ceiling, idle gaps (concurrency 1): the same with the limit "
     "measured after the floor's p50 of idle time before each call, as a one-client server "
-    "idles (the core may halt and its caches cool meanwhile); vs limit/ceiling: server inf/s over them. "
+    "idles (the core may halt and its caches cool meanwhile); minimal server (gRPC, one "
+    "client): parses, decodes, calls the model as the limit does and encodes, nothing else "
+    "(no batching, checks or metrics), so its distance to the ceiling is the machine's and "
+    "server/minimal is what the server's own code costs; vs limit/ceiling: inf/s over them. "
     "Latency: per request "
     "(limit: per call). others on server CPU: cores of the server's CPU other processes "
     "kept busy meanwhile (noise on a shared machine). client cores SAT: the load generator "

@@ -118,6 +118,32 @@ def test_idle_gap_limit_gives_a_second_lower_ceiling_at_concurrency_one():
     assert "idle gaps" not in report.render_table([busy])
 
 
+def test_minimal_server_tells_the_servers_own_cost_from_the_machines():
+    """The minimal server's ratios, and the server's throughput over it, in the summary and table."""
+    s = report.scenario_summary(
+        Scenario("grpc", 1, 1),
+        32,
+        LIMITS,
+        _load(2150, 0.45),
+        _load(600, 1.6),
+        None,
+        None,
+        _load(750, 1.3),
+    )
+    assert s["minimal_vs_ceiling"] == pytest.approx(750 / s["ceiling_ips"], abs=0.001)
+    assert s["minimal_vs_limit"] == pytest.approx(750 / 1640, abs=0.001)
+    assert s["server_vs_minimal"] == pytest.approx(0.8)
+    assert s["server_vs_ceiling"] == pytest.approx(600 / s["ceiling_ips"], abs=0.001)
+    table = report.render_table([s])
+    assert all(line.count("|") == 13 for line in table.splitlines()), table
+    row = next(line for line in table.splitlines() if "minimal server" in line)
+    assert "| 750 |" in row and "| 0.46 |" in row and "0.81 (server/minimal 0.80) |" in row
+    # Without a minimal server (other scenarios, or not measured): no row, no ratios.
+    none = report.scenario_summary(Scenario("grpc", 1, 1), 32, LIMITS, _load(2150, 0.45), None)
+    assert none["minimal"] is None and none["server_vs_minimal"] is None
+    assert "minimal server" not in report.render_table([none])
+
+
 def test_summary_with_batching_uses_the_merged_batch_and_no_ideal_latency():
     s = report.scenario_summary(
         Scenario("grpc", 1, 32), 32, LIMITS, _load(7700, 4), _load(2300, 13)

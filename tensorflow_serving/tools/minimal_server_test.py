@@ -1,0 +1,56 @@
+"""The minimal server answers Predict with the model's own values, as the model server would."""
+
+import sys
+
+import grpc
+import numpy as np
+import pytest
+
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two
+from tensorflow_serving.tools import processes, signature_inputs
+from tensorflow_serving.util import tensor_codec, testing
+
+
+@pytest.fixture(scope="module")
+def minimal_server(tmp_path_factory):
+    """half_plus_two (y = x / 2 + 2), version 7, behind the minimal server: its port."""
+    work = tmp_path_factory.mktemp("minimal")
+    base = work / "hpt"
+    export_half_plus_two.export_half_plus_two_tf1(str(base), 7)
+    port = processes.free_port()
+    cmd = [
+        *processes.python_module("tensorflow_serving.tools.minimal_server"),
+        f"--port={port}",
+        f"--model_dir={base / '7'}",
+        "--model_name=hpt",
+        "--signature=serving_default",
+        "--intra=1",
+        "--inter=1",
+    ]
+    log = str(work / "minimal.log")
+    server = processes.start(cmd, None, log)
+    try:
+        if not processes.wait_for_port(port, 120, server):
+            pytest.fail(f"minimal server did not start:\n{processes.log_tail(log)}")
+        yield port
+    finally:
+        processes.stop(server)
+
+
+def test_predict_runs_the_model_and_names_what_answered(minimal_server):
+    x = np.array([[1.0], [2.0], [-6.0]], np.float32)
+    request = predict_pb2.PredictRequest.FromString(
+        signature_inputs.grpc_request("hpt", "serving_default", {"x": x})
+    )
+    with grpc.insecure_channel(f"127.0.0.1:{minimal_server}") as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        response = stub.Predict(request, timeout=30)
+    assert response.model_spec.name == "hpt"
+    assert response.model_spec.signature_name == "serving_default"
+    assert response.model_spec.version.value == 7
+    np.testing.assert_allclose(tensor_codec.to_ndarray(response.outputs["y"]), x / 2 + 2)
+
+
+if __name__ == "__main__":
+    sys.exit(testing.main(__file__))
