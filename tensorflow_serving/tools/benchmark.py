@@ -68,7 +68,7 @@ def _bool(text: str) -> bool:
 
 
 def server_settings(server_flags: list[str]) -> dict[str, Any]:
-    """What the server flags mean for the benchmark: TF threads and the batching cap."""
+    """What the server flags mean for the benchmark: TF threads, the batching cap, the warmer."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     for name in _OWNED_SERVER_FLAGS:
         parser.add_argument(f"--{name}")
@@ -76,6 +76,7 @@ def server_settings(server_flags: list[str]) -> dict[str, Any]:
     parser.add_argument("--batching_parameters_file", default="")
     for name in ("session", "intra_op", "inter_op"):
         parser.add_argument(f"--tensorflow_{name}_parallelism", type=int, default=0)
+    parser.add_argument("--keep_model_warm_micros", type=int, default=0)
     known, _ = parser.parse_known_args(server_flags)
     owned = [f"--{n}" for n in _OWNED_SERVER_FLAGS if getattr(known, n) is not None]
     if owned:
@@ -98,6 +99,7 @@ def server_settings(server_flags: list[str]) -> dict[str, Any]:
         "intra_op_threads": known.tensorflow_intra_op_parallelism or session,
         "inter_op_threads": known.tensorflow_inter_op_parallelism or session,
         "max_batch_size": max_batch,
+        "keep_model_warm_micros": known.keep_model_warm_micros,
     }
 
 
@@ -312,6 +314,8 @@ class Benchmark:
             f"--inter={self.settings['inter_op_threads']}",
             f"--threads={a.floor_grpc_threads}",
             f"--grpc_server={a.floor_grpc_server}",
+            # The server's warmer too, so that server/minimal compares code, not warming.
+            f"--keep_model_warm_micros={self.settings['keep_model_warm_micros']}",
             *[f"--input_shape={s}" for s in a.input_shape],
         ]
         say(f"minimal: gRPC server with only the model call on 127.0.0.1:{port}")

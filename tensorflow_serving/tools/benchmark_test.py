@@ -49,6 +49,7 @@ def test_full_run_reports_limit_floor_ceiling_and_server(tmp_path, capsys):
         "intra_op_threads": 1,
         "inter_op_threads": 1,
         "max_batch_size": 8,
+        "keep_model_warm_micros": 0,
     }
     assert report["model_dir"].endswith(os.path.join("half_plus_two", "123"))
     assert [i["alias"] for i in report["signature_inputs"]] == ["x"]
@@ -162,7 +163,14 @@ def test_batching_without_a_file_uses_upstreams_cap():
     settings = benchmark.server_settings(
         ["--enable_batching", "--tensorflow_session_parallelism=2"]
     )
-    assert settings == {"intra_op_threads": 2, "inter_op_threads": 2, "max_batch_size": 1000}
+    assert settings == {
+        "intra_op_threads": 2,
+        "inter_op_threads": 2,
+        "max_batch_size": 1000,
+        "keep_model_warm_micros": 0,
+    }
+    warm = benchmark.server_settings(["--keep_model_warm_micros=100000"])
+    assert warm["keep_model_warm_micros"] == 100000
     assert benchmark.server_settings([])["max_batch_size"] is None
 
 

@@ -14,7 +14,9 @@ model server can skip:
 
 It does no batching, validation, version handling or metrics. With one
 client its distance to the ceiling is the machine's; the model server's
-distance to it is the server's own. Under concurrency it has no batching,
+distance to it is the server's own. `--keep_model_warm_micros` gives it the
+server's warmer (the benchmark passes the server's value), so the two
+differ only in code. Under concurrency it has no batching,
 so the benchmark runs it at concurrency 1 only.
 
     python -m tensorflow_serving.tools.minimal_server --port 9000 \\
@@ -35,8 +37,24 @@ def _version_of(model_dir: str) -> int:
     return int(name) if name.isdigit() else 0
 
 
-def make_servicer(loaded, model_name: str, signature: str, version: int):
-    """A PredictionServiceServicer whose Predict runs `loaded` (an inprocess_limit.LoadedSignature)."""
+def _warmer_for(loaded, window_micros: int):
+    """The server's IdleWarmer for `loaded`, or None: off, or the call may change state."""
+    from tensorflow_serving.servables.tensorflow.graph_side_effects import first_side_effect
+    from tensorflow_serving.servables.tensorflow.idle_warmer import IdleWarmer
+
+    if window_micros <= 0:
+        return None
+    effect = first_side_effect(
+        loaded.session.graph.as_graph_def(),
+        [spec.tensor_name for spec in loaded.inputs],
+        [spec.tensor_name for spec in loaded.outputs],
+    )
+    return None if effect else IdleWarmer(window_micros / 1e6)
+
+
+def make_servicer(loaded, model_name: str, signature: str, version: int, warmer=None):
+    """A PredictionServiceServicer whose Predict runs `loaded` (an inprocess_limit.LoadedSignature);
+    with `warmer` (an IdleWarmer), each call is handed to it after it ran, as the server does."""
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
     from tensorflow_serving.util import tensor_codec
 
@@ -48,6 +66,8 @@ def make_servicer(loaded, model_name: str, signature: str, version: int):
         def Predict(self, request, context):  # noqa: N802  (gRPC's method name)
             feeds = [tensor_codec.to_ndarray(request.inputs[alias]) for alias in input_aliases]
             results = fn(*feeds)
+            if warmer is not None:
+                warmer.note(self, fn, feeds)
             response = predict_pb2.PredictResponse()
             response.model_spec.name = model_name
             response.model_spec.signature_name = signature
@@ -75,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--grpc_server", default="inline", choices=GRPC_SERVERS, help="as the model server's flag"
     )
+    parser.add_argument(
+        "--keep_model_warm_micros", type=int, default=0, help="as the model server's flag"
+    )
     args = parser.parse_args(argv)
 
     from tensorflow_serving.tools import floor_servers, inprocess_limit
@@ -82,8 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     loaded = inprocess_limit.load_signature(
         args.model_dir, args.tags, args.signature, args.input_shape, args.intra, args.inter
     )
-    servicer = make_servicer(loaded, args.model_name, args.signature, _version_of(args.model_dir))
+    warmer = _warmer_for(loaded, args.keep_model_warm_micros)
+    servicer = make_servicer(
+        loaded, args.model_name, args.signature, _version_of(args.model_dir), warmer
+    )
     floor_servers.serve_prediction_service(servicer, args.port, args.threads, args.grpc_server)
+    if warmer is not None:
+        warmer.forget(servicer)  # no rerun may reach the closed session
     loaded.session.close()
     return 0
 

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.servables.tensorflow.idle_warmer import IdleWarmer
 from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two
-from tensorflow_serving.tools import processes, signature_inputs
+from tensorflow_serving.tools import inprocess_limit, minimal_server, processes, signature_inputs
 from tensorflow_serving.util import tensor_codec, testing
 
 
 @pytest.fixture(scope="module")
-def minimal_server(tmp_path_factory):
+def served(tmp_path_factory):
     """half_plus_two (y = x / 2 + 2), version 7, behind the minimal server: its port."""
     work = tmp_path_factory.mktemp("minimal")
     base = work / "hpt"
@@ -38,18 +39,44 @@ def minimal_server(tmp_path_factory):
         processes.stop(server)
 
 
-def test_predict_runs_the_model_and_names_what_answered(minimal_server):
+def test_predict_runs_the_model_and_names_what_answered(served):
     x = np.array([[1.0], [2.0], [-6.0]], np.float32)
     request = predict_pb2.PredictRequest.FromString(
         signature_inputs.grpc_request("hpt", "serving_default", {"x": x})
     )
-    with grpc.insecure_channel(f"127.0.0.1:{minimal_server}") as channel:
+    with grpc.insecure_channel(f"127.0.0.1:{served}") as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         response = stub.Predict(request, timeout=30)
     assert response.model_spec.name == "hpt"
     assert response.model_spec.signature_name == "serving_default"
     assert response.model_spec.version.value == 7
     np.testing.assert_allclose(tensor_codec.to_ndarray(response.outputs["y"]), x / 2 + 2)
+
+
+def test_with_the_servers_warmer_each_call_is_handed_to_it(tmp_path):
+    """--keep_model_warm_micros as in the server: off at 0, else every call goes to the warmer."""
+    export_half_plus_two.export_half_plus_two_tf1(str(tmp_path / "hpt"), 1)
+    loaded = inprocess_limit.load_signature(
+        str(tmp_path / "hpt" / "1"), "serve", "serving_default", [], 1, 1
+    )
+    assert minimal_server._warmer_for(loaded, 0) is None
+    warmer = minimal_server._warmer_for(loaded, 100_000)
+    assert isinstance(warmer, IdleWarmer)
+    servicer = minimal_server.make_servicer(loaded, "hpt", "serving_default", 1, warmer)
+    x = np.array([[4.0]], np.float32)
+    request = predict_pb2.PredictRequest.FromString(
+        signature_inputs.grpc_request("hpt", "serving_default", {"x": x})
+    )
+    try:
+        response = servicer.Predict(request, None)
+        np.testing.assert_allclose(tensor_codec.to_ndarray(response.outputs["y"]), [[4.0]])
+        owner, _, feeds = warmer._latest
+        assert owner is servicer
+        np.testing.assert_array_equal(feeds[0], x)
+    finally:
+        warmer.forget(servicer)
+        warmer.stop()
+        loaded.session.close()
 
 
 if __name__ == "__main__":
