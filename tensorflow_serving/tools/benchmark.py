@@ -282,17 +282,32 @@ class Benchmark:
                 f"--grpc_server={self.args.floor_grpc_server}",
             ]
             say(f"floor: {protocol} no-work server on 127.0.0.1:{port}")
-            server = processes.start(cmd, self.server_cpus, log_path, cwd=self.cwd)
-            try:
-                if not processes.wait_for_port(port, 120, server):
-                    raise SystemExit(
-                        f"{protocol} floor server did not start:\n{processes.log_tail(log_path)}"
-                    )
-                for scenario in (s for s in self.scenarios if s.protocol == protocol):
-                    results[scenario.name] = self._drive("floor ", scenario, port, server.pid)
-            finally:
-                processes.stop(server)
+            scenarios = [s for s in self.scenarios if s.protocol == protocol]
+            results.update(
+                self._start_and_drive(
+                    f"{protocol} floor server", "floor ", cmd, port, log_path, 120, scenarios
+                )
+            )
         return results
+
+    def _start_and_drive(
+        self,
+        what: str,
+        who: str,
+        cmd: list[str],
+        port: int,
+        log_path: str,
+        ready_timeout: float,
+        scenarios: list[Scenario],
+    ) -> dict[str, dict]:
+        """Starts a helper server pinned, drives `scenarios` against it, and stops it by pid."""
+        server = processes.start(cmd, self.server_cpus, log_path, cwd=self.cwd)
+        try:
+            if not processes.wait_for_port(port, ready_timeout, server):
+                raise SystemExit(f"{what} did not start:\n{processes.log_tail(log_path)}")
+            return {s.name: self._drive(who, s, port, server.pid) for s in scenarios}
+        finally:
+            processes.stop(server)
 
     def measure_minimal(self) -> dict[str, dict]:
         """The minimal server (minimal_server.py), started pinned, under every gRPC
@@ -319,16 +334,9 @@ class Benchmark:
             *[f"--input_shape={s}" for s in a.input_shape],
         ]
         say(f"minimal: gRPC server with only the model call on 127.0.0.1:{port}")
-        server = processes.start(cmd, self.server_cpus, log_path, cwd=self.cwd)
-        results: dict[str, dict] = {}
-        try:
-            if not processes.wait_for_port(port, a.ready_timeout, server):
-                raise SystemExit(f"minimal server did not start:\n{processes.log_tail(log_path)}")
-            for scenario in scenarios:
-                results[scenario.name] = self._drive("minimal", scenario, port, server.pid)
-        finally:
-            processes.stop(server)
-        return results
+        return self._start_and_drive(
+            "minimal server", "minimal", cmd, port, log_path, a.ready_timeout, scenarios
+        )
 
     def _server_command(self, grpc_port: int, rest_port: int) -> list[str]:
         a = self.args
