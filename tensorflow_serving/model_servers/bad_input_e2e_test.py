@@ -43,6 +43,7 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.model_servers.model_server_process import RunningServer
 from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two as hp
+from tensorflow_serving.servables.tensorflow.testdata import saved_model_writer
 from tensorflow_serving.util import tensor_codec, testing
 
 Code = grpc.StatusCode
@@ -58,21 +59,12 @@ def export_mixed_model(path: str) -> None:
         f = tf.placeholder(tf.float32, [None], name="f")
         i = tf.placeholder(tf.int64, [None], name="i")
         s = tf.placeholder(tf.string, [None], name="s")
-        info = tf.saved_model.utils.build_tensor_info
-        signature = tf.saved_model.signature_def_utils.build_signature_def(
-            {"f": info(f), "i": info(i), "s": info(s)},
-            {
-                "f2": info(tf.identity(f * 2, name="f2")),
-                "i1": info(tf.identity(i + 1, name="i1")),
-                "echo": info(tf.identity(s, name="echo")),
-            },
-            tf.saved_model.signature_constants.PREDICT_METHOD_NAME,
-        )
-        builder = tf.saved_model.builder.SavedModelBuilder(path)
-        builder.add_meta_graph_and_variables(
-            session, ["serve"], signature_def_map={"serving_default": signature}
-        )
-        builder.save()
+        outputs = {
+            "f2": tf.identity(f * 2, name="f2"),
+            "i1": tf.identity(i + 1, name="i1"),
+            "echo": tf.identity(s, name="echo"),
+        }
+        saved_model_writer.save_predict_model(session, path, {"f": f, "i": i, "s": s}, outputs)
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,7 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.model_servers.model_server_process import RunningServer
 from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two as hp
+from tensorflow_serving.servables.tensorflow.testdata import saved_model_writer
 from tensorflow_serving.util import json_tensor, tensor_codec, testing
 
 METRICS_PATH = "/monitoring/prometheus/metrics"
@@ -43,17 +44,9 @@ def export_echo_model(base_path: str, version: int) -> None:
         text = tf.placeholder(tf.string, [None], name="text")
         echo = tf.identity(text, name="echo")
         length = tf.strings.length(text)
-        info = tf.saved_model.utils.build_tensor_info
-        signature = tf.saved_model.signature_def_utils.build_signature_def(
-            {"in_bytes": info(text)},
-            {"out_bytes": info(echo), "length": info(length)},
-            tf.saved_model.signature_constants.PREDICT_METHOD_NAME,
+        saved_model_writer.save_predict_model(
+            session, path, {"in_bytes": text}, {"out_bytes": echo, "length": length}
         )
-        builder = tf.saved_model.builder.SavedModelBuilder(path)
-        builder.add_meta_graph_and_variables(
-            session, ["serve"], signature_def_map={"serving_default": signature}
-        )
-        builder.save()
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ import logging
 import tensorflow.compat.v1 as tf
 
 from tensorflow_serving.example import atomic_export
+from tensorflow_serving.servables.tensorflow.testdata import saved_model_writer
 
 logger = logging.getLogger(__name__)
 
@@ -34,20 +35,9 @@ def _export(base_path: str, version: int, overwrite: bool, make_main_op) -> str:
         b = tf.Variable(2.0, name="b")
         y = tf.identity(a * x + b, name="y")
         session.run(tf.global_variables_initializer())
-        info = tf.saved_model.utils.build_tensor_info
-        signature = tf.saved_model.signature_def_utils.build_signature_def(
-            {"x": info(x)}, {"y": info(y)}, tf.saved_model.signature_constants.PREDICT_METHOD_NAME
-        )
         main_op = make_main_op()
         with atomic_export.atomic_export(base_path, version, overwrite) as out:
-            builder = tf.saved_model.builder.SavedModelBuilder(out)
-            builder.add_meta_graph_and_variables(
-                session,
-                [tf.saved_model.tag_constants.SERVING],
-                signature_def_map={"serving_default": signature},
-                main_op=main_op,
-            )
-            builder.save()
+            saved_model_writer.save_predict_model(session, out, {"x": x}, {"y": y}, main_op=main_op)
     return atomic_export.version_path(base_path, version)
 
 
