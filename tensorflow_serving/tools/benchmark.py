@@ -9,10 +9,13 @@ Like Triton's perf_analyzer, pointed at your own SavedModel:
   3. minimal the least a model server on our gRPC transport does (parse,
              decode, the same model call, encode; minimal_server.py), for
              gRPC scenarios with one client;
-  4. server  the model server, started here on free loopback ports with the
+  4. standin the minimal server with the model call replaced by a busy loop
+             as long as the limit's time per call: the same ceiling, for a
+             model whose cost does not change between requests;
+  5. server  the model server, started here on free loopback ports with the
              flags you give;
-  5. load    the same multi-process load generator drives the floors, the
-             minimal server and the server for every scenario
+  6. load    the same multi-process load generator drives the floors, the
+             minimal and stand-in servers and the server for every scenario
              (protocol:batch:concurrency).
 
 It prints one table (throughput, p50/p90/p99, errors, server CPU per
@@ -47,7 +50,7 @@ from tensorflow_serving.tools.report import Scenario
 _OWNED_SERVER_FLAGS = ("port", "rest_api_port", "model_name", "model_base_path", "bind_address")
 _SERVER_BINARY = "tensorflow_serving/model_servers/tensorflow_model_server"
 _MAX_ROUNDS = 9
-PARTIES = ("limit", "floor", "minimal", "server")
+PARTIES = ("limit", "floor", "minimal", "standin", "server")
 _UPSTREAM_MAX_BATCH_SIZE = 1000  # BatchingParameters default when the file does not set it
 
 
@@ -309,15 +312,23 @@ class Benchmark:
         finally:
             processes.stop(server)
 
-    def measure_minimal(self) -> dict[str, dict]:
+    def _one_client_grpc(self) -> list[Scenario]:
+        return [s for s in self.scenarios if s.protocol == "grpc" and s.concurrency == 1]
+
+    def measure_minimal(self, stand_in_us: dict[int, float] | None = None) -> dict[str, dict]:
         """The minimal server (minimal_server.py), started pinned, under every gRPC
-        scenario with one client: the least any server on this transport does."""
-        scenarios = [s for s in self.scenarios if s.protocol == "grpc" and s.concurrency == 1]
+        scenario with one client: the least any server on this transport does.
+
+        With `stand_in_us` ({rows: microseconds}) it is the stand-in party instead:
+        a busy loop that long replaces the model call for requests of those rows.
+        """
+        scenarios = self._one_client_grpc()
         if not scenarios:
             return {}
         a = self.args
+        name = "standin" if stand_in_us else "minimal"
         port = processes.free_port()
-        log_path = os.path.join(self.work, "minimal.log")
+        log_path = os.path.join(self.work, f"{name}.log")
         cmd = [
             *processes.python_module("tensorflow_serving.tools.minimal_server"),
             f"--port={port}",
@@ -329,14 +340,35 @@ class Benchmark:
             f"--inter={self.settings['inter_op_threads']}",
             f"--threads={a.floor_grpc_threads}",
             f"--grpc_server={a.floor_grpc_server}",
-            # The server's warmer too, so that server/minimal compares code, not warming.
-            f"--keep_model_warm_micros={self.settings['keep_model_warm_micros']}",
             *[f"--input_shape={s}" for s in a.input_shape],
         ]
-        say(f"minimal: gRPC server with only the model call on 127.0.0.1:{port}")
-        return self._start_and_drive(
-            "minimal server", "minimal", cmd, port, log_path, a.ready_timeout, scenarios
+        if stand_in_us:
+            cmd.append(
+                "--stand_in_micros="
+                + ",".join(f"{rows}={micros:.1f}" for rows, micros in sorted(stand_in_us.items()))
+            )
+            say(f"stand-in: the minimal server with busy loops of {stand_in_us} us on port {port}")
+        else:
+            # The server's warmer too, so that server/minimal compares code, not warming.
+            cmd.append(f"--keep_model_warm_micros={self.settings['keep_model_warm_micros']}")
+            say(f"minimal: gRPC server with only the model call on 127.0.0.1:{port}")
+        results = self._start_and_drive(
+            f"{name} server", name, cmd, port, log_path, a.ready_timeout, scenarios
         )
+        if stand_in_us:
+            for scenario in scenarios:
+                results[scenario.name]["stand_in_us"] = stand_in_us[scenario.batch]
+        return results
+
+    def measure_stand_in(self, limits: dict[str, dict]) -> dict[str, dict]:
+        """The stand-in party: each one-client gRPC batch replaced by the limit's time per call
+        at that batch (`limits`, this round's pass), so the stand-in's ceiling is the ceiling."""
+        stand_in_us = {}
+        for scenario in self._one_client_grpc():
+            record = limits.get(str(scenario.batch)) or {}
+            if record.get("inferences_per_s"):
+                stand_in_us[scenario.batch] = 1e6 * scenario.batch / record["inferences_per_s"]
+        return self.measure_minimal(stand_in_us) if stand_in_us else {}
 
     def _server_command(self, grpc_port: int, rest_port: int) -> list[str]:
         a = self.args
@@ -416,7 +448,8 @@ class Benchmark:
                 "outputs": limit["output_rows"],
             }
             passes = [limit["limits"]]
-            measured = []  # per round: (floors, minimal servers, servers, limits with idle gaps)
+            # per round: (floors, minimal servers, stand-ins, servers, limits with idle gaps)
+            measured = []
             for index in range(a.rounds):
                 if index:
                     say(f"round {index + 1} of {a.rounds}")
@@ -424,13 +457,16 @@ class Benchmark:
                         passes.append(self.measure_limit(f"round{index + 1}")["limits"])
                 floors = self.measure_floors(floor_spec) if "floor" in self.parties else {}
                 minimal = self.measure_minimal() if "minimal" in self.parties else {}
+                stand_in = {}
+                if "standin" in self.parties and "limit" in self.parties:
+                    stand_in = self.measure_stand_in(passes[-1])
                 servers = {}
                 if "server" in self.parties:
                     servers, server_cmd = self.measure_server()
                 gapped = {}
                 if "limit" in self.parties and a.limit_idle_gaps:
                     gapped = self.measure_gapped_limits(floors)
-                measured.append((floors, minimal, servers, gapped))
+                measured.append((floors, minimal, stand_in, servers, gapped))
             if "limit" in self.parties and a.limit_passes > 1:
                 # Bracket the load runs: the host's speed drifts, and the limit is
                 # the best the same core showed in the same minutes.
@@ -448,10 +484,11 @@ class Benchmark:
                     cpus,
                     gapped.get(s.name),
                     minimal.get(s.name),
+                    stand_in.get(s.name),
                 )
                 for s in self.scenarios
             ]
-            for index, (floors, minimal, servers, gapped) in enumerate(measured)
+            for index, (floors, minimal, stand_in, servers, gapped) in enumerate(measured)
         ]
         summaries = rounds[0] if len(rounds) == 1 else report.median_rounds(rounds)
         limit["limits"] = report.merge_limit_passes(passes)
@@ -509,7 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--parties",
         default=",".join(PARTIES),
-        help=f"what to measure ({','.join(PARTIES)}); minimal: gRPC scenarios with one client",
+        help=f"what to measure ({','.join(PARTIES)}); minimal and standin: gRPC scenarios "
+        "with one client (standin needs limit)",
     )
     add("--server_cpus", default="auto", help="CPUs for limit, floors, server ('none': unpinned)")
     add("--client_cpus", default="auto", help="CPUs for the load generator ('none': unpinned)")

@@ -88,6 +88,14 @@ def test_full_run_reports_limit_floor_ceiling_and_server(tmp_path, capsys):
     assert by_name["grpc:1:1"]["minimal_vs_ceiling"] > 0
     assert by_name["grpc:1:1"]["server_vs_minimal"] > 0
     assert by_name["grpc:1:4"]["minimal"] is None and by_name["rest:2:2"]["minimal"] is None
+    # And the stand-in: the minimal server with a busy loop as long as the limit's call at b1.
+    stand_in = by_name["grpc:1:1"]["stand_in"]
+    assert stand_in["failure"] is None and stand_in["errors"] == 0, stand_in
+    assert stand_in["stand_in_us"] == pytest.approx(
+        1e6 / report["limits"]["1"]["passes_inferences_per_s"][0]
+    )
+    assert by_name["grpc:1:1"]["stand_in_vs_ceiling"] > 0
+    assert by_name["grpc:1:4"]["stand_in"] is None and by_name["rest:2:2"]["stand_in"] is None
     assert by_name["rest:2:2"]["server"]["throughput_ips"] == pytest.approx(
         2 * by_name["rest:2:2"]["server"]["throughput_rps"], rel=0.01
     )
@@ -96,6 +104,10 @@ def test_full_run_reports_limit_floor_ceiling_and_server(tmp_path, capsys):
     # The printed table has the limit, floor, ceiling and server rows of every scenario.
     assert any(
         "grpc:1:1" in line and "minimal server" in line and "server/minimal" in line
+        for line in stdout.splitlines()
+    )
+    assert any(
+        "grpc:1:1" in line and "stand-in server" in line and "minimal/stand-in" in line
         for line in stdout.splitlines()
     )
     for name in by_name:

@@ -19,6 +19,16 @@ server's warmer (the benchmark passes the server's value), so the two
 differ only in code. Under concurrency it has no batching,
 so the benchmark runs it at concurrency 1 only.
 
+`--stand_in_micros` makes it the benchmark's *stand-in* server: for
+requests of the listed row counts the model call is replaced by a busy loop
+of the given length (the limit's time per call), answered with the outputs
+of the first real call at that row count. A busy loop costs the same however
+cold the caches are, and a model does not: so the stand-in shows what the
+transport and a handler reach against the same ceiling when the model's cost
+stays fixed, and the minimal server's distance below it is what running the
+real model between requests costs on this machine. Its answers are not the
+model's for the request sent, so it is a benchmark party, nothing more.
+
     python -m tensorflow_serving.tools.minimal_server --port 9000 \\
         --model_dir /tmp/mnist_model/1 --signature predict_images --intra 1 --inter 1
 """
@@ -28,6 +38,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 from tensorflow_serving.model_servers.inline_grpc_server import GRPC_SERVERS
 
@@ -52,13 +63,61 @@ def _warmer_for(loaded, window_micros: int):
     return None if effect else IdleWarmer(window_micros / 1e6)
 
 
-def make_servicer(loaded, model_name: str, signature: str, version: int, warmer=None):
+def parse_stand_in(text: str) -> dict[int, float]:
+    """'1=527,32=8810' (rows=microseconds) -> {rows: seconds}; ValueError names the bad item."""
+    stand_in: dict[int, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        rows, _, micros = item.partition("=")
+        try:
+            stand_in[int(rows)] = float(micros) / 1e6
+        except ValueError:
+            raise ValueError(f"--stand_in_micros items are rows=micros, got {item!r}") from None
+        if int(rows) < 1 or float(micros) <= 0:
+            raise ValueError(f"--stand_in_micros needs rows >= 1 and micros > 0, got {item!r}")
+    return stand_in
+
+
+def _busy_wait(seconds: float) -> None:
+    """Spends `seconds` of CPU touching almost no memory: a model whose cost never changes."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def _stand_in_for(fn, stand_in: dict[int, float]):
+    """`fn`, except that for the row counts in `stand_in` a busy loop replaces it after the
+    first call, which gives the outputs every later call answers with."""
+    first_outputs: dict[int, object] = {}
+
+    def call(*feeds):
+        rows = feeds[0].shape[0] if feeds and feeds[0].ndim else None
+        seconds = stand_in.get(rows)
+        if seconds is None:
+            return fn(*feeds)
+        if rows not in first_outputs:
+            first_outputs[rows] = fn(*feeds)
+            return first_outputs[rows]
+        _busy_wait(seconds)
+        return first_outputs[rows]
+
+    return call
+
+
+def make_servicer(
+    loaded,
+    model_name: str,
+    signature: str,
+    version: int,
+    warmer=None,
+    stand_in: dict[int, float] | None = None,
+):
     """A PredictionServiceServicer whose Predict runs `loaded` (an inprocess_limit.LoadedSignature);
-    with `warmer` (an IdleWarmer), each call is handed to it after it ran, as the server does."""
+    with `warmer` (an IdleWarmer), each call is handed to it after it ran, as the server does;
+    with `stand_in` ({rows: seconds}), a busy loop replaces the model for those row counts."""
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
     from tensorflow_serving.util import tensor_codec
 
-    fn = loaded.fn
+    fn = _stand_in_for(loaded.fn, stand_in) if stand_in else loaded.fn
     input_aliases = [spec.alias for spec in loaded.inputs]
     output_aliases = [spec.alias for spec in loaded.outputs]
 
@@ -98,7 +157,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep_model_warm_micros", type=int, default=0, help="as the model server's flag"
     )
+    parser.add_argument(
+        "--stand_in_micros",
+        default="",
+        help="rows=micros,...: for requests of those row counts, a busy loop that long "
+        "replaces the model call (the benchmark's stand-in party)",
+    )
     args = parser.parse_args(argv)
+    try:
+        stand_in = parse_stand_in(args.stand_in_micros)
+    except ValueError as error:
+        parser.error(str(error))
+    if stand_in and args.keep_model_warm_micros:
+        parser.error(
+            "--stand_in_micros leaves no model run to keep warm: drop --keep_model_warm_micros"
+        )
 
     from tensorflow_serving.tools import floor_servers, inprocess_limit
 
@@ -107,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     warmer = _warmer_for(loaded, args.keep_model_warm_micros)
     servicer = make_servicer(
-        loaded, args.model_name, args.signature, _version_of(args.model_dir), warmer
+        loaded, args.model_name, args.signature, _version_of(args.model_dir), warmer, stand_in
     )
     floor_servers.serve_prediction_service(servicer, args.port, args.threads, args.grpc_server)
     if warmer is not None:

@@ -1,6 +1,7 @@
 """The minimal server answers Predict with the model's own values, as the model server would."""
 
 import sys
+import time
 
 import grpc
 import numpy as np
@@ -76,6 +77,43 @@ def test_with_the_servers_warmer_each_call_is_handed_to_it(tmp_path):
     finally:
         warmer.forget(servicer)
         warmer.stop()
+        loaded.session.close()
+
+
+def test_stand_in_micros_parse_as_rows_and_microseconds():
+    assert minimal_server.parse_stand_in("1=527, 32=8810.5") == {1: 527e-6, 32: 8810.5e-6}
+    assert minimal_server.parse_stand_in("") == {}
+    for bad in ("1", "a=5", "1=x", "0=5", "1=0"):
+        with pytest.raises(ValueError, match="stand_in_micros"):
+            minimal_server.parse_stand_in(bad)
+
+
+def test_stand_in_replaces_the_model_for_the_listed_rows_only(tmp_path):
+    """After a first real call, requests of a listed row count get that call's outputs after
+    a busy loop of at least the given time; other row counts still run the model."""
+    export_half_plus_two.export_half_plus_two_tf1(str(tmp_path / "hpt"), 1)
+    loaded = inprocess_limit.load_signature(
+        str(tmp_path / "hpt" / "1"), "serve", "serving_default", [], 1, 1
+    )
+    servicer = minimal_server.make_servicer(loaded, "hpt", "serving_default", 1, stand_in={1: 0.02})
+
+    def predict(x):
+        request = predict_pb2.PredictRequest.FromString(
+            signature_inputs.grpc_request("hpt", "serving_default", {"x": x})
+        )
+        started = time.perf_counter()
+        response = servicer.Predict(request, None)
+        return tensor_codec.to_ndarray(response.outputs["y"]), time.perf_counter() - started
+
+    try:
+        first, _ = predict(np.array([[4.0]], np.float32))
+        np.testing.assert_allclose(first, [[4.0]])  # the model's answer: 4 / 2 + 2
+        again, took = predict(np.array([[10.0]], np.float32))
+        np.testing.assert_allclose(again, [[4.0]])  # the first call's outputs, not 10 / 2 + 2
+        assert took >= 0.02
+        two_rows, _ = predict(np.array([[10.0], [0.0]], np.float32))
+        np.testing.assert_allclose(two_rows, [[7.0], [2.0]])  # not listed: the model runs
+    finally:
         loaded.session.close()
 
 

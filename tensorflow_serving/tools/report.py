@@ -122,6 +122,7 @@ def scenario_summary(
     server_cpus: list[int] | None = None,
     gapped_limit: dict | None = None,
     minimal: dict | None = None,
+    stand_in: dict | None = None,
 ) -> dict[str, Any]:
     """One scenario's record: the measurements and the derived ceiling and ratios.
 
@@ -130,9 +131,12 @@ def scenario_summary(
     With `gapped_limit` (the limit at b_eff measured with idle gaps, for
     concurrency 1) a second ceiling is derived from it the same way. With
     `minimal` (the minimal server's load result) its ratios come too, and the
-    server's throughput over the minimal server's.
+    server's throughput over the minimal server's. With `stand_in` (the
+    stand-in's load result: the minimal server with a busy loop as long as
+    the limit's time per call) its ratio to the same ceiling, and the
+    minimal server's throughput over it.
     """
-    for result in (floor, minimal, server):
+    for result in (floor, minimal, stand_in, server):
         if result is not None and usable(result):
             result["others_on_server_cpus"] = others_on_cpus(result, server_cpus)
     b_eff = effective_batch(scenario, max_batch_size)
@@ -146,6 +150,7 @@ def scenario_summary(
         ideal_p50 = round(floor["latency_ms"]["p50"] + limit_at_batch["p50_ms"], 3)
     server_ips = server["throughput_ips"] if usable(server) else None
     minimal_ips = minimal["throughput_ips"] if usable(minimal) else None
+    stand_in_ips = stand_in["throughput_ips"] if usable(stand_in) else None
     gapped_ceiling = gapped_ideal_p50 = None
     if gapped_limit and floor_rps and scenario.concurrency == 1:
         gapped_ceiling = ceiling_ips(floor_rps, scenario.batch, gapped_limit["inferences_per_s"])
@@ -171,6 +176,9 @@ def scenario_summary(
         "minimal_vs_limit": _ratio(minimal_ips, compute),
         "minimal_vs_ceiling": _ratio(minimal_ips, ceiling),
         "server_vs_minimal": _ratio(server_ips, minimal_ips),
+        "stand_in": stand_in,
+        "stand_in_vs_ceiling": _ratio(stand_in_ips, ceiling),
+        "minimal_vs_stand_in": _ratio(minimal_ips, stand_in_ips),
     }
 
 
@@ -233,7 +241,7 @@ def noisy_parties(summaries: list[dict[str, Any]], threshold: float = NOISE_CORE
         limit = s.get("limit") or {}
         if (limit.get("others_cores") or 0.0) >= threshold:
             noisy.append(f"{s['scenario']} limit")
-        for party in ("floor", "minimal", "server"):
+        for party in ("floor", "minimal", "stand_in", "server"):
             if ((s.get(party) or {}).get("others_on_server_cpus") or 0.0) >= threshold:
                 noisy.append(f"{s['scenario']} {party}")
     return noisy
@@ -316,6 +324,14 @@ def render_table(summaries: list[dict[str, Any]]) -> str:
                 f"| {_fmt(s['minimal_vs_ceiling'], '{:.2f}')} "
                 f"(server/minimal {_fmt(s['server_vs_minimal'], '{:.2f}')}) |"
             )
+        if s.get("stand_in") is not None:
+            busy = _fmt(s["stand_in"].get("stand_in_us"))
+            lines.append(
+                f"| {name} | stand-in server (minimal, a {busy} us busy loop for the model) | "
+                + " | ".join(_load_cells(s["stand_in"]))
+                + f" | - | {_fmt(s['stand_in_vs_ceiling'], '{:.2f}')} "
+                f"(minimal/stand-in {_fmt(s['minimal_vs_stand_in'], '{:.2f}')}) |"
+            )
         if s["server"] is not None:
             cells = _load_cells(s["server"])
             lines.append(
@@ -352,7 +368,11 @@ LEGEND = (
     "idles (the core may halt and its caches cool meanwhile); minimal server (gRPC, one "
     "client): parses, decodes, calls the model as the limit does and encodes, nothing else "
     "(no batching, checks or metrics), so its distance to the ceiling is the machine's and "
-    "server/minimal is what the server's own code costs; vs limit/ceiling: inf/s over them. "
+    "server/minimal is what the server's own code costs; stand-in server: the minimal server "
+    "with the model call replaced by a busy loop as long as the limit's time per call (same "
+    "ceiling), so it shows what transport and handler reach when the model's cost does not "
+    "change between requests, and minimal/stand-in what running the real model between "
+    "requests costs; vs limit/ceiling: inf/s over them. "
     "Latency: per request "
     "(limit: per call). others on server CPU: cores of the server's CPU other processes "
     "kept busy meanwhile (noise on a shared machine). client cores SAT: the load generator "

@@ -144,6 +144,40 @@ def test_minimal_server_tells_the_servers_own_cost_from_the_machines():
     assert "minimal server" not in report.render_table([none])
 
 
+def test_stand_in_shares_the_ceiling_and_shows_what_the_real_model_costs():
+    """The stand-in's ratio to the same ceiling, minimal over stand-in, and its row."""
+    stand_in = _load(900, 1.1)
+    stand_in["stand_in_us"] = 609.8
+    s = report.scenario_summary(
+        Scenario("grpc", 1, 1),
+        32,
+        LIMITS,
+        _load(2150, 0.45),
+        _load(600, 1.6),
+        None,
+        None,
+        _load(750, 1.3),
+        stand_in,
+    )
+    assert s["stand_in_vs_ceiling"] == pytest.approx(900 / s["ceiling_ips"], abs=0.001)
+    assert s["minimal_vs_stand_in"] == pytest.approx(750 / 900, abs=0.001)
+    table = report.render_table([s])
+    assert all(line.count("|") == 13 for line in table.splitlines()), table
+    lines = table.splitlines()
+    row = next(line for line in lines if "stand-in server" in line)
+    assert "a 610 us busy loop" in row and "| 900 |" in row
+    assert f"| {900 / s['ceiling_ips']:.2f} (minimal/stand-in 0.83) |" in row
+    # Between the minimal server's row and the server's.
+    names = [line.split("|")[2].strip() for line in lines[2:]]
+    assert names.index("**server**") - 1 == next(
+        i for i, n in enumerate(names) if n.startswith("stand-in")
+    )
+    # Not measured: no row, no ratios.
+    none = report.scenario_summary(Scenario("grpc", 1, 1), 32, LIMITS, _load(2150, 0.45), None)
+    assert none["stand_in"] is None and none["minimal_vs_stand_in"] is None
+    assert "stand-in" not in report.render_table([none])
+
+
 def test_summary_with_batching_uses_the_merged_batch_and_no_ideal_latency():
     s = report.scenario_summary(
         Scenario("grpc", 1, 32), 32, LIMITS, _load(7700, 4), _load(2300, 13)
