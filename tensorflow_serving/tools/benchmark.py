@@ -347,7 +347,8 @@ class Benchmark:
                 "--stand_in_micros="
                 + ",".join(f"{rows}={micros:.1f}" for rows, micros in sorted(stand_in_us.items()))
             )
-            say(f"stand-in: the minimal server with busy loops of {stand_in_us} us on port {port}")
+            loops = ", ".join(f"{m:,.0f} us at b{rows}" for rows, m in sorted(stand_in_us.items()))
+            say(f"stand-in: the minimal server with busy loops ({loops}) on 127.0.0.1:{port}")
         else:
             # The server's warmer too, so that server/minimal compares code, not warming.
             cmd.append(f"--keep_model_warm_micros={self.settings['keep_model_warm_micros']}")
