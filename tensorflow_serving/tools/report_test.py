@@ -118,9 +118,9 @@ def test_idle_gap_limit_gives_a_second_lower_ceiling_at_concurrency_one():
     assert "idle gaps" not in report.render_table([busy])
 
 
-def test_minimal_server_tells_the_servers_own_cost_from_the_machines():
-    """The minimal server's ratios, and the server's throughput over it, in the summary and table."""
-    s = report.scenario_summary(
+def _one_client(stand_in: dict | None = None) -> dict:
+    """grpc:1:1 with floor 2150/s, server 600/s and the minimal server 750/s."""
+    return report.scenario_summary(
         Scenario("grpc", 1, 1),
         32,
         LIMITS,
@@ -129,7 +129,13 @@ def test_minimal_server_tells_the_servers_own_cost_from_the_machines():
         None,
         None,
         _load(750, 1.3),
+        stand_in,
     )
+
+
+def test_minimal_server_tells_the_servers_own_cost_from_the_machines():
+    """The minimal server's ratios, and the server's throughput over it, in the summary and table."""
+    s = _one_client()
     assert s["minimal_vs_ceiling"] == pytest.approx(750 / s["ceiling_ips"], abs=0.001)
     assert s["minimal_vs_limit"] == pytest.approx(750 / 1640, abs=0.001)
     assert s["server_vs_minimal"] == pytest.approx(0.8)
@@ -148,17 +154,7 @@ def test_stand_in_shares_the_ceiling_and_shows_what_the_real_model_costs():
     """The stand-in's ratio to the same ceiling, minimal over stand-in, and its row."""
     stand_in = _load(900, 1.1)
     stand_in["stand_in_us"] = 609.8
-    s = report.scenario_summary(
-        Scenario("grpc", 1, 1),
-        32,
-        LIMITS,
-        _load(2150, 0.45),
-        _load(600, 1.6),
-        None,
-        None,
-        _load(750, 1.3),
-        stand_in,
-    )
+    s = _one_client(stand_in)
     assert s["stand_in_vs_ceiling"] == pytest.approx(900 / s["ceiling_ips"], abs=0.001)
     assert s["minimal_vs_stand_in"] == pytest.approx(750 / 900, abs=0.001)
     table = report.render_table([s])
