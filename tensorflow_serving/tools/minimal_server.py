@@ -36,6 +36,7 @@ model's for the request sent, so it is a benchmark party, nothing more.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -72,7 +73,7 @@ def parse_stand_in(text: str) -> dict[int, float]:
             stand_in[int(rows)] = float(micros) / 1e6
         except ValueError:
             raise ValueError(f"--stand_in_micros items are rows=micros, got {item!r}") from None
-        if int(rows) < 1 or float(micros) <= 0:
+        if int(rows) < 1 or not 0 < float(micros) < math.inf:
             raise ValueError(f"--stand_in_micros needs rows >= 1 and micros > 0, got {item!r}")
     return stand_in
 

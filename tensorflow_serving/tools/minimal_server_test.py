@@ -83,7 +83,7 @@ def test_with_the_servers_warmer_each_call_is_handed_to_it(tmp_path):
 def test_stand_in_micros_parse_as_rows_and_microseconds():
     assert minimal_server.parse_stand_in("1=527, 32=8810.5") == {1: 527e-6, 32: 8810.5e-6}
     assert minimal_server.parse_stand_in("") == {}
-    for bad in ("1", "a=5", "1=x", "0=5", "1=0"):
+    for bad in ("1", "a=5", "1=x", "0=5", "1=0", "1=inf", "1=nan"):
         with pytest.raises(ValueError, match="stand_in_micros"):
             minimal_server.parse_stand_in(bad)
 
