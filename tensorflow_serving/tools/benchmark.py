@@ -160,6 +160,19 @@ class Benchmark:
         self.payloads: dict[str, dict[str, str]] = {}
 
     # ------------------------------------------------------------------ parties
+    def _signature_flags(self) -> list[str]:
+        """inprocess_limit.add_signature_flags, filled in: the model the limit and the
+        minimal server load, with the server's thread settings."""
+        a = self.args
+        return [
+            f"--model_dir={self.model_dir}",
+            f"--signature={a.signature_name}",
+            f"--tags={a.saved_model_tags}",
+            f"--intra={self.settings['intra_op_threads']}",
+            f"--inter={self.settings['inter_op_threads']}",
+            *[f"--input_shape={s}" for s in a.input_shape],
+        ]
+
     def measure_limit(
         self, when: str = "before", batches: list[int] | None = None, idle_gap_us: float = 0.0
     ) -> dict[str, Any]:
@@ -174,12 +187,8 @@ class Benchmark:
         result_path = os.path.join(self.work, f"limit_{when}.json")
         cmd = [
             *processes.python_module("tensorflow_serving.tools.inprocess_limit"),
-            f"--model_dir={self.model_dir}",
-            f"--signature={a.signature_name}",
-            f"--tags={a.saved_model_tags}",
+            *self._signature_flags(),
             f"--batches={','.join(map(str, batches))}",
-            f"--intra={self.settings['intra_op_threads']}",
-            f"--inter={self.settings['inter_op_threads']}",
             f"--runs={a.limit_runs if 'limit' in self.parties else 0}",
             f"--run_seconds={a.limit_seconds}",
             f"--warmup_seconds={min(a.limit_seconds, 1.0)}",
@@ -189,7 +198,6 @@ class Benchmark:
             f"--payload_dir={'' if idle_gap_us else self.work}",
             f"--idle_gap_us={idle_gap_us}",
             f"--result={result_path}",
-            *[f"--input_shape={s}" for s in a.input_shape],
         ]
         if a.input_data:
             cmd.append(f"--input_data={_user_path(a.input_data)}")
@@ -332,15 +340,10 @@ class Benchmark:
         cmd = [
             *processes.python_module("tensorflow_serving.tools.minimal_server"),
             f"--port={port}",
-            f"--model_dir={self.model_dir}",
+            *self._signature_flags(),
             f"--model_name={a.model_name}",
-            f"--signature={a.signature_name}",
-            f"--tags={a.saved_model_tags}",
-            f"--intra={self.settings['intra_op_threads']}",
-            f"--inter={self.settings['inter_op_threads']}",
             f"--threads={a.floor_grpc_threads}",
             f"--grpc_server={a.floor_grpc_server}",
-            *[f"--input_shape={s}" for s in a.input_shape],
         ]
         if stand_in_us:
             cmd.append(

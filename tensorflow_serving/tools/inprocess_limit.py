@@ -154,15 +154,31 @@ def load_signature(
     return LoadedSignature(session=session, fn=fn, inputs=inputs, outputs=outputs)
 
 
+def add_signature_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that say which signature to load and how (see load_signature_from):
+    the limit and the minimal server take the same ones, so they load the same thing."""
+    parser.add_argument("--model_dir", required=True, help="a SavedModel (version) directory")
+    parser.add_argument("--signature", default="serving_default")
+    parser.add_argument("--tags", default="serve")
+    parser.add_argument("--input_shape", action="append", default=[])
+    parser.add_argument("--intra", type=int, default=0, help="intra-op threads (0: TF decides)")
+    parser.add_argument("--inter", type=int, default=0, help="inter-op threads (0: TF decides)")
+
+
+def load_signature_from(args: argparse.Namespace) -> LoadedSignature:
+    """load_signature with the flags of add_signature_flags."""
+    return load_signature(
+        args.model_dir, args.tags, args.signature, args.input_shape, args.intra, args.inter
+    )
+
+
 def measure(args: argparse.Namespace) -> dict:
     """Loads the model, writes payloads, times every batch size; returns the result record."""
     import numpy as np
 
     from tensorflow_serving.tools import signature_inputs
 
-    loaded = load_signature(
-        args.model_dir, args.tags, args.signature, args.input_shape, args.intra, args.inter
-    )
+    loaded = load_signature_from(args)
     session, fn, inputs, outputs = loaded.session, loaded.fn, loaded.inputs, loaded.outputs
     data = signature_inputs.load_input_data(args.input_data, inputs) if args.input_data else None
     gc.collect()
@@ -220,12 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model_dir", required=True, help="a SavedModel (version) directory")
-    parser.add_argument("--signature", default="serving_default")
-    parser.add_argument("--tags", default="serve")
+    add_signature_flags(parser)
     parser.add_argument("--batches", default="1")
-    parser.add_argument("--intra", type=int, default=0, help="intra-op threads (0: TF decides)")
-    parser.add_argument("--inter", type=int, default=0, help="inter-op threads (0: TF decides)")
     parser.add_argument("--cpus", default="", help="pin to these CPUs first, e.g. 0")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per batch; 0: none")
     parser.add_argument("--run_seconds", type=float, default=1.0)
@@ -236,7 +248,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="sleep this long before each timed call (the idle time a one-client server sees)",
     )
-    parser.add_argument("--input_shape", action="append", default=[])
     parser.add_argument("--input_data", default="")
     parser.add_argument("--data", default="random")
     parser.add_argument("--seed", type=int, default=0)

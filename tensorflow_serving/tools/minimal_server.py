@@ -42,6 +42,7 @@ import sys
 import time
 
 from tensorflow_serving.model_servers.inline_grpc_server import GRPC_SERVERS
+from tensorflow_serving.tools import inprocess_limit
 
 
 def _version_of(model_dir: str) -> int:
@@ -144,13 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--model_dir", required=True, help="a SavedModel (version) directory")
+    inprocess_limit.add_signature_flags(parser)
     parser.add_argument("--model_name", default="model")
-    parser.add_argument("--signature", default="serving_default")
-    parser.add_argument("--tags", default="serve")
-    parser.add_argument("--input_shape", action="append", default=[])
-    parser.add_argument("--intra", type=int, default=0, help="intra-op threads (0: TF decides)")
-    parser.add_argument("--inter", type=int, default=0, help="inter-op threads (0: TF decides)")
     parser.add_argument("--threads", type=int, default=8, help="gRPC handler threads")
     parser.add_argument(
         "--grpc_server", default="inline", choices=GRPC_SERVERS, help="as the model server's flag"
@@ -174,11 +170,9 @@ def main(argv: list[str] | None = None) -> int:
             "--stand_in_micros leaves no model run to keep warm: drop --keep_model_warm_micros"
         )
 
-    from tensorflow_serving.tools import floor_servers, inprocess_limit
+    from tensorflow_serving.tools import floor_servers
 
-    loaded = inprocess_limit.load_signature(
-        args.model_dir, args.tags, args.signature, args.input_shape, args.intra, args.inter
-    )
+    loaded = inprocess_limit.load_signature_from(args)
     warmer = _warmer_for(loaded, args.keep_model_warm_micros)
     servicer = make_servicer(
         loaded, args.model_name, args.signature, _version_of(args.model_dir), warmer, stand_in
