@@ -69,13 +69,14 @@ def parse_stand_in(text: str) -> dict[int, float]:
     """'1=527,32=8810' (rows=microseconds) -> {rows: seconds}; ValueError names the bad item."""
     stand_in: dict[int, float] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
-        rows, _, micros = item.partition("=")
+        rows_text, _, micros_text = item.partition("=")
         try:
-            stand_in[int(rows)] = float(micros) / 1e6
+            rows, micros = int(rows_text), float(micros_text)
         except ValueError:
             raise ValueError(f"--stand_in_micros items are rows=micros, got {item!r}") from None
-        if int(rows) < 1 or not 0 < float(micros) < math.inf:
+        if rows < 1 or not 0 < micros < math.inf:
             raise ValueError(f"--stand_in_micros needs rows >= 1 and micros > 0, got {item!r}")
+        stand_in[rows] = micros / 1e6
     return stand_in
 
 
