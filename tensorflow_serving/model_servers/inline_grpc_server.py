@@ -37,10 +37,15 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-import grpc
-from grpc._cython import cygrpc
+from tensorflow_serving.model_servers import grpc_core_settings
 
-from tensorflow_serving.util import status
+# Before grpc's first import in a server process: gRPC reads them only then.
+grpc_core_settings.choose_server_experiments()
+
+import grpc  # noqa: E402
+from grpc._cython import cygrpc  # noqa: E402
+
+from tensorflow_serving.util import status  # noqa: E402
 
 _LOG = logging.getLogger(__name__)
 
