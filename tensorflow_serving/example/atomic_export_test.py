@@ -112,7 +112,7 @@ _SLOW_EXPORTER = textwrap.dedent(
 
 def test_killed_exporter_leaves_no_numeric_directory(tmp_path):
     base = str(tmp_path / "model")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    env = testing.child_env()
     proc = subprocess.Popen(
         [sys.executable, "-c", _SLOW_EXPORTER, base],
         stdout=subprocess.PIPE,

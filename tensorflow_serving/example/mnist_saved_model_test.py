@@ -34,7 +34,7 @@ def test_export_serves_both_signatures_like_the_trained_graph(work_dir, tmp_path
 
 
 def test_binary_prints_the_chapters_lines(work_dir, tmp_path):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    env = testing.child_env()
     proc = subprocess.run(
         [
             sys.executable,

@@ -67,7 +67,7 @@ def test_second_version_beside_the_first_and_refusal(work_dir, export):
 
 
 def test_binary_trains_and_exports_the_full_size_cnn(work_dir, tmp_path):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    env = testing.child_env()
     out_dir = str(tmp_path / "mnist_model")
     proc = subprocess.run(
         [

@@ -1,7 +1,6 @@
 """The server's gRPC core settings reach gRPC: they are in the environment when
 the server's entry point first imports grpc, and a user's own setting wins."""
 
-import os
 import subprocess
 import sys
 
@@ -25,7 +24,7 @@ print(seen[0] if seen else "grpc not imported")
 
 
 def _experiments_seen_by_grpc(user_setting: str | None) -> str:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    env = testing.child_env()
     env.pop("GRPC_EXPERIMENTS", None)
     if user_setting is not None:
         env["GRPC_EXPERIMENTS"] = user_setting

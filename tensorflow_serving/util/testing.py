@@ -32,6 +32,15 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 60, interval: float
     return False
 
 
+def child_env() -> dict[str, str]:
+    """This environment, with PYTHONPATH set so a child Python imports what this test imports.
+
+    Under Bazel the test's modules come from runfiles that a plain `python`
+    child would not see.
+    """
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
