@@ -21,7 +21,8 @@ and the client's CPUs, this module takes, for each request:
         --server_cpu 0 --client_cpu 1 --seconds 2
 
 runs perf (root, or perf_event_paranoid <= 1) while a one-client load runs.
-`summarize()` works on the text of `perf script` and needs no perf.
+`parse_events()` and `split_requests()` work on the text of `perf script`
+and need no perf.
 """
 
 from __future__ import annotations
@@ -79,8 +80,10 @@ def parse_events(lines: Iterable[str]) -> list[Event]:
         if not match:
             continue
         tid, cpu, seconds, kind, rest = match.groups()
+        if kind not in ("sched_waking", "sched_switch"):
+            continue
         other = (_NEXT if kind == "sched_switch" else _WAKEE).search(rest)
-        if other is None or kind not in ("sched_waking", "sched_switch"):
+        if other is None:
             continue
         target = _TARGET_CPU.search(rest)
         events.append(
