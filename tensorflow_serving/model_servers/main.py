@@ -73,7 +73,7 @@ _HELP = {
     "keep_model_warm_micros": "Not upstream: for this many microseconds after each request, "
     "rerun it on an idle-priority thread so the model stays in the CPU caches (faster answers "
     "to sparse traffic, at the price of a busy core meanwhile); needs one TensorFlow thread "
-    "per graph run; 0: off.",
+    "per graph run; only for hosts whose cores are otherwise idle between requests; 0: off.",
     "grpc_server": "Not upstream: 'inline' runs each gRPC handler on the thread that polled "
     "its request (no thread hand-offs; about half the Python cost per call); 'grpcio' is "
     "grpcio's stock thread-pool server.",

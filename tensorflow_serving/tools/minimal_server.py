@@ -179,9 +179,11 @@ def main(argv: list[str] | None = None) -> int:
         loaded, args.model_name, args.signature, _version_of(args.model_dir), warmer, stand_in
     )
     floor_servers.serve_prediction_service(servicer, args.port, args.threads, args.grpc_server)
-    if warmer is not None:
-        warmer.forget(servicer)  # no rerun may reach the closed session
-    loaded.session.close()
+    if warmer is None:
+        loaded.session.close()
+    else:
+        warmer.forget(servicer, loaded.session.close)  # no rerun may reach the closed session
+        warmer.stop()  # a deferred close runs before the thread ends
     return 0
 
 

@@ -75,9 +75,8 @@ def test_with_the_servers_warmer_each_call_is_handed_to_it(tmp_path):
         assert owner is servicer
         np.testing.assert_array_equal(feeds[0], x)
     finally:
-        warmer.forget(servicer)
+        warmer.forget(servicer, loaded.session.close)
         warmer.stop()
-        loaded.session.close()
 
 
 def test_stand_in_micros_parse_as_rows_and_microseconds():

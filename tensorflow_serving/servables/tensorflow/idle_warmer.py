@@ -17,6 +17,19 @@ price is CPU time: while the window lasts, the warmer keeps one core busy,
 and under a cgroup CPU quota that time is charged like any other.
 Its results are thrown away, so only calls that cannot change any state are
 rerun (see graph_side_effects).
+
+The one way a request can wait for the warmer: between reruns, and around
+TensorFlow's own call, the warmer runs Python and so holds the GIL. If other
+processes keep every core busy, a SCHED_IDLE thread preempted there may not
+run again for a long time, and a request thread needs that GIL (with two
+busy loops on this 2-core machine, a normal thread waited a median 383 ms
+and up to 1.4 s for the GIL of an idle-priority Python loop). On the
+benchmark machine the server's core is otherwise idle and the warmer's Python
+is a few percent of each rerun, so it never showed; on a host whose cores
+are kept busy the flag should stay off (README). For the same reason
+unloading does not wait for a rerun to end: a model that is unloaded hands
+the closing of its session to the warmer when a rerun of it is in progress
+(forget), rather than block the unloading thread on a starved one.
 """
 
 from __future__ import annotations
@@ -40,8 +53,10 @@ class IdleWarmer:
         self._latest: tuple[object, Callable, Sequence] | None = None
         self._last_call = 0.0
         self._wake = threading.Event()
-        self._lock = threading.Condition()
+        self._lock = threading.Lock()
         self._running_for: object | None = None  # owner of the rerun in progress
+        # What forget() left for the warmer to call once that rerun returns.
+        self._release_after_rerun: Callable[[], None] | None = None
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="idle_warmer", daemon=True)
         self._thread.start()
@@ -53,18 +68,22 @@ class IdleWarmer:
         if not self._wake.is_set():
             self._wake.set()
 
-    def forget(self, owner: object) -> None:
-        """Stops rerunning `owner`'s calls and waits out a rerun in progress.
+    def forget(self, owner: object, release: Callable[[], None]) -> None:
+        """Stops rerunning `owner`'s calls, then calls `release` (say, closing its session).
 
-        A model calls this before it closes its session, so no rerun can
-        touch a closed session.
+        `release` runs once no rerun of `owner` can touch what it frees: at
+        once on the caller's thread when none is in progress, otherwise on the
+        warmer's thread as soon as that rerun returns. The caller never waits
+        for the warmer, which may be starved at idle priority.
         """
         with self._lock:
             latest = self._latest
             if latest is not None and latest[0] is owner:
                 self._latest = None
-            while self._running_for is owner:
-                self._lock.wait()
+            if self._running_for is owner:
+                self._release_after_rerun = release
+                return
+        release()
 
     def stop(self) -> None:
         """Ends the warming thread (after a rerun in progress)."""
@@ -85,6 +104,10 @@ class IdleWarmer:
             while not self._stopping and self._rerun_latest():
                 pass
             self._wake.clear()
+            # clear() may have swallowed a wake-up that came during the last
+            # rerun: look again at what stop() and note() set before it.
+            if self._stopping:
+                return
             if self._latest is not None and not self._window_passed():
                 self._wake.set()  # a request came while clearing: keep warming
 
@@ -112,8 +135,18 @@ class IdleWarmer:
         finally:
             with self._lock:
                 self._running_for = None
-                self._lock.notify_all()
+                release, self._release_after_rerun = self._release_after_rerun, None
+            if release is not None:
+                _call_release(release)
         return True
+
+
+def _call_release(release: Callable[[], None]) -> None:
+    """Calls what forget() deferred; a failure is logged, the warmer goes on."""
+    try:
+        release()
+    except Exception:  # noqa: BLE001 - one model's clean-up must not stop warming the rest
+        _LOG.exception("Releasing a forgotten model after its last rerun failed")
 
 
 def _lower_to_idle_priority() -> bool:

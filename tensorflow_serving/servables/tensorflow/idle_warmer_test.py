@@ -96,28 +96,60 @@ def test_a_new_request_after_the_window_starts_warming_again(warmer):
     _wait_for(lambda: call.count() > settled)
 
 
-def test_forget_waits_for_a_rerun_in_progress_and_ends_the_reruns(warmer):
+def test_forget_hands_the_release_to_the_warmer_while_a_rerun_is_in_progress(warmer):
+    # Unloading must not wait for an idle-priority thread that a busy host
+    # may starve; the session still must not close under a running rerun.
     idle = warmer(5.0)
-    started, release = threading.Event(), threading.Event()
-    calls = []
+    started, finish = threading.Event(), threading.Event()
+    calls, released = [], []
 
     def slow_call():
         calls.append(1)
         started.set()
-        release.wait()
+        finish.wait()
 
     idle.note("model", slow_call, [])
     assert started.wait(10)
-    forgotten = threading.Event()
-    forgetter = threading.Thread(target=lambda: (idle.forget("model"), forgotten.set()))
-    forgetter.start()
-    assert not forgotten.wait(0.2)  # a rerun still runs: the session must stay open
-    release.set()
-    assert forgotten.wait(10)
-    forgetter.join()
+    idle.forget("model", lambda: released.append(threading.get_ident()))
+    time.sleep(0.2)
+    assert released == []  # the rerun still runs: its session must stay open
+    finish.set()
+    _wait_for(lambda: released)
+    assert released[0] != threading.get_ident()  # released by the warmer, after the rerun
     runs = len(calls)
     time.sleep(0.2)
-    assert len(calls) == runs
+    assert len(calls) == runs and len(released) == 1
+
+
+def test_forget_releases_at_once_when_no_rerun_is_in_progress(warmer):
+    idle = warmer(0.05)
+    call = _Recorder()
+    idle.note("model", call, [])
+    _wait_for(lambda: call.count() >= 1)
+    time.sleep(0.2)  # the window has passed: nothing runs
+    released = []
+    idle.forget("model", lambda: released.append(threading.get_ident()))
+    assert released == [threading.get_ident()]
+
+
+def test_a_failing_release_does_not_stop_the_warmer(warmer):
+    idle = warmer(5.0)
+    started, finish = threading.Event(), threading.Event()
+
+    def slow_call():
+        started.set()
+        finish.wait()
+
+    def failing_release():
+        raise RuntimeError("close failed")
+
+    idle.note("model-a", slow_call, [])
+    assert started.wait(10)
+    idle.forget("model-a", failing_release)
+    finish.set()
+    call = _Recorder()
+    idle.note("model-b", call, [])
+    _wait_for(lambda: call.count() >= 1)
 
 
 def test_forgetting_another_model_leaves_the_latest_call_warm(warmer):
@@ -125,7 +157,7 @@ def test_forgetting_another_model_leaves_the_latest_call_warm(warmer):
     call = _Recorder()
     idle.note("model-a", call, [])
     _wait_for(lambda: call.count() >= 1)
-    idle.forget("model-b")
+    idle.forget("model-b", lambda: None)
     settled = call.count()
     _wait_for(lambda: call.count() > settled)
 
@@ -142,6 +174,27 @@ def test_a_failing_rerun_is_not_repeated(warmer):
     _wait_for(lambda: len(calls) >= 1)
     time.sleep(0.2)
     assert len(calls) == 1
+
+
+def test_stop_during_a_rerun_ends_the_thread_once_the_rerun_returns():
+    # At shutdown the models are unloaded (forget), then the warmer stopped;
+    # on a busy host its starved thread is often still in its last rerun.
+    idle = IdleWarmer(5.0)
+    started, finish = threading.Event(), threading.Event()
+
+    def slow_call():
+        started.set()
+        finish.wait()
+
+    idle.note("model", slow_call, [])
+    assert started.wait(10)
+    idle.forget("model", lambda: None)
+    stopper = threading.Thread(target=idle.stop, daemon=True)
+    stopper.start()
+    time.sleep(0.1)  # stop() has asked while the rerun runs
+    finish.set()
+    stopper.join(10)
+    assert not stopper.is_alive(), "stop() missed its wake-up and waits forever"
 
 
 def test_stop_ends_the_thread():

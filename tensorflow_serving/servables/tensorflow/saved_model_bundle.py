@@ -241,9 +241,11 @@ class SavedModelBundle:
         }
 
     def close(self) -> None:
+        """Closes the session; with a warmer, once no rerun of this model is in progress."""
         if self._warmer is not None:
-            self._warmer.forget(self)  # no rerun may reach the closed session
-        self._session.close()
+            self._warmer.forget(self, self._session.close)
+        else:
+            self._session.close()
 
 
 def _as_array(value) -> np.ndarray:
