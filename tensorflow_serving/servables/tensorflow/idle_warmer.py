@@ -28,13 +28,14 @@ with the warmer, 50 requests/s and two busy loops beside it had a request
 wait over a second in 2 of 10 runs of 15 s). On the
 benchmark machine the server's core is otherwise idle and the warmer's Python
 is a few percent of each rerun, so it never showed; on a host whose cores
-are kept busy the flag should stay off (README). A guard that paused
-warming after a rerun that waited long for a CPU the server's own threads
-did not use was tried and did not help: the stall happens before any rerun
-can tell, and 5 of 6 runs still had one. For the same reason
+are kept busy the flag should stay off (README). For the same reason
 unloading does not wait for a rerun to end: a model that is unloaded hands
 the closing of its session to the warmer when a rerun of it is in progress
 (forget), rather than block the unloading thread on a starved one.
+
+Tried and dropped: pausing the warmer after a rerun that waited long for a
+CPU the server's own threads did not use. The stall comes before any rerun
+can tell, and 5 of 6 such runs still had one.
 """
 
 from __future__ import annotations
