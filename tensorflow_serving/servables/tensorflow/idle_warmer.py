@@ -35,7 +35,7 @@ the closing of its session to the warmer when a rerun of it is in progress
 
 Tried and dropped: pausing the warmer after a rerun that waited long for a
 CPU the server's own threads did not use. The stall comes before any rerun
-can tell, and 5 of 6 such runs still had one.
+can tell, and in all 9 such runs a request still waited 0.4-1.7 s.
 """
 
 from __future__ import annotations
