@@ -33,6 +33,20 @@ class _Recorder:
             return len(self.calls)
 
 
+class _HeldCall:
+    """A graph call that stays in progress until the test lets it finish."""
+
+    def __init__(self):
+        self.calls = 0
+        self.started = threading.Event()
+        self.finish = threading.Event()
+
+    def __call__(self, *feeds):
+        self.calls += 1
+        self.started.set()
+        self.finish.wait()
+
+
 def _wait_for(predicate, seconds: float = 10.0) -> None:
     deadline = time.monotonic() + seconds
     while not predicate():
@@ -100,25 +114,18 @@ def test_forget_hands_the_release_to_the_warmer_while_a_rerun_is_in_progress(war
     # Unloading must not wait for an idle-priority thread that a busy host
     # may starve; the session still must not close under a running rerun.
     idle = warmer(5.0)
-    started, finish = threading.Event(), threading.Event()
-    calls, released = [], []
-
-    def slow_call():
-        calls.append(1)
-        started.set()
-        finish.wait()
-
-    idle.note("model", slow_call, [])
-    assert started.wait(10)
+    call, released = _HeldCall(), []
+    idle.note("model", call, [])
+    assert call.started.wait(10)
     idle.forget("model", lambda: released.append(threading.get_ident()))
     time.sleep(0.2)
     assert released == []  # the rerun still runs: its session must stay open
-    finish.set()
+    call.finish.set()
     _wait_for(lambda: released)
     assert released[0] != threading.get_ident()  # released by the warmer, after the rerun
-    runs = len(calls)
+    runs = call.calls
     time.sleep(0.2)
-    assert len(calls) == runs and len(released) == 1
+    assert call.calls == runs and len(released) == 1
 
 
 def test_forget_releases_at_once_when_no_rerun_is_in_progress(warmer):
@@ -134,19 +141,15 @@ def test_forget_releases_at_once_when_no_rerun_is_in_progress(warmer):
 
 def test_a_failing_release_does_not_stop_the_warmer(warmer):
     idle = warmer(5.0)
-    started, finish = threading.Event(), threading.Event()
-
-    def slow_call():
-        started.set()
-        finish.wait()
+    held = _HeldCall()
 
     def failing_release():
         raise RuntimeError("close failed")
 
-    idle.note("model-a", slow_call, [])
-    assert started.wait(10)
+    idle.note("model-a", held, [])
+    assert held.started.wait(10)
     idle.forget("model-a", failing_release)
-    finish.set()
+    held.finish.set()
     call = _Recorder()
     idle.note("model-b", call, [])
     _wait_for(lambda: call.count() >= 1)
@@ -180,19 +183,14 @@ def test_stop_during_a_rerun_ends_the_thread_once_the_rerun_returns():
     # At shutdown the models are unloaded (forget), then the warmer stopped;
     # on a busy host its starved thread is often still in its last rerun.
     idle = IdleWarmer(5.0)
-    started, finish = threading.Event(), threading.Event()
-
-    def slow_call():
-        started.set()
-        finish.wait()
-
-    idle.note("model", slow_call, [])
-    assert started.wait(10)
+    held = _HeldCall()
+    idle.note("model", held, [])
+    assert held.started.wait(10)
     idle.forget("model", lambda: None)
     stopper = threading.Thread(target=idle.stop, daemon=True)
     stopper.start()
     time.sleep(0.1)  # stop() has asked while the rerun runs
-    finish.set()
+    held.finish.set()
     stopper.join(10)
     assert not stopper.is_alive(), "stop() missed its wake-up and waits forever"
 
