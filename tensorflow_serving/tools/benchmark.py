@@ -43,7 +43,7 @@ import time
 from typing import Any
 
 from tensorflow_serving.model_servers.inline_grpc_server import GRPC_SERVERS
-from tensorflow_serving.tools import load_generator, processes, report
+from tensorflow_serving.tools import host_idle, load_generator, processes, report
 from tensorflow_serving.tools.report import Scenario
 
 # Flags the benchmark sets on the server itself.
@@ -496,6 +496,7 @@ class Benchmark:
         ]
         summaries = rounds[0] if len(rounds) == 1 else report.median_rounds(rounds)
         limit["limits"] = report.merge_limit_passes(passes)
+        idle = host_idle.read_idle_settings()
         return {
             "started": started,
             "argv": sys.argv,
@@ -518,6 +519,10 @@ class Benchmark:
             "limits": limit["limits"],
             "scenarios": summaries,
             "noisy": report.noisy_parties(summaries),
+            "host_idle": idle,
+            "host_warning": host_idle.one_client_warning(
+                idle, [s.concurrency for s in self.scenarios]
+            ),
             "table": report.render_table(summaries),
         }
 
@@ -617,6 +622,8 @@ def main(argv: list[str] | None = None) -> int:
             f"during: {', '.join(result['noisy'])}. Those numbers are not the party's; rerun on "
             "a quieter machine."
         )
+    if result["host_warning"]:
+        print(f"\nHOST: {result['host_warning']}")
     if args.out:
         out = _user_path(args.out)
         with open(out, "w") as handle:

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two
-from tensorflow_serving.tools import benchmark
+from tensorflow_serving.tools import benchmark, host_idle
 from tensorflow_serving.util import testing
 
 SHORT = ["--duration=1.5", "--warmup=0.5", "--limit_runs=1", "--limit_seconds=0.5"]
@@ -118,6 +118,11 @@ def test_full_run_reports_limit_floor_ceiling_and_server(tmp_path, capsys):
             )
     assert report["table"] in stdout
     assert isinstance(report["noisy"], list)  # noise is reported, never asserted away
+    # How idle vCPUs wait is reported with every run; the note only where they halt at once.
+    idle = host_idle.read_idle_settings()
+    assert report["host_idle"] == idle
+    assert report["host_warning"] == host_idle.one_client_warning(idle, [1])  # grpc:1:1 ran
+    assert (report["host_warning"] is not None) == ("HOST: " in stdout)
 
 
 def test_tf2_model_server_only_with_a_request_count_in_two_rounds(tmp_path, capsys):
