@@ -20,7 +20,7 @@ import dockerfile
 import pytest
 
 from docker import serving_test_util as util
-from tensorflow_serving.util import testing
+from tensorflow_serving.test_util import testing
 
 REPO = util.REPO_ROOT
 DOCKER = util.DOCKER_DIR

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from docker import serving_test_util as util
-from tensorflow_serving.util import testing
+from tensorflow_serving.test_util import testing
 
 K8S = util.DOCKER_DIR / "k8s"
 PROBES = ("startupProbe", "livenessProbe", "readinessProbe")

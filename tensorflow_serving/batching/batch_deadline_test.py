@@ -9,7 +9,8 @@ import grpc
 import pytest
 
 from tensorflow_serving.batching.shared_batch_scheduler import QueueOptions, SharedBatchScheduler
-from tensorflow_serving.util import request_deadline, status, testing
+from tensorflow_serving.test_util import testing
+from tensorflow_serving.util import request_deadline, status
 
 
 @pytest.fixture

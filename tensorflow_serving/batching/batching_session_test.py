@@ -13,7 +13,8 @@ from tensorflow_serving.batching.batching_session import (
     batching_options,
 )
 from tensorflow_serving.batching.shared_batch_scheduler import QueueOptions, SharedBatchScheduler
-from tensorflow_serving.util import config_protos, status, testing
+from tensorflow_serving.test_util import testing
+from tensorflow_serving.util import config_protos, status
 
 
 class Signature:

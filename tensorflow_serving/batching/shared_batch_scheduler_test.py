@@ -10,7 +10,8 @@ import pytest
 
 from tensorflow_serving.batching import shared_batch_scheduler
 from tensorflow_serving.batching.shared_batch_scheduler import QueueOptions, SharedBatchScheduler
-from tensorflow_serving.util import request_deadline, status, testing
+from tensorflow_serving.test_util import testing
+from tensorflow_serving.util import request_deadline, status
 
 
 class Recorder:

@@ -11,7 +11,7 @@ from tensorflow_serving.core.aspired_version_policy import (
 )
 from tensorflow_serving.core.servable_state import ManagerState as S
 from tensorflow_serving.core.servable_state import ServableId
-from tensorflow_serving.util import testing
+from tensorflow_serving.test_util import testing
 
 
 def v(version, state, aspired=True, failed=False):

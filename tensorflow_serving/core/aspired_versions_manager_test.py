@@ -14,7 +14,8 @@ from tensorflow_serving.core.aspired_versions_manager import (
 )
 from tensorflow_serving.core.loader import Loader
 from tensorflow_serving.core.servable_state import ManagerState, ServableId
-from tensorflow_serving.util import status, testing
+from tensorflow_serving.test_util import testing
+from tensorflow_serving.util import status
 
 
 class FakeLoader(Loader):

@@ -5,7 +5,8 @@ import threading
 
 from tensorflow_serving.core.servable_state import ManagerState, ServableId, ServableState
 from tensorflow_serving.core.servable_state_monitor import ServableStateMonitor
-from tensorflow_serving.util import status, testing
+from tensorflow_serving.test_util import testing
+from tensorflow_serving.util import status
 
 
 def test_keeps_last_state_and_error_per_version():

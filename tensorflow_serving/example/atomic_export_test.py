@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from tensorflow_serving.example import atomic_export
-from tensorflow_serving.util import testing
+from tensorflow_serving.test_util import testing
 
 
 def _numeric_dirs(base):

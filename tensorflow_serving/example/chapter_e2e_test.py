@@ -11,8 +11,8 @@ import pytest
 
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.example import mnist_client, mnist_input_data, serving_model_ch4
-from tensorflow_serving.model_servers.model_server_process import RunningServer
-from tensorflow_serving.util import testing
+from tensorflow_serving.test_util import testing
+from tensorflow_serving.test_util.model_server_process import RunningServer
 
 TINY_CNN = dict(conv1_depth=4, conv2_depth=8, fc_units=32)
 

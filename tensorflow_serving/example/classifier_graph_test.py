@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from tensorflow_serving.example import classifier_graph, mnist_input_data, mnist_softmax
-from tensorflow_serving.util import testing
+from tensorflow_serving.test_util import testing
 
 
 def test_train_calls_on_step_after_every_step_and_learns(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 
 from tensorflow_serving.example import exporter_cli, mnist_input_data
 from tensorflow_serving.example.mnist_signatures import ExportResult
-from tensorflow_serving.util import testing
+from tensorflow_serving.test_util import testing
 
 
 class FakeExporter:

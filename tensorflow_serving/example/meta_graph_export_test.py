@@ -7,7 +7,7 @@ import pytest
 from tensorflow.core.protobuf import meta_graph_pb2
 
 from tensorflow_serving.example import meta_graph_export, mnist_input_data
-from tensorflow_serving.util import testing
+from tensorflow_serving.test_util import testing
 
 
 @pytest.fixture(scope="module")

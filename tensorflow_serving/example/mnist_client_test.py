@@ -11,7 +11,7 @@ import pytest
 
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from tensorflow_serving.example import mnist_client, mnist_input_data
-from tensorflow_serving.util import testing
+from tensorflow_serving.test_util import testing
 
 NUM_TEST = 40
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tensorflow_serving.example import mnist_input_data as m
-from tensorflow_serving.util import testing
+from tensorflow_serving.test_util import testing
 
 NO_DOWNLOAD = None
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tensorflow_serving.example import mnist_input_data, mnist_saved_model, mnist_signatures
-from tensorflow_serving.util import testing
+from tensorflow_serving.test_util import testing
 
 
 @pytest.fixture(scope="module")

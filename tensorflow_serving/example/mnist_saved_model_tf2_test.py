@@ -13,7 +13,7 @@ from tensorflow_serving.example import (
     mnist_saved_model_tf2,
     mnist_signatures,
 )
-from tensorflow_serving.util import testing
+from tensorflow_serving.test_util import testing
 
 
 @pytest.fixture(scope="module")

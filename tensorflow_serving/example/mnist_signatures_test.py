@@ -13,7 +13,7 @@ from tensorflow_serving.example import (
     mnist_signatures,
     mnist_softmax,
 )
-from tensorflow_serving.util import testing
+from tensorflow_serving.test_util import testing
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import sys
 import tensorflow.compat.v1 as tf
 
 from tensorflow_serving.example import classifier_graph, mnist_input_data, mnist_softmax
-from tensorflow_serving.util import testing
+from tensorflow_serving.test_util import testing
 
 
 def test_builds_the_books_graph_with_one_weight_matrix():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tensorflow_serving.example import mnist_input_data, save_restore_npz
-from tensorflow_serving.util import testing
+from tensorflow_serving.test_util import testing
 
 TINY = {"conv1_depth": 4, "conv2_depth": 8, "fc_units": 32}
 

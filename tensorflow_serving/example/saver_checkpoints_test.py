@@ -8,7 +8,7 @@ import tensorflow.compat.v1 as tf
 from tensorflow.python.training import saver as saver_module
 
 from tensorflow_serving.example import mnist_input_data, mnist_softmax, saver_checkpoints
-from tensorflow_serving.util import testing
+from tensorflow_serving.test_util import testing
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from tensorflow_serving.example import (
     mnist_signatures,
     serving_model_ch4,
 )
-from tensorflow_serving.util import testing
+from tensorflow_serving.test_util import testing
 
 TINY = {"conv1_depth": 4, "conv2_depth": 8, "fc_units": 32}
 

@@ -7,7 +7,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from tensorflow_serving.example import classifier_graph, mnist_input_data, simple_cnn, weights_npz
-from tensorflow_serving.util import testing
+from tensorflow_serving.test_util import testing
 
 TINY = {"conv1_depth": 4, "conv2_depth": 8, "fc_units": 32}
 

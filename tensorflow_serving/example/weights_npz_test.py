@@ -7,7 +7,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from tensorflow_serving.example import weights_npz
-from tensorflow_serving.util import testing
+from tensorflow_serving.test_util import testing
 
 
 def test_save_and_load_round_trip_bit_exactly_in_order(tmp_path):

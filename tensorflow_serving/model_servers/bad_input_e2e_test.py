@@ -41,10 +41,11 @@ from tensorflow_serving.apis import (
     predict_pb2,
     prediction_service_pb2_grpc,
 )
-from tensorflow_serving.model_servers.model_server_process import RunningServer
 from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two as hp
 from tensorflow_serving.servables.tensorflow.testdata import saved_model_writer
-from tensorflow_serving.util import tensor_codec, testing
+from tensorflow_serving.test_util import testing
+from tensorflow_serving.test_util.model_server_process import RunningServer
+from tensorflow_serving.util import tensor_codec
 
 Code = grpc.StatusCode
 MAX_REQUEST_BYTES = 256 * 1024

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from tensorflow_serving.model_servers import grpc_core_settings
-from tensorflow_serving.util import testing
+from tensorflow_serving.test_util import testing
 
 # Run in a fresh interpreter: records GRPC_EXPERIMENTS at the moment grpc is
 # first imported, then imports the server's entry point.

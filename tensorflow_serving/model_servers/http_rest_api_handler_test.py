@@ -15,7 +15,7 @@ from tensorflow_serving.model_servers.server_core import (
 )
 from tensorflow_serving.servables.tensorflow.saved_model_bundle import Signature, TensorSpec
 from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two as hp
-from tensorflow_serving.util import testing
+from tensorflow_serving.test_util import testing
 
 
 @pytest.fixture(scope="module")

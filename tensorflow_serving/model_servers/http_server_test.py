@@ -15,7 +15,8 @@ from tensorflow_serving.model_servers.http_rest_api_handler import (
     HttpRestApiHandler,
     RestResponse,
 )
-from tensorflow_serving.util import status, testing
+from tensorflow_serving.test_util import testing
+from tensorflow_serving.util import status
 
 
 class FakeCore:

@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from tensorflow_serving.model_servers.inline_grpc_server import DEFERRED, InlineGrpcServer
-from tensorflow_serving.util import testing
+from tensorflow_serving.test_util import testing
 
 SERVICE = "test.Echo"
 

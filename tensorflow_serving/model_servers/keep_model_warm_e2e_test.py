@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
-from tensorflow_serving.model_servers.model_server_process import RunningServer
 from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two as hp
-from tensorflow_serving.util import cpu_scheduling, tensor_codec, testing
+from tensorflow_serving.test_util import testing
+from tensorflow_serving.test_util.model_server_process import RunningServer
+from tensorflow_serving.util import cpu_scheduling, tensor_codec
 
 
 @pytest.fixture(scope="module")

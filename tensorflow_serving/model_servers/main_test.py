@@ -6,7 +6,8 @@ import pytest
 
 from tensorflow_serving.model_servers import main
 from tensorflow_serving.model_servers.server import parse_channel_arguments, server_core_options
-from tensorflow_serving.util import status, testing
+from tensorflow_serving.test_util import testing
+from tensorflow_serving.util import status
 
 
 def test_defaults_are_upstreams():

@@ -9,7 +9,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.core.servable_state import ManagerState, ServableId, ServableState
 from tensorflow_serving.model_servers import metrics
-from tensorflow_serving.util import status, testing
+from tensorflow_serving.test_util import testing
+from tensorflow_serving.util import status
 
 
 def page_samples(serving_metrics: metrics.ServingMetrics) -> dict:

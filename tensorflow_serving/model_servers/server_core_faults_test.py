@@ -31,7 +31,7 @@ from tensorflow_serving.servables.tensorflow.saved_model_bundle_source_adapter i
 )
 from tensorflow_serving.servables.tensorflow.testdata import export_faulty_model as faulty
 from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two as hp
-from tensorflow_serving.util import testing
+from tensorflow_serving.test_util import testing
 
 POLL = 0.1
 

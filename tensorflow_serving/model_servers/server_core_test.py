@@ -21,7 +21,8 @@ from tensorflow_serving.model_servers.server_core import (
 )
 from tensorflow_serving.servables.tensorflow import predict_util
 from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two as hp
-from tensorflow_serving.util import status, testing
+from tensorflow_serving.test_util import testing
+from tensorflow_serving.util import status
 
 POLL = 0.1
 

@@ -9,7 +9,8 @@ import pytest
 
 from tensorflow_serving.model_servers.server import Server, ServerOptions
 from tensorflow_serving.model_servers.server_credentials import server_credentials
-from tensorflow_serving.util import status, testing
+from tensorflow_serving.test_util import testing
+from tensorflow_serving.util import status
 
 
 @pytest.fixture(scope="module")

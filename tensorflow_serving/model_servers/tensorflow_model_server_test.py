@@ -25,9 +25,10 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
     regression_pb2,
 )
-from tensorflow_serving.model_servers.model_server_process import RunningServer
 from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two as hp
-from tensorflow_serving.util import cpu_scheduling, tensor_codec, testing
+from tensorflow_serving.test_util import testing
+from tensorflow_serving.test_util.model_server_process import RunningServer
+from tensorflow_serving.util import cpu_scheduling, tensor_codec
 
 Code = grpc.StatusCode
 

@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two
+from tensorflow_serving.test_util import testing
 from tensorflow_serving.tools import benchmark, host_idle
-from tensorflow_serving.util import testing
 
 SHORT = ["--duration=1.5", "--warmup=0.5", "--limit_runs=1", "--limit_seconds=0.5"]
 

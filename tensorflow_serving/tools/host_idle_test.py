@@ -1,8 +1,8 @@
 import os
 import sys
 
+from tensorflow_serving.test_util import testing
 from tensorflow_serving.tools import host_idle
-from tensorflow_serving.util import testing
 
 
 def _sysfs(root, driver: str | None, poll_ns: str | None) -> str:

@@ -3,8 +3,8 @@
 import sys
 import time
 
+from tensorflow_serving.test_util import testing
 from tensorflow_serving.tools import inprocess_limit
-from tensorflow_serving.util import testing
 
 
 def busy_call(seconds):

@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 
+from tensorflow_serving.test_util import testing
 from tensorflow_serving.tools import load_generator, processes, signature_inputs
 from tensorflow_serving.tools.load_generator import LoadSpec
-from tensorflow_serving.util import testing
 
 SPEC = {
     "model_name": "m",

@@ -10,8 +10,9 @@ import pytest
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from tensorflow_serving.servables.tensorflow.idle_warmer import IdleWarmer
 from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two
+from tensorflow_serving.test_util import testing
 from tensorflow_serving.tools import inprocess_limit, minimal_server, processes, signature_inputs
-from tensorflow_serving.util import tensor_codec, testing
+from tensorflow_serving.util import tensor_codec
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ import sys
 
 import pytest
 
+from tensorflow_serving.test_util import testing
 from tensorflow_serving.tools import report
 from tensorflow_serving.tools.report import Scenario
-from tensorflow_serving.util import testing
 
 
 def test_scenarios_parse_in_order_without_duplicates():

@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
+from tensorflow_serving.test_util import testing
 from tensorflow_serving.tools import request_timeline
-from tensorflow_serving.util import testing
 
 SERVER_A, SERVER_B, CLIENT, CLIENT_IO, KWORKER = 100, 101, 200, 201, 7
 

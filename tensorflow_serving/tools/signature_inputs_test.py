@@ -9,8 +9,9 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
 from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.test_util import testing
 from tensorflow_serving.tools import signature_inputs
-from tensorflow_serving.util import tensor_codec, testing
+from tensorflow_serving.util import tensor_codec
 
 
 def _signature(**inputs) -> meta_graph_pb2.SignatureDef:

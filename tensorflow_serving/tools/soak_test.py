@@ -5,8 +5,8 @@ import re
 import subprocess
 import sys
 
+from tensorflow_serving.test_util import testing
 from tensorflow_serving.tools import processes, soak
-from tensorflow_serving.util import testing
 
 
 def test_short_soak_serves_swaps_and_passes(tmp_path):

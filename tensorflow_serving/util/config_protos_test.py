@@ -4,7 +4,8 @@ import sys
 
 import pytest
 
-from tensorflow_serving.util import config_protos, status, testing
+from tensorflow_serving.test_util import testing
+from tensorflow_serving.util import config_protos, status
 
 
 def test_batching_parameters_file_in_upstream_syntax(tmp_path):

@@ -7,7 +7,8 @@ import threading
 import grpc
 import pytest
 
-from tensorflow_serving.util import cpu_scheduling, status, testing
+from tensorflow_serving.test_util import testing
+from tensorflow_serving.util import cpu_scheduling, status
 
 
 def _policy_of_new_thread() -> int:

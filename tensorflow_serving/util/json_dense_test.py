@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tensorflow.core.framework import types_pb2
 
-from tensorflow_serving.util import json_dense, json_tensor, status, testing
+from tensorflow_serving.test_util import testing
+from tensorflow_serving.util import json_dense, json_tensor, status
 
 FLOAT = types_pb2.DT_FLOAT
 DOUBLE = types_pb2.DT_DOUBLE

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 from tensorflow.core.framework import types_pb2
 
-from tensorflow_serving.util import fuzzing, testing
+from tensorflow_serving.test_util import fuzzing, testing
 
 _T = types_pb2
 # Input dtypes of the signatures the fuzzer decodes against.

@@ -2,7 +2,7 @@
 
 import sys
 
-from tensorflow_serving.util import testing
+from tensorflow_serving.test_util import testing
 
 
 def test_pip_apis_import_beside_our_packages():

@@ -4,7 +4,8 @@ import sys
 
 import grpc
 
-from tensorflow_serving.util import status, testing
+from tensorflow_serving.test_util import testing
+from tensorflow_serving.util import status
 
 
 def test_codes_map_to_upstream_http_statuses():

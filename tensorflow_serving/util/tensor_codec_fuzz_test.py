@@ -15,7 +15,7 @@ import numpy as np
 from google.protobuf import message
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
-from tensorflow_serving.util import fuzzing, testing
+from tensorflow_serving.test_util import fuzzing, testing
 
 FUZZ_FILL_ELEMENTS = 1 << 16
 

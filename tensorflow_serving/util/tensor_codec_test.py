@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
-from tensorflow_serving.util import status, tensor_codec, testing
+from tensorflow_serving.test_util import testing
+from tensorflow_serving.util import status, tensor_codec
 
 ARRAYS = [
     np.arange(12, dtype=np.float32).reshape(3, 4) / 7,

@@ -6,7 +6,8 @@ import pytest
 
 from tensorflow_serving.apis import classification_pb2, input_pb2
 from tensorflow_serving.servables.tensorflow import classifier
-from tensorflow_serving.util import status, testing
+from tensorflow_serving.test_util import testing
+from tensorflow_serving.util import status
 
 
 def examples(*values, context=None):

@@ -6,7 +6,8 @@ import pytest
 
 from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.servables.tensorflow import get_model_metadata_impl
-from tensorflow_serving.util import status, testing
+from tensorflow_serving.test_util import testing
+from tensorflow_serving.util import status
 
 
 def request(*fields):

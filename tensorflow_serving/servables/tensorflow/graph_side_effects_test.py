@@ -6,7 +6,7 @@ import sys
 import tensorflow as tf
 
 from tensorflow_serving.servables.tensorflow.graph_side_effects import first_side_effect
-from tensorflow_serving.util import testing
+from tensorflow_serving.test_util import testing
 
 
 def _tf1_graph(build):

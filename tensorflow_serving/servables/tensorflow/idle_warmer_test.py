@@ -10,7 +10,8 @@ import weakref
 import pytest
 
 from tensorflow_serving.servables.tensorflow.idle_warmer import IdleWarmer
-from tensorflow_serving.util import cpu_scheduling, testing
+from tensorflow_serving.test_util import testing
+from tensorflow_serving.util import cpu_scheduling
 
 
 class _Feeds(list):

@@ -7,7 +7,8 @@ import pytest
 from tensorflow_serving.apis import inference_pb2
 from tensorflow_serving.servables.tensorflow import multi_inference
 from tensorflow_serving.servables.tensorflow.classifier_test import examples
-from tensorflow_serving.util import status, testing
+from tensorflow_serving.test_util import testing
+from tensorflow_serving.util import status
 
 CLASSIFY = "tensorflow/serving/classify"
 REGRESS = "tensorflow/serving/regress"

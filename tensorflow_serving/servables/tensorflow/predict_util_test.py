@@ -10,7 +10,8 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.batching.batching_session import BatchingOptions, BatchingServable
 from tensorflow_serving.batching.shared_batch_scheduler import SharedBatchScheduler
 from tensorflow_serving.servables.tensorflow import predict_util
-from tensorflow_serving.util import status, tensor_codec, testing
+from tensorflow_serving.test_util import testing
+from tensorflow_serving.util import status, tensor_codec
 
 X = np.array([[1.0], [2.0]], np.float32)
 

@@ -7,7 +7,8 @@ import pytest
 from tensorflow_serving.apis import regression_pb2
 from tensorflow_serving.servables.tensorflow import regressor
 from tensorflow_serving.servables.tensorflow.classifier_test import examples
-from tensorflow_serving.util import status, testing
+from tensorflow_serving.test_util import testing
+from tensorflow_serving.util import status
 
 
 def request(signature, input_proto):

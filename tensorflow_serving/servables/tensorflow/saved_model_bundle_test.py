@@ -17,7 +17,8 @@ from tensorflow_serving.servables.tensorflow.saved_model_bundle import (
     runs_ops_one_at_a_time,
     session_config,
 )
-from tensorflow_serving.util import status, testing
+from tensorflow_serving.test_util import testing
+from tensorflow_serving.util import status
 
 
 def test_signatures_are_digested_without_internal_ones(model):

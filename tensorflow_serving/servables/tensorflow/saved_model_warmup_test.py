@@ -15,7 +15,8 @@ from tensorflow_serving.servables.tensorflow.saved_model_bundle_source_adapter i
     BundleOptions,
     SavedModelLoader,
 )
-from tensorflow_serving.util import status, tensor_codec, testing
+from tensorflow_serving.test_util import testing
+from tensorflow_serving.util import status, tensor_codec
 
 
 def write_warmup(export_dir, inputs):

@@ -13,7 +13,7 @@ from tensorflow_serving.sources.storage_path.file_system_storage_path_source imp
     list_versions,
     select_versions,
 )
-from tensorflow_serving.util import testing
+from tensorflow_serving.test_util import testing
 
 
 def make_versions(base, *names):

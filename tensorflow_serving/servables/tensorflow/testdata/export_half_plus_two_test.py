@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two as hp2
-from tensorflow_serving.util import testing
+from tensorflow_serving.test_util import testing
 
 UPSTREAM = "/work/shared/testdata/tf_serving"
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import grpc
 import pytest
 
-from tensorflow_serving.util import testing
+from tensorflow_serving.test_util import testing
 
 BINARY = "tensorflow_serving/model_servers/tensorflow_model_server"
 STARTUP_SECONDS = 180
