@@ -1,8 +1,8 @@
 """BatchingServable: a loaded model whose signature runs are merged into batches
 (upstream: batching_session.h).
 
-It wraps a SavedModelBundle and offers the same interface, so handlers do not
-know batching exists. Requests of one signature with the same outputs and the
+It wraps a SavedModelBundle and offers the same Servable protocol, so handlers
+do not know batching exists. Requests of one signature with the same outputs and the
 same per-row input shapes share a queue; a batch concatenates their inputs
 along dimension 0, optionally pads rows to a common length and the batch to an
 allowed size, runs once, and hands each caller its slice of every output.
@@ -10,7 +10,7 @@ allowed size, runs once, and hands each caller its slice of every output.
 
 from __future__ import annotations
 
-import asyncio
+import concurrent.futures
 import dataclasses
 import logging
 import os
@@ -20,9 +20,14 @@ from collections.abc import Callable
 import numpy as np
 
 from tensorflow_serving.batching.shared_batch_scheduler import (
+    BatchQueue,
+    BatchTask,
     QueueOptions,
     SharedBatchScheduler,
-    Task,
+)
+from tensorflow_serving.servables.tensorflow.saved_model_bundle import (
+    SavedModelBundle,
+    Signature,
 )
 from tensorflow_serving.util import config_protos, status
 
@@ -122,65 +127,49 @@ def _pad_rows(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 class BatchingServable:
-    """A SavedModelBundle behind a batch scheduler; same interface as the bundle."""
+    """A SavedModelBundle behind a batch scheduler; the same Servable protocol as the bundle.
+
+    Thread-safe. `on_batch(rows)` is called with each batch's padded size
+    just before it runs, on the thread that runs it.
+    """
 
     def __init__(
         self,
-        bundle,
+        bundle: SavedModelBundle,
         scheduler: SharedBatchScheduler,
         options: BatchingOptions,
-        on_batch: Callable[[int, int], None] | None = None,
+        on_batch: Callable[[int], None] | None = None,
     ):
         self._bundle = bundle
         self._scheduler = scheduler
         self._options = options
         self._on_batch = on_batch
-        self._queues: dict[tuple, object] = {}
+        self._queues: dict[tuple, BatchQueue] = {}
         self._lock = threading.Lock()
         self.signatures = bundle.signatures
         self.meta_graph_def = bundle.meta_graph_def
         self.export_dir = bundle.export_dir
 
-    def signature(self, key: str):
+    def signature(self, key: str) -> Signature:
         return self._bundle.signature(key)
 
-    def run(self, signature, inputs: dict[str, np.ndarray], output_aliases: tuple[str, ...]):
-        size = _batch_size(inputs)
-        if size is None:
-            return self._bundle.run(signature, inputs, output_aliases)
-        return self._queue_for(signature, inputs, output_aliases).submit(inputs, size)
-
-    def submit_async(
-        self, signature, inputs: dict[str, np.ndarray], output_aliases: tuple[str, ...]
-    ) -> asyncio.Future | None:
-        """From an event loop: the run's result as a future of that loop, without a thread.
-
-        None when the inputs cannot be batched; the caller then calls run() on a
-        worker thread.
-        """
-        size = _batch_size(inputs)
-        if size is None:
-            return None
-        return self._queue_for(signature, inputs, output_aliases).submit_async(inputs, size)
-
-    def submit_then(
+    def submit(
         self,
-        signature,
+        signature: Signature,
         inputs: dict[str, np.ndarray],
         output_aliases: tuple[str, ...],
-        callback: Callable[[dict | None, BaseException | None], None],
-    ) -> bool:
-        """Queues the run and returns: `callback(outputs, error)` follows from the batch's thread.
+        runner: concurrent.futures.Executor,
+    ) -> concurrent.futures.Future:
+        """The Servable protocol's submit: the run joins a batch of its kind.
 
-        False when the inputs cannot be batched; the caller then calls run().
+        Inputs that cannot be batched (a scalar, or inputs that disagree on
+        their number of rows) run alone on `runner`. Raises at once when the
+        queue is full or the request is larger than max_batch_size.
         """
         size = _batch_size(inputs)
         if size is None:
-            return False
-        self._queue_for(signature, inputs, output_aliases).submit_then(
-            inputs, size, lambda task: callback(task.result, task.error)
-        )
-        return True
+            return self._bundle.submit(signature, inputs, output_aliases, runner)
+        return self._queue_for(signature, inputs, output_aliases).submit(inputs, size, runner)
 
     def _queue_for(self, signature, inputs, output_aliases):
         if self._options.pad_variable_length_inputs:
@@ -208,7 +197,9 @@ class BatchingServable:
                 return allowed
         return rows
 
-    def _merge(self, signature, tasks: list[Task]) -> tuple[dict[str, np.ndarray], int]:
+    def _merge(
+        self, signature: Signature, tasks: list[BatchTask]
+    ) -> tuple[dict[str, np.ndarray], int]:
         rows = sum(task.size for task in tasks)
         padded = self._padded_size(rows)
         merged = {}
@@ -224,11 +215,13 @@ class BatchingServable:
             merged[alias] = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return merged, padded
 
-    def _process(self, signature, output_aliases, tasks: list[Task]) -> list[dict]:
+    def _process(
+        self, signature: Signature, output_aliases: tuple[str, ...], tasks: list[BatchTask]
+    ) -> list[dict]:
         """Runs one merged batch; returns each task's slice of every output."""
         merged, padded = self._merge(signature, tasks)
         if self._on_batch is not None:
-            self._on_batch(padded, self._scheduler.enqueued())
+            self._on_batch(padded)
         outputs = self._bundle.run(signature, merged, output_aliases)
         for alias, value in outputs.items():
             if value.ndim == 0 or value.shape[0] != padded:

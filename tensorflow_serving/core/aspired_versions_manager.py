@@ -44,27 +44,47 @@ class ManagerOptions:
 
 
 class LoadedServable:
-    """An AVAILABLE version plus a count of the requests using it right now."""
+    """An AVAILABLE version plus a count of the requests using it right now.
 
-    __slots__ = ("id", "servable", "_in_flight", "_lock")
+    A request takes it with try_acquire() and gives it back with release().
+    Once the manager retires it (on the way to unload), try_acquire() fails,
+    so a request that found it just before the unload began cannot start
+    using it after the unload saw no users. Thread-safe.
+    """
+
+    __slots__ = ("id", "servable", "_in_flight", "_retired", "_idle")
 
     def __init__(self, servable_id: ServableId, servable: object):
         self.id = servable_id
         self.servable = servable
         self._in_flight = 0
-        self._lock = threading.Lock()
+        self._retired = False
+        self._idle = threading.Condition(threading.Lock())
 
-    def acquire(self) -> None:
-        with self._lock:
+    def try_acquire(self) -> bool:
+        """Counts a new user in; False (nothing counted) once the version is retired."""
+        with self._idle:
+            if self._retired:
+                return False
             self._in_flight += 1
+            return True
 
     def release(self) -> None:
-        with self._lock:
+        """Counts a user out; each successful try_acquire() is matched by one release()."""
+        with self._idle:
             self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.notify_all()
 
     def in_flight(self) -> int:
-        with self._lock:
+        with self._idle:
             return self._in_flight
+
+    def retire_and_drain(self, timeout: float) -> bool:
+        """Refuses new users, then waits up to `timeout` s for the current ones; True if none left."""
+        with self._idle:
+            self._retired = True
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
 
 
 class _Harness:
@@ -337,9 +357,13 @@ class AspiredVersionsManager:
     def _unload(self, harness: _Harness) -> None:
         loaded = harness.loaded
         if loaded is not None:
-            deadline = time.monotonic() + self.options.unload_drain_seconds
-            while loaded.in_flight() > 0 and time.monotonic() < deadline:
-                time.sleep(0.001)
+            if not loaded.retire_and_drain(self.options.unload_drain_seconds):
+                _LOG.warning(
+                    "Unloading %s with %d requests still using it after %.0f s",
+                    harness.id,
+                    loaded.in_flight(),
+                    self.options.unload_drain_seconds,
+                )
             try:
                 harness.loader.unload(loaded.servable)
             except Exception:

@@ -1,7 +1,9 @@
-"""Maps the core's errors onto a gRPC status, once, for every RPC."""
+"""gRPC status plumbing: ServingError -> status for the control calls, Future
+answers on grpcio's server, and undecodable requests as INVALID_ARGUMENT."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import logging
 import time
@@ -10,8 +12,8 @@ from collections.abc import Callable
 import grpc
 
 from tensorflow_serving.model_servers import metrics
-from tensorflow_serving.model_servers.inline_grpc_server import DEFERRED
-from tensorflow_serving.util import request_deadline, status
+from tensorflow_serving.model_servers.data_plane import serving_error
+from tensorflow_serving.util import status
 
 _LOG = logging.getLogger(__name__)
 
@@ -20,105 +22,64 @@ def abort_with(context: grpc.ServicerContext, error: status.ServingError):
     context.abort(error.code, error.message)
 
 
-class _Call:
-    """One RPC as the metrics and the status mapping see it."""
-
-    __slots__ = ("api", "request", "started")
-
-    def __init__(self, api: str, request):
-        self.api = api
-        self.request = request
-        self.started = time.perf_counter()
-
-    def check_deadline(self, remaining: float | None) -> None:
-        if remaining is not None and remaining <= 0:
-            raise status.deadline_exceeded(f"{self.api}: deadline exceeded before it started")
-
-    def answered(self, response):
-        self.record(response, grpc.StatusCode.OK)
-        return response
-
-    def failed(self, error: BaseException) -> status.ServingError:
-        failure = self.client_error(error)
-        self.record(None, failure.code)
-        return failure
-
-    def client_error(self, error: BaseException) -> status.ServingError:
-        """The error as the client sees it; anything but a ServingError is INTERNAL."""
-        if isinstance(error, status.ServingError):
-            _LOG.debug("%s failed: %s", self.api, error.message)
-            return error
-        _LOG.error("%s failed unexpectedly", self.api, exc_info=error)
-        return status.internal(f"{self.api} failed: {type(error).__name__}: {error}")
-
-    def record(self, response, code: grpc.StatusCode) -> None:
-        """Counts the call in the request metrics, with its latency so far."""
-        metrics.default().record_grpc(
-            self.api, self.request, response, code, time.perf_counter() - self.started
-        )
-
-
 def grpc_method(api: str) -> Callable:
-    """Wraps a servicer method: ServingError -> its code, anything else -> INTERNAL.
+    """Wraps a control method (ModelService): ServingError -> its code, anything else INTERNAL.
 
-    A bad request must never surface as UNKNOWN with a Python traceback, and
-    must never stop the server; the wrapped method also refuses work whose
-    deadline has already passed. Every call is counted in the request metrics
-    (the same ones REST requests go to), with the code it ended with.
+    For the calls that do not go through the DataPlane (they use no model
+    version): the error is mapped by the same data_plane.serving_error, and
+    the call is counted in the same request metrics.
     """
 
     def decorate(method: Callable) -> Callable:
         @functools.wraps(method)
         def wrapper(self, request, context: grpc.ServicerContext):
-            call = _Call(api, request)
-            remaining = context.time_remaining()
+            started = time.perf_counter()
+            response, code = None, grpc.StatusCode.OK
             try:
-                call.check_deadline(remaining)
-                # Queues below (batching) drop the work once the client stopped waiting.
-                with request_deadline.scope(remaining):
-                    response = method(self, request, context)
-            except Exception as error:
-                abort_with(context, call.failed(error))
-            return call.answered(response)
+                response = method(self, request, context)
+            except Exception as raised:
+                failure = serving_error(api, raised)
+                code = failure.code
+                abort_with(context, failure)
+            finally:
+                metrics.default().record_grpc(
+                    api, request, response, code, time.perf_counter() - started
+                )
+            return response
 
         return wrapper
 
     return decorate
 
 
-def answer_later(api: str, request, context, start: Callable[[Callable], None]):
-    """grpc_method for a call whose answer comes from another thread (InlineGrpcServer).
+class FutureResponses(grpc.ServerInterceptor):
+    """For grpcio's server: a unary handler that returns a Future is answered when it is done.
 
-    `start(done)` queues the work and returns; `done(response, error)` is then
-    called once, on the thread that finished it, and sends the answer. The
-    handler's thread goes back to serving other calls meanwhile.
+    InlineGrpcServer answers such handlers from the thread that completes the
+    future; grpcio's thread-pool server needs a response, so this waits for
+    it on the handler's thread, and a ServingError aborts with its code.
     """
-    call = _Call(api, request)
-    remaining = context.time_remaining()
-    reply = context.deferred_reply()
 
-    def done(response, error: BaseException | None) -> None:
-        # The answer leaves first and is counted after: with one client the
-        # metrics then cost no latency (the latency recorded ends at the send).
-        try:
-            if error is None:
-                code = grpc.StatusCode.OK
-                reply.send(response)
-            else:
-                failure = call.client_error(error)
-                code = failure.code
-                reply.fail(failure.code, failure.message)
-            call.record(response, code)
-        except Exception:  # the answer is lost, but the thread running batches goes on
-            _LOG.exception("%s: sending the answer failed", api)
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None or not handler.unary_unary:
+            return handler
+        behavior = handler.unary_unary
 
-    try:
-        call.check_deadline(remaining)
-        with request_deadline.scope(remaining):
-            start(done)
-    except Exception as error:
-        abort_with(context, call.failed(error))
-    return DEFERRED
+        def waiting_behavior(request, context):
+            response = behavior(request, context)
+            if not isinstance(response, concurrent.futures.Future):
+                return response
+            try:
+                return response.result()
+            except status.ServingError as error:
+                abort_with(context, error)
+
+        return grpc.unary_unary_rpc_method_handler(
+            waiting_behavior,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
 
 
 class _Undecodable:

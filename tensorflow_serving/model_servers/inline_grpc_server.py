@@ -58,18 +58,6 @@ _MAX_POLLERS = 2
 _OK = grpc.StatusCode.OK
 
 
-class _Deferred:
-    """The type of DEFERRED."""
-
-    def __repr__(self) -> str:
-        return "DEFERRED"
-
-
-# What a unary handler returns once it took context.deferred_reply(): the
-# answer is sent later, from another thread, through that DeferredReply.
-DEFERRED = _Deferred()
-
-
 class _AbortedRpc(Exception):
     """Raised by context.abort(): the handler stops, its status is already set."""
 
@@ -170,10 +158,6 @@ class _Rpc(grpc.ServicerContext):
                 _LOG.exception("gRPC call-end callback failed")
         self._server._rpc_ended()
 
-    def deferred_reply(self) -> DeferredReply:
-        """Not grpc.ServicerContext: lets a unary handler return DEFERRED and answer later."""
-        return DeferredReply(self, self.handler.response_serializer)
-
     # --- grpc.ServicerContext ---
 
     def is_active(self) -> bool:
@@ -251,28 +235,6 @@ class _Rpc(grpc.ServicerContext):
 
     def disable_next_message_compression(self) -> None:
         raise NotImplementedError("--grpc_server=inline does not compress responses")
-
-
-class DeferredReply:
-    """Sends a unary call's answer from any thread, after its handler returned DEFERRED."""
-
-    __slots__ = ("_rpc", "_serializer")
-
-    def __init__(self, rpc: _Rpc, serializer: Callable | None):
-        self._rpc = rpc
-        self._serializer = serializer
-
-    def send(self, response) -> None:
-        try:
-            body = self._serializer(response) if self._serializer else response
-        except Exception:
-            _LOG.exception("Failed to serialize response!")
-            self._rpc.fail(grpc.StatusCode.INTERNAL, "Failed to serialize response!")
-            return
-        self._rpc.reply(body)
-
-    def fail(self, code: grpc.StatusCode, details: str) -> None:
-        self._rpc.fail(code, details)
 
 
 class _SendCompletion:
@@ -541,11 +503,10 @@ class InlineGrpcServer:
         self._serve_unary(rpc, handler, request)
 
     def _serve_unary(self, rpc: _Rpc, handler: grpc.RpcMethodHandler, request) -> None:
+        """Runs a unary handler; a Future it returns is answered when done, from that thread."""
         rpc.handler = handler
         try:
             response = handler.unary_unary(request, rpc)
-            if response is DEFERRED:
-                return
         except _AbortedRpc:
             rpc.reply(None)
             return
@@ -553,6 +514,25 @@ class InlineGrpcServer:
             _LOG.exception("Exception calling application: %s", error)
             rpc.fail(grpc.StatusCode.UNKNOWN, f"Exception calling application: {error}")
             return
+        if isinstance(response, concurrent.futures.Future):
+            response.add_done_callback(lambda done: self._reply_when_done(rpc, handler, done))
+            return
+        self._reply_with(rpc, handler, response)
+
+    def _reply_when_done(
+        self, rpc: _Rpc, handler: grpc.RpcMethodHandler, done: concurrent.futures.Future
+    ) -> None:
+        """Answers with a handler's finished Future: a ServingError sets the status."""
+        error = done.exception()
+        if error is None:
+            self._reply_with(rpc, handler, done.result())
+        elif isinstance(error, status.ServingError):
+            rpc.fail(error.code, error.message)
+        else:
+            _LOG.error("Exception calling application: %s", error, exc_info=error)
+            rpc.fail(grpc.StatusCode.UNKNOWN, f"Exception calling application: {error}")
+
+    def _reply_with(self, rpc: _Rpc, handler: grpc.RpcMethodHandler, response) -> None:
         try:
             serializer = handler.response_serializer
             body = serializer(response) if serializer else response

@@ -306,7 +306,7 @@ class ServingMetrics:
 
     # -- Batching -------------------------------------------------------------
 
-    def observe_batch(self, batch_size: int, queued_rows: int) -> None:
+    def observe_batch(self, batch_size: int) -> None:
         """BatchingServable's on_batch hook: one batch about to run."""
         self.batch_size.observe(batch_size)
 

@@ -1,9 +1,29 @@
-"""The gRPC PredictionService: a thin transport over the handlers."""
+"""The gRPC PredictionService: a thin transport over the DataPlane.
+
+Each method turns its request into a Call and a Work and returns the
+DataPlane's future of the response; the gRPC server sends the answer when
+the future is done (InlineGrpcServer natively; grpcio through
+grpc_status_util.FutureResponses), with a ServingError's code and message
+on failure.
+"""
 
 from __future__ import annotations
 
-from tensorflow_serving.apis import prediction_service_pb2_grpc
-from tensorflow_serving.model_servers.grpc_status_util import answer_later, grpc_method
+import concurrent.futures
+
+import grpc
+
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    inference_pb2,
+    model_pb2,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    regression_pb2,
+)
+from tensorflow_serving.core.servable_handle import ServableHandle
+from tensorflow_serving.model_servers.data_plane import Call, DataPlane, SyncWork, Work
 from tensorflow_serving.servables.tensorflow import (
     classifier,
     get_model_metadata_impl,
@@ -11,40 +31,77 @@ from tensorflow_serving.servables.tensorflow import (
     predict_util,
     regressor,
 )
+from tensorflow_serving.util import request_deadline
+
+
+class PredictWork(Work):
+    """A PredictRequest: tensors decoded before the lookup, a PredictResponse after the run."""
+
+    __slots__ = ("_request", "_inputs", "_signature")
+
+    def __init__(self, request: predict_pb2.PredictRequest):
+        self._request = request
+        self._inputs = None
+        self._signature = None
+
+    def check(self) -> None:
+        self._inputs = predict_util.decode_inputs(self._request)
+
+    def start(
+        self, handle: ServableHandle, runner: concurrent.futures.Executor
+    ) -> concurrent.futures.Future:
+        request = self._request
+        self._signature, outputs = predict_util.submit_predict(
+            handle,
+            request.model_spec.signature_name,
+            self._inputs,
+            request.output_filter,
+            runner,
+        )
+        self.signature_name = self._signature.key
+        return outputs
+
+    def finish(self, handle: ServableHandle, value) -> predict_pb2.PredictResponse:
+        return predict_util.predict_response(handle, self._signature, value)
+
+
+def grpc_call(api: str, model_spec: model_pb2.ModelSpec, context: grpc.ServicerContext) -> Call:
+    """A Call with the client's deadline."""
+    return Call(api, model_spec, request_deadline.after(context.time_remaining()))
 
 
 class PredictionServiceImpl(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, core):
-        self._core = core
+    """Every method returns a concurrent.futures.Future of its response."""
 
-    def Predict(self, request, context):
-        if hasattr(context, "deferred_reply"):
-            # InlineGrpcServer: a batched Predict frees this thread while it
-            # waits; the thread that runs the batch sends the answer.
-            return answer_later(
-                "Predict",
-                request,
-                context,
-                lambda done: predict_util.run_predict_then(self._core, request, done),
-            )
-        return self._predict(request, context)
+    def __init__(self, plane: DataPlane):
+        self._plane = plane
 
-    @grpc_method("Predict")
-    def _predict(self, request, context):
-        return predict_util.run_predict(self._core, request)
+    def Predict(self, request: predict_pb2.PredictRequest, context):
+        call = grpc_call("Predict", request.model_spec, context)
+        return self._plane.serve(call, PredictWork(request))
 
-    @grpc_method("Classify")
-    def Classify(self, request, context):
-        return classifier.run_classify(self._core, request)
+    def Classify(self, request: classification_pb2.ClassificationRequest, context):
+        call = grpc_call("Classify", request.model_spec, context)
+        work = SyncWork(lambda handle: classifier.classify_response(handle, request))
+        return self._plane.serve(call, work)
 
-    @grpc_method("Regress")
-    def Regress(self, request, context):
-        return regressor.run_regress(self._core, request)
+    def Regress(self, request: regression_pb2.RegressionRequest, context):
+        call = grpc_call("Regress", request.model_spec, context)
+        work = SyncWork(lambda handle: regressor.regress_response(handle, request))
+        return self._plane.serve(call, work)
 
-    @grpc_method("MultiInference")
-    def MultiInference(self, request, context):
-        return multi_inference.run_multi_inference(self._core, request)
+    def MultiInference(self, request: inference_pb2.MultiInferenceRequest, context):
+        spec = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
+        work = SyncWork(
+            lambda handle: multi_inference.multi_inference_response(handle, request),
+            check=lambda: multi_inference.check_tasks(request),
+        )
+        return self._plane.serve(grpc_call("MultiInference", spec, context), work)
 
-    @grpc_method("GetModelMetadata")
-    def GetModelMetadata(self, request, context):
-        return get_model_metadata_impl.run_get_model_metadata(self._core, request)
+    def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context):
+        call = grpc_call("GetModelMetadata", request.model_spec, context)
+        work = SyncWork(
+            lambda handle: get_model_metadata_impl.metadata_response(handle, request),
+            check=lambda: get_model_metadata_impl.check_request(request),
+        )
+        return self._plane.serve(call, work)

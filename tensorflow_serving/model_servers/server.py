@@ -22,12 +22,17 @@ from tensorflow_serving.batching.batching_session import (
 from tensorflow_serving.batching.shared_batch_scheduler import SharedBatchScheduler
 from tensorflow_serving.core.aspired_versions_manager import ManagerOptions
 from tensorflow_serving.core.servable_state import ServableId
-from tensorflow_serving.model_servers import http_server as http_server_lib
 from tensorflow_serving.model_servers import metrics as metrics_lib
-from tensorflow_serving.model_servers.grpc_status_util import UndecodableRequestInterceptor
+from tensorflow_serving.model_servers.data_plane import DataPlane
+from tensorflow_serving.model_servers.grpc_status_util import (
+    FutureResponses,
+    UndecodableRequestInterceptor,
+)
 from tensorflow_serving.model_servers.inline_grpc_server import InlineGrpcServer, new_grpc_server
 from tensorflow_serving.model_servers.model_service_impl import ModelServiceImpl
 from tensorflow_serving.model_servers.prediction_service_impl import PredictionServiceImpl
+from tensorflow_serving.model_servers.rest import server as http_server_lib
+from tensorflow_serving.model_servers.rest.app import HttpOptions
 from tensorflow_serving.model_servers.server_core import (
     ServerCore,
     ServerCoreOptions,
@@ -251,8 +256,8 @@ class Server:
         self._health: _ReadinessHealth | None = None
         self.batch_scheduler: SharedBatchScheduler | None = None
         self._batch_threads_wanted = 0
-        # Called with (batch size, rows still queued) for every batch run.
-        self.on_batch: Callable[[int, int], None] | None = None
+        # Called with the (padded) size of every batch run.
+        self.on_batch: Callable[[int], None] | None = None
         self._terminated = threading.Event()
         self._grpc_credentials: grpc.ServerCredentials | None = None
         self._warmer: IdleWarmer | None = None
@@ -333,11 +338,12 @@ class Server:
                 ("grpc.so_reuseport", 0),
                 *channel_args,
             ],
-            interceptors=[UndecodableRequestInterceptor()],
+            interceptors=self._grpc_interceptors(options),
             maximum_concurrent_rpcs=options.max_concurrent_requests or None,
         )
+        plane = DataPlane(self.core, metrics_lib.GRPC, metrics=self.metrics)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionServiceImpl(self.core), self.grpc_server
+            PredictionServiceImpl(plane), self.grpc_server
         )
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
             ModelServiceImpl(self.core), self.grpc_server
@@ -360,6 +366,14 @@ class Server:
             _LOG.info("Running gRPC ModelServer at UNIX socket %s ...", options.grpc_socket_path)
         self.grpc_server.start()
 
+    @staticmethod
+    def _grpc_interceptors(options: ServerOptions) -> list[grpc.ServerInterceptor]:
+        """Undecodable requests as INVALID_ARGUMENT; on grpcio, Future answers awaited."""
+        interceptors: list[grpc.ServerInterceptor] = [UndecodableRequestInterceptor()]
+        if options.grpc_server == "grpcio":
+            interceptors.append(FutureResponses())
+        return interceptors
+
     def _add_tcp_port(self, address: str) -> int:
         """The gRPC TCP port: TLS with --ssl_config_file (the Unix socket stays local)."""
         if self._grpc_credentials is None:
@@ -379,7 +393,7 @@ class Server:
             return
         self.http_server = http_server_lib.create_and_start(
             self.core,
-            http_server_lib.HttpOptions(
+            HttpOptions(
                 port=options.rest_api_port,
                 host=options.bind_address,
                 num_threads=max(options.rest_api_num_threads, self._batch_threads_wanted),

@@ -23,6 +23,7 @@ from tensorflow_serving.core.aspired_versions_manager import (
     LoadedServable,
     ManagerOptions,
 )
+from tensorflow_serving.core.servable_handle import ServableHandle
 from tensorflow_serving.core.servable_state import ManagerState, ServableId
 from tensorflow_serving.core.servable_state_monitor import ServableStateMonitor
 from tensorflow_serving.servables.tensorflow.saved_model_bundle_source_adapter import (
@@ -105,23 +106,20 @@ def _model_spec_text(spec: model_pb2.ModelSpec, version: int | None) -> str:
     return f"Specific({spec.name}, {version})"
 
 
-class ServableHandle:
-    """A request's hold on one AVAILABLE version; unload waits until it is released."""
+class _ManagedHandle(ServableHandle):
+    """A version acquired from the manager; release() gives it back exactly once."""
 
-    __slots__ = ("_loaded", "name", "version", "servable")
+    __slots__ = ("_loaded", "_released")
 
     def __init__(self, loaded: LoadedServable):
+        super().__init__(loaded.id.name, loaded.id.version, loaded.servable)
         self._loaded = loaded
-        self.name = loaded.id.name
-        self.version = loaded.id.version
-        self.servable = loaded.servable
+        self._released = False
 
-    def __enter__(self) -> ServableHandle:
-        self._loaded.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._loaded.release()
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._loaded.release()
 
 
 class ServerCore:
@@ -242,24 +240,38 @@ class ServerCore:
     # -- Requests ---------------------------------------------------------
 
     def servable_handle(self, spec: model_pb2.ModelSpec) -> ServableHandle:
-        """Resolves name + version / label / latest to an AVAILABLE version."""
-        versions = self.manager.serving_versions(spec.name)
+        """Resolves name + version / label / latest to an AVAILABLE version, acquired.
+
+        The caller must release() the handle (or use it as a context
+        manager). A version whose unload has begun is never handed out: the
+        lookup is repeated on the manager's newer list, and NOT_FOUND is
+        raised if no version matches. Any thread may call it.
+        """
+        version = self._requested_version(spec)
+        for _ in range(2):
+            versions = self.manager.serving_versions(spec.name)
+            if not versions:
+                break
+            loaded = versions.get(version) if version is not None else versions[max(versions)]
+            if loaded is None:
+                break
+            if loaded.try_acquire():
+                return _ManagedHandle(loaded)
+        raise status.not_found(f"Servable not found for request: {_model_spec_text(spec, version)}")
+
+    def _requested_version(self, spec: model_pb2.ModelSpec) -> int | None:
+        """The version a ModelSpec names, its label resolved; None: the latest."""
         choice = spec.WhichOneof("version_choice")
         if choice == "version":
-            version = spec.version.value
-        elif choice == "version_label":
+            return spec.version.value
+        if choice == "version_label":
             version = self._labels.get(spec.name, {}).get(spec.version_label)
             if version is None:
                 raise status.invalid_argument(
                     f"Unrecognized servable version label: {spec.version_label}"
                 )
-        else:
-            version = None
-        if versions:
-            loaded = versions.get(version) if version is not None else versions[max(versions)]
-            if loaded is not None:
-                return ServableHandle(loaded)
-        raise status.not_found(f"Servable not found for request: {_model_spec_text(spec, version)}")
+            return version
+        return None
 
     def model_status(
         self, spec: model_pb2.ModelSpec
@@ -268,19 +280,10 @@ class ServerCore:
         if not spec.name:
             raise status.invalid_argument("Missing model name in request.")
         states = self.monitor.versions(spec.name)
-        choice = spec.WhichOneof("version_choice")
-        if choice == "version_label":
-            version = self._labels.get(spec.name, {}).get(spec.version_label)
-            if version is None:
-                raise status.invalid_argument(
-                    f"Unrecognized servable version label: {spec.version_label}"
-                )
-            choice, wanted = "version", version
-        else:
-            wanted = spec.version.value if choice == "version" else None
+        wanted = self._requested_version(spec)
         if not states:
             raise status.not_found(f"Could not find any versions of model {spec.name}")
-        if choice == "version":
+        if wanted is not None:
             if wanted not in states:
                 raise status.not_found(f"Could not find version {wanted} of model {spec.name}")
             states = {wanted: states[wanted]}
@@ -328,7 +331,6 @@ def _read_text(path: str) -> str | None:
 __all__ = [
     "ServerCore",
     "ServerCoreOptions",
-    "ServableHandle",
     "read_model_server_config",
     "single_model_config",
     "validate_config",

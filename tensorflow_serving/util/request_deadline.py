@@ -56,8 +56,13 @@ class at:  # noqa: N801 - a context manager, named like one made with contextlib
         _DEADLINE.reset(self._token)
 
 
+def after(seconds_remaining: float | None) -> float | None:
+    """The monotonic deadline `seconds_remaining` from now; None for none (or centuries)."""
+    if seconds_remaining is None or seconds_remaining >= _NO_DEADLINE_SECONDS:
+        return None
+    return time.monotonic() + max(0.0, seconds_remaining)
+
+
 def scope(seconds_remaining: float | None) -> at:
     """Runs the block with a deadline `seconds_remaining` from now (None: none)."""
-    if seconds_remaining is None or seconds_remaining >= _NO_DEADLINE_SECONDS:
-        return at(None)
-    return at(time.monotonic() + max(0.0, seconds_remaining))
+    return at(after(seconds_remaining))

@@ -11,6 +11,7 @@ import numpy as np
 from tensorflow.core.framework import types_pb2
 
 from tensorflow_serving.apis import classification_pb2
+from tensorflow_serving.core.servable_handle import ServableHandle
 from tensorflow_serving.servables.tensorflow import util
 from tensorflow_serving.servables.tensorflow.predict_util import fill_model_spec
 from tensorflow_serving.util import status
@@ -72,10 +73,11 @@ def classify(handle, signature_name: str, input_proto) -> classification_pb2.Cla
     return result, signature.key
 
 
-def run_classify(core, request: classification_pb2.ClassificationRequest):
-    """ClassificationRequest in, ClassificationResponse out."""
-    with core.servable_handle(request.model_spec) as handle:
-        result, key = classify(handle, request.model_spec.signature_name, request.input)
+def classify_response(
+    handle: ServableHandle, request: classification_pb2.ClassificationRequest
+) -> classification_pb2.ClassificationResponse:
+    """ClassificationRequest in, ClassificationResponse out, on `handle`'s version."""
+    result, key = classify(handle, request.model_spec.signature_name, request.input)
     response = classification_pb2.ClassificationResponse(result=result)
     fill_model_spec(response.model_spec, handle.name, handle.version, key)
     return response

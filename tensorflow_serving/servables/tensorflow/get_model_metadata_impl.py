@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from tensorflow_serving.apis import get_model_metadata_pb2
+from tensorflow_serving.core.servable_handle import ServableHandle
 from tensorflow_serving.servables.tensorflow.predict_util import fill_model_spec
 from tensorflow_serving.util import status
 
 SIGNATURE_DEF = "signature_def"
 
 
-def signature_def_map(handle) -> get_model_metadata_pb2.SignatureDefMap:
+def signature_def_map(handle: ServableHandle) -> get_model_metadata_pb2.SignatureDefMap:
     """Every signature of the loaded MetaGraphDef, as upstream reports them."""
     meta_graph_def = handle.servable.meta_graph_def
     result = get_model_metadata_pb2.SignatureDefMap()
@@ -18,8 +19,8 @@ def signature_def_map(handle) -> get_model_metadata_pb2.SignatureDefMap:
     return result
 
 
-def run_get_model_metadata(core, request: get_model_metadata_pb2.GetModelMetadataRequest):
-    """GetModelMetadataRequest in, GetModelMetadataResponse out."""
+def check_request(request: get_model_metadata_pb2.GetModelMetadataRequest) -> None:
+    """Upstream's checks of the metadata fields, made before the model is looked up."""
     if not request.metadata_field:
         raise status.invalid_argument(
             "GetModelMetadataRequest must specify at least one metadata_field"
@@ -27,8 +28,13 @@ def run_get_model_metadata(core, request: get_model_metadata_pb2.GetModelMetadat
     for field in request.metadata_field:
         if field != SIGNATURE_DEF:
             raise status.invalid_argument(f"Metadata field {field} is not supported")
+
+
+def metadata_response(
+    handle: ServableHandle, request: get_model_metadata_pb2.GetModelMetadataRequest
+) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    """The signature_def map of `handle`'s version (request checked by check_request)."""
     response = get_model_metadata_pb2.GetModelMetadataResponse()
-    with core.servable_handle(request.model_spec) as handle:
-        response.metadata[SIGNATURE_DEF].Pack(signature_def_map(handle))
+    response.metadata[SIGNATURE_DEF].Pack(signature_def_map(handle))
     fill_model_spec(response.model_spec, handle.name, handle.version, None)
     return response

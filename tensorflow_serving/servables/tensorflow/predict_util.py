@@ -1,19 +1,20 @@
-"""Predict: check a request against a signature, run it, and shape the answer.
+"""Predict on one loaded version: check a request against a signature, submit the
+run, and shape the answer (upstream: predict_util.h).
 
-The numpy-level `predict` is shared by both transports; `run_predict` is the
-PredictRequest -> PredictResponse form the gRPC service calls, and
-`run_predict_then` the same without waiting for a batch (InlineGrpcServer).
+Transport-free: the gRPC service and the REST handler both call
+`submit_predict` with numpy inputs; `decode_inputs` and `predict_response`
+are the PredictRequest / PredictResponse ends the gRPC side and warmup use.
 """
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
 from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.core.servable_handle import ServableHandle
 from tensorflow_serving.servables.tensorflow.saved_model_bundle import (
     Signature,
     feed_dtype_check,
@@ -58,47 +59,23 @@ def output_aliases(signature: Signature, output_filter: Iterable[str]) -> tuple[
     return tuple(requested)
 
 
-def _checked(
-    handle, signature_name: str, inputs: dict[str, np.ndarray], output_filter: Iterable[str]
-) -> tuple[Signature, tuple[str, ...]]:
-    """The signature to run and the outputs to fetch, once the inputs passed the checks."""
+def submit_predict(
+    handle: ServableHandle,
+    signature_name: str,
+    inputs: dict[str, np.ndarray],
+    output_filter: Iterable[str],
+    runner: concurrent.futures.Executor,
+) -> tuple[Signature, concurrent.futures.Future]:
+    """Checks the inputs against the signature and submits the run to the servable.
+
+    Returns the signature that runs and the Servable's future of its
+    outputs. Bad inputs raise here (upstream's words), before anything runs;
+    the future carries the model's own errors.
+    """
     signature = handle.servable.signature(signature_name or DEFAULT_SIGNATURE)
     validate_inputs(signature, inputs, handle.name)
-    return signature, output_aliases(signature, output_filter)
-
-
-def predict(
-    handle,
-    signature_name: str,
-    inputs: dict[str, np.ndarray],
-    output_filter: Iterable[str] = (),
-) -> tuple[Signature, dict[str, np.ndarray]]:
-    """Runs a signature of the servable behind `handle` on numpy inputs."""
-    signature, fetch = _checked(handle, signature_name, inputs, output_filter)
-    return signature, handle.servable.run(signature, inputs, fetch)
-
-
-def submit_predict(
-    handle,
-    signature_name: str,
-    inputs: dict[str, np.ndarray],
-    executor: concurrent.futures.Executor,
-    output_filter: Iterable[str] = (),
-) -> tuple[Signature, asyncio.Future]:
-    """`predict` from an event loop that must not block: the outputs come as a future of it.
-
-    The request joins the servable's batching queue directly (submit_async),
-    so no thread waits for the batch; inputs that cannot be batched run on
-    `executor`. Bad inputs raise here, before anything is queued.
-    """
-    signature, fetch = _checked(handle, signature_name, inputs, output_filter)
-    servable = handle.servable
-    pending = servable.submit_async(signature, inputs, fetch)
-    if pending is None:
-        pending = asyncio.get_running_loop().run_in_executor(
-            executor, servable.run, signature, inputs, fetch
-        )
-    return signature, pending
+    fetch = output_aliases(signature, output_filter)
+    return signature, handle.servable.submit(signature, inputs, fetch, runner)
 
 
 def fill_model_spec(model_spec, name: str, version: int, signature_name: str | None) -> None:
@@ -109,72 +86,17 @@ def fill_model_spec(model_spec, name: str, version: int, signature_name: str | N
         model_spec.signature_name = signature_name
 
 
-def _decoded_inputs(request: predict_pb2.PredictRequest) -> dict[str, np.ndarray]:
+def decode_inputs(request: predict_pb2.PredictRequest) -> dict[str, np.ndarray]:
+    """The request's input tensors as numpy arrays."""
     return {alias: tensor_codec.to_ndarray(proto) for alias, proto in request.inputs.items()}
 
 
-def _predict_response(handle, signature: Signature, outputs) -> predict_pb2.PredictResponse:
+def predict_response(
+    handle: ServableHandle, signature: Signature, outputs
+) -> predict_pb2.PredictResponse:
     """Outputs in typed value fields, and the model_spec of the version that answered."""
     response = predict_pb2.PredictResponse()
     fill_model_spec(response.model_spec, handle.name, handle.version, signature.key)
     for alias, array in outputs.items():
         tensor_codec.to_tensor_proto(array, response.outputs[alias])
     return response
-
-
-def run_predict(core, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
-    """PredictRequest in, PredictResponse out, with outputs in typed value fields."""
-    inputs = _decoded_inputs(request)
-    with core.servable_handle(request.model_spec) as handle:
-        signature, outputs = predict(
-            handle, request.model_spec.signature_name, inputs, request.output_filter
-        )
-    return _predict_response(handle, signature, outputs)
-
-
-def run_predict_then(
-    core,
-    request: predict_pb2.PredictRequest,
-    done: Callable[[predict_pb2.PredictResponse | None, BaseException | None], None],
-) -> None:
-    """run_predict without waiting for a batching servable: `done(response, error)` follows.
-
-    Bad requests raise here, before anything is queued. The version stays held
-    until its answer is built. A servable that does not batch (or inputs it
-    cannot batch) runs at once, and `done` is called before this returns.
-    """
-    inputs = _decoded_inputs(request)
-    handle = core.servable_handle(request.model_spec).__enter__()
-    try:
-        signature, fetch = _checked(
-            handle, request.model_spec.signature_name, inputs, request.output_filter
-        )
-    except BaseException:
-        handle.__exit__(None, None, None)
-        raise
-
-    def finished(outputs, error: BaseException | None) -> None:
-        response = None
-        try:
-            if error is None:
-                response = _predict_response(handle, signature, outputs)
-        except Exception as raised:
-            error = raised
-        finally:
-            handle.__exit__(None, None, None)
-        done(response, error)
-
-    servable = handle.servable
-    submit_then = getattr(servable, "submit_then", None)
-    try:
-        queued = submit_then is not None and submit_then(signature, inputs, fetch, finished)
-    except BaseException:
-        handle.__exit__(None, None, None)
-        raise
-    if not queued:
-        try:
-            outputs = servable.run(signature, inputs, fetch)
-        except Exception as error:
-            finished(None, error)
-        else:
-            finished(outputs, None)

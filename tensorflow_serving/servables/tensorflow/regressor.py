@@ -5,6 +5,7 @@ from __future__ import annotations
 from tensorflow.core.framework import types_pb2
 
 from tensorflow_serving.apis import regression_pb2
+from tensorflow_serving.core.servable_handle import ServableHandle
 from tensorflow_serving.servables.tensorflow import util
 from tensorflow_serving.servables.tensorflow.predict_util import fill_model_spec
 from tensorflow_serving.util import status
@@ -37,10 +38,11 @@ def regress(handle, signature_name: str, input_proto):
     return result, signature.key
 
 
-def run_regress(core, request: regression_pb2.RegressionRequest):
-    """RegressionRequest in, RegressionResponse out."""
-    with core.servable_handle(request.model_spec) as handle:
-        result, key = regress(handle, request.model_spec.signature_name, request.input)
+def regress_response(
+    handle: ServableHandle, request: regression_pb2.RegressionRequest
+) -> regression_pb2.RegressionResponse:
+    """RegressionRequest in, RegressionResponse out, on `handle`'s version."""
+    result, key = regress(handle, request.model_spec.signature_name, request.input)
     response = regression_pb2.RegressionResponse(result=result)
     fill_model_spec(response.model_spec, handle.name, handle.version, key)
     return response

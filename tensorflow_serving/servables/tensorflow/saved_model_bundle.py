@@ -20,6 +20,7 @@ can rerun it while the server is idle.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import logging
 import os
@@ -216,17 +217,26 @@ class SavedModelBundle:
             )
         return effect is None
 
+    def submit(
+        self,
+        signature: Signature,
+        inputs: dict[str, np.ndarray],
+        output_aliases: tuple[str, ...],
+        runner: concurrent.futures.Executor,
+    ) -> concurrent.futures.Future:
+        """The Servable protocol's submit: one run on `runner`, no batching."""
+        return runner.submit(self.run, signature, inputs, output_aliases)
+
     def run(
         self,
         signature: Signature,
         inputs: dict[str, np.ndarray],
         output_aliases: tuple[str, ...],
     ) -> dict[str, np.ndarray]:
-        """Runs `signature` on inputs already checked against it.
+        """Runs `signature` on the calling thread (submit's preconditions apply).
 
-        `inputs` must hold exactly the signature's aliases with the right
-        dtypes (see predict_util.validate_inputs); shape errors come back from
-        TensorFlow as INVALID_ARGUMENT.
+        Shape errors come back from TensorFlow as INVALID_ARGUMENT. For the
+        batching layer, which merges requests before it runs them.
         """
         fn, may_rerun = self._callable(signature, output_aliases)
         feeds = [inputs[alias] for alias in signature.input_order]

@@ -13,14 +13,15 @@ import os
 import tensorflow as tf
 
 from tensorflow_serving.apis import prediction_log_pb2
+from tensorflow_serving.core.servable_handle import ServableHandle
 from tensorflow_serving.servables.tensorflow import (
     classifier,
     multi_inference,
     predict_util,
     regressor,
 )
-from tensorflow_serving.servables.tensorflow.util import FixedHandle
-from tensorflow_serving.util import status, tensor_codec
+from tensorflow_serving.util import status
+from tensorflow_serving.util.executors import CALLING_THREAD
 
 _LOG = logging.getLogger(__name__)
 
@@ -28,22 +29,26 @@ WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_WARMUP_RECORDS = 1000  # upstream's limit
 
 
-def _replay(handle: FixedHandle, log: prediction_log_pb2.PredictionLog) -> None:
+def _replay(handle: ServableHandle, log: prediction_log_pb2.PredictionLog) -> None:
     kind = log.WhichOneof("log_type")
     if kind == "predict_log":
         request = log.predict_log.request
-        inputs = {k: tensor_codec.to_ndarray(v) for k, v in request.inputs.items()}
-        predict_util.predict(
-            handle, request.model_spec.signature_name, inputs, request.output_filter
+        _, outputs = predict_util.submit_predict(
+            handle,
+            request.model_spec.signature_name,
+            predict_util.decode_inputs(request),
+            request.output_filter,
+            CALLING_THREAD,
         )
+        outputs.result()
     elif kind == "classify_log":
-        request = log.classify_log.request
-        classifier.classify(handle, request.model_spec.signature_name, request.input)
+        classifier.classify_response(handle, log.classify_log.request)
     elif kind == "regress_log":
-        request = log.regress_log.request
-        regressor.regress(handle, request.model_spec.signature_name, request.input)
+        regressor.regress_response(handle, log.regress_log.request)
     elif kind == "multi_inference_log":
-        multi_inference.run_multi_inference(handle, log.multi_inference_log.request)
+        request = log.multi_inference_log.request
+        multi_inference.check_tasks(request)
+        multi_inference.multi_inference_response(handle, request)
     else:
         raise status.unimplemented(f"Unsupported log_type for warmup: {kind}")
 
@@ -55,7 +60,7 @@ def run_saved_model_warmup(
     path = os.path.join(export_dir, WARMUP_FILE)
     if not os.path.exists(path):
         return 0
-    handle = FixedHandle(name, version, servable)
+    handle = ServableHandle(name, version, servable)
     count = 0
     try:
         for record in tf.compat.v1.io.tf_record_iterator(path):

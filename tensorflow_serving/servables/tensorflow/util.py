@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from tensorflow_serving.apis import input_pb2
+from tensorflow_serving.core.servable_handle import ServableHandle
 from tensorflow_serving.servables.tensorflow.saved_model_bundle import Signature
 from tensorflow_serving.util import status
+from tensorflow_serving.util.executors import CALLING_THREAD
 
 
 def serialized_examples(input_proto: input_pb2.Input) -> np.ndarray:
@@ -53,26 +55,9 @@ def check_batch(alias: str, array: np.ndarray, batch_size: int) -> None:
         )
 
 
-def run_on_examples(handle, signature: Signature, examples: np.ndarray, outputs: tuple[str, ...]):
-    """Feeds the serialized examples to the signature's only input."""
+def run_on_examples(
+    handle: ServableHandle, signature: Signature, examples: np.ndarray, outputs: tuple[str, ...]
+) -> dict[str, np.ndarray]:
+    """Feeds the serialized examples to the signature's only input; blocks for the outputs."""
     (alias,) = signature.inputs
-    return handle.servable.run(signature, {alias: examples}, outputs)
-
-
-class FixedHandle:
-    """A handle on one servable outside ServerCore (warmup replays, tests).
-
-    It also acts as a one-model core, so the run_* request functions accept it.
-    """
-
-    def __init__(self, name: str, version: int, servable: object):
-        self.name, self.version, self.servable = name, version, servable
-
-    def servable_handle(self, model_spec) -> FixedHandle:
-        return self
-
-    def __enter__(self) -> FixedHandle:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
+    return handle.servable.submit(signature, {alias: examples}, outputs, CALLING_THREAD).result()

@@ -1,32 +1,23 @@
 """uvicorn's HTTP/1.1 protocol, with small :predict requests answered without ASGI.
 
-uvicorn turns every request into an ASGI call: a scope dict, an asyncio
-task, receive/send coroutines and their message dicts. For the one request
-that matters for throughput, a small POST :predict, that machinery cost more
-than all of our own checks: with the chapter's CNN, 32 REST clients and
-batching on one core, answering from the parser's callbacks instead took
-server CPU from 525-556 to 432-482 us per inference, the event loop's share
-from 256 to 193 us per request, and throughput from 1,803-1,904 to
-2,074-2,318 inferences/s (three interleaved pairs).
+The one module that builds on uvicorn's private protocol API
+(`HttpToolsProtocol` and the attributes it keeps per connection and per
+request); requirements.txt pins uvicorn for it, and a test checks the names
+it relies on.
 
-So this protocol (uvicorn's own, pinned in requirements.txt) takes over one
-case. When the headers of a request are in, and it is a POST :predict with a
-Content-Length small enough to decode on the loop (RestApiApp decides), no
-Expect: 100-continue, no upgrade, and no earlier response still pending on
-the connection, the request gets an `_InlineCycle` instead of uvicorn's
-RequestResponseCycle. The body accumulates as usual; when it is complete,
-RestApiApp.answer_predict runs the same checks, batching queue, timeout,
-backlog limit and answer as the ASGI path, and the answer is written
-straight to the transport. Everything else (chunked bodies, pipelined
-requests, every other URL) takes uvicorn's ASGI path unchanged.
+When the headers of a request are in, and it is a POST :predict with a
+Content-Length that RestApiApp.inline_predict_route accepts, no Expect:
+100-continue, no upgrade, and no earlier response still pending on the
+connection, the request gets an `_InlineCycle` instead of uvicorn's
+RequestResponseCycle. Its body accumulates as usual; when it is complete,
+it goes to RestApiApp.answer (the same entry the ASGI path ends in), and the
+answer is written straight to the transport. Everything else (chunked
+bodies, pipelined requests, every other URL) takes uvicorn's ASGI path.
 
-The work is done in phases: a request whose body is complete is decoded
-on the loop's next pass, after the reads of every other connection with
-data, and an answer is sent on the pass after it was built, after the
-other answers of its batch. Interleaved, each loopback send or receive
-(which runs the TCP stack of both ends on this core) evicted the Python,
-numpy and JSON code the next request needed; phased, the chapter's CNN at
-32 clients took 25-35% less loop CPU per request.
+A complete body is handed to the app on the loop's next pass, and an answer
+is written on the pass after it was built: each phase (reading every
+connection, decoding, writing) runs for all connections in turn, with its
+own code warm in the CPU caches.
 
 The cycle keeps the attributes uvicorn's protocol reads from a cycle
 (body, more_body, message_event, response_complete, keep_alive,
@@ -37,17 +28,13 @@ timeout and graceful shutdown work as they do for ASGI requests.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from tensorflow_serving.model_servers.http_rest_api_handler import (
-    RestResponse,
-    Route,
-    error_response,
-)
+from tensorflow_serving.model_servers.rest.handler import RestResponse, error_response
+from tensorflow_serving.model_servers.rest.routes import Route
 from tensorflow_serving.util import status
 
 _LOG = logging.getLogger(__name__)
@@ -71,7 +58,6 @@ class _InlineCycle:
     __slots__ = (
         "_protocol",
         "_route",
-        "_started",
         "_answered",
         "body",
         "more_body",
@@ -84,7 +70,6 @@ class _InlineCycle:
     def __init__(self, protocol: InlinePredictProtocol, route: Route, keep_alive: bool):
         self._protocol = protocol
         self._route = route
-        self._started = time.perf_counter()
         self._answered = False
         self.body = bytearray()
         self.more_body = True
@@ -97,26 +82,17 @@ class _InlineCycle:
         """The body is complete: hands the request to the app, which answers via respond()."""
         app = self._protocol.rest_app
         try:
-            app.answer_predict(self._route, bytes(self.body), self.respond)
-        except Exception as error:  # answer_predict answers its own errors; this is a bug
+            app.answer(self._route, bytes(self.body), self.respond)
+        except Exception as error:  # answer() answers its own errors; this is a bug
             _LOG.exception("Inline :predict failed")
             self.respond(error_response(status.internal(f"predict failed: {error}")))
 
     def respond(self, response: RestResponse) -> None:
-        """Takes the answer (once); it is written on the loop's next pass.
-
-        A batch's answers arrive together, one callback each. Written at
-        once, each answer's loopback send (which runs the TCP stack of both
-        ends) came between two answers being built, and each evicted the
-        code the next one needed. Deferred, the loop builds all of them, then
-        sends all of them.
-        """
+        """Takes the answer (once, on the loop); it is written on the loop's next pass."""
         if self._answered:
             return
         self._answered = True
-        protocol = self._protocol
-        protocol.rest_app.record(self._route, response, self._started)
-        protocol.loop.call_soon(self._write, response)
+        self._protocol.loop.call_soon(self._write, response)
 
     def _write(self, response: RestResponse) -> None:
         """Sends the answer, then lets uvicorn go on with the connection."""
@@ -188,12 +164,11 @@ class InlinePredictProtocol(HttpToolsProtocol):
 
     # -- Keep-alive: one timer per idle spell instead of one per answer ----------
     #
-    # uvicorn arms a keep-alive timer (call_later) after every answer and
-    # cancels it on the next read: two timer operations per request, about
-    # 10 us of loop CPU in situ. Here reads and answers only note whether the
-    # connection is idle, and since when; one timer checks that, and is armed
-    # again only while the connection stays open. An idle connection still
-    # closes timeout_keep_alive seconds after its last answer.
+    # uvicorn arms a keep-alive timer after every answer and cancels it on the
+    # next read. Here reads and answers only note whether the connection is
+    # idle, and since when; one timer checks that, and is armed again only
+    # while the connection stays open. An idle connection still closes
+    # timeout_keep_alive seconds after its last answer.
 
     def _unset_keepalive_if_required(self) -> None:
         self._idle_since = None  # uvicorn calls this on every read: busy now

@@ -1,0 +1,247 @@
+"""DataPlane: the one lifecycle of a model request, whichever transport carried it.
+
+MLServer's name for the layer between thin gRPC and REST transports and the
+models. For every request that uses a model version (predict, classify,
+regress, multi-inference, metadata) it
+
+  1. admits it, or refuses it UNAVAILABLE past `max_in_flight`;
+  2. refuses it DEADLINE_EXCEEDED if its deadline has already passed;
+  3. runs the work's own checks, then looks up and acquires the version in
+     one step (ServerCore.servable_handle), so an unload waits for it;
+  4. starts the work on the version under the request's deadline (decode,
+     then the Servable's submit on this plane's runner) and, once its future
+     is done, finishes it (encode);
+  5. maps any failure once to a ServingError (anything else is INTERNAL and
+     logged), releases the version, and counts the request in the metrics.
+
+The transport turns bytes into a Call and a Work, and the outcome (a future
+of the encoded answer, or of a ServingError) back into bytes.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tensorflow_serving.apis import model_pb2
+from tensorflow_serving.core.servable_handle import ServableHandle
+from tensorflow_serving.model_servers import metrics as metrics_lib
+from tensorflow_serving.util import request_deadline, status
+from tensorflow_serving.util.executors import CALLING_THREAD
+
+_LOG = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(slots=True)
+class Call:
+    """One request as the lifecycle sees it.
+
+    `api` is the metrics' API label (the transport's method name);
+    `deadline` is the time.monotonic() after which the client no longer waits.
+    """
+
+    api: str
+    model_spec: model_pb2.ModelSpec
+    deadline: float | None = None
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+    # Set by a transport that already answered (e.g. REST's 504) and counted
+    # the request itself: the lifecycle then does not count it again.
+    answered_elsewhere: bool = False
+
+
+class Work:
+    """What a request does with the version it acquired; subclasses override start().
+
+    The lifecycle calls check() before the lookup, start() with the acquired
+    handle, and finish() with the result of start()'s future, each once, on
+    whichever thread the lifecycle runs at that step. Any of them may raise.
+    """
+
+    # The signature that ran, for the metrics; set by start() once known.
+    signature_name: str = ""
+
+    def check(self) -> None:
+        """Checks that need no model (they fail before the model is looked up)."""
+
+    def lookup_failed(self, error: Exception) -> Exception:
+        """The error a client sees when the model lookup fails with `error`."""
+        return error
+
+    def start(
+        self, handle: ServableHandle, runner: concurrent.futures.Executor
+    ) -> concurrent.futures.Future:
+        """Starts the work on `handle`; the future's result goes to finish()."""
+        raise NotImplementedError
+
+    def finish(self, handle: ServableHandle, value: Any) -> Any:
+        """The answer, from start()'s result (encoded for the transport)."""
+        return value
+
+
+class SyncWork(Work):
+    """Work done by one function of the handle, run on the plane's runner."""
+
+    def __init__(
+        self, run: Callable[[ServableHandle], Any], check: Callable[[], None] | None = None
+    ):
+        self._run = run
+        self._check = check
+
+    def check(self) -> None:
+        if self._check is not None:
+            self._check()
+
+    def start(
+        self, handle: ServableHandle, runner: concurrent.futures.Executor
+    ) -> concurrent.futures.Future:
+        return runner.submit(self._run, handle)
+
+
+def serving_error(api: str, error: BaseException) -> status.ServingError:
+    """The error as a client sees it: a ServingError as is, anything else INTERNAL (logged)."""
+    if isinstance(error, status.ServingError):
+        return error
+    _LOG.error("%s failed unexpectedly", api, exc_info=error)
+    return status.internal(f"{api} failed: {type(error).__name__}: {error}")
+
+
+class DataPlane:
+    """Runs Calls against a ServerCore for one transport. Thread-safe.
+
+    `runner` is where servables run work that is not batched (and lent batch
+    threads): CALLING_THREAD for a transport whose threads may block.
+    `max_in_flight` bounds the requests this plane holds at once (0: no bound).
+    """
+
+    def __init__(
+        self,
+        core,
+        protocol: str,
+        runner: concurrent.futures.Executor = CALLING_THREAD,
+        max_in_flight: int = 0,
+        metrics: metrics_lib.ServingMetrics | None = None,
+    ):
+        self._core = core
+        self._protocol = protocol
+        self._runner = runner
+        self._max_in_flight = max_in_flight
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self._metrics = metrics or metrics_lib.default()
+
+    @property
+    def core(self):
+        return self._core
+
+    def in_flight(self) -> int:
+        """Requests admitted and not yet answered."""
+        return self._in_flight
+
+    def serve(
+        self,
+        call: Call,
+        work: Work,
+        done: Callable[[concurrent.futures.Future], None] | None = None,
+        runner: concurrent.futures.Executor | None = None,
+    ) -> concurrent.futures.Future:
+        """Runs `work` for `call`; returns a future of its answer or of a ServingError.
+
+        Never raises. `done(future)`, when given, is called once with the
+        outcome before the request is counted in the metrics, on the thread
+        that finished it (the caller's own, when everything ran during this
+        call). `runner` replaces the plane's runner for this call (e.g.
+        CALLING_THREAD for a call made on a worker thread).
+        """
+        outcome: concurrent.futures.Future = concurrent.futures.Future()
+        outcome.set_running_or_notify_cancel()
+        if done is not None:
+            outcome.add_done_callback(done)
+        try:
+            self._admit(call)
+        except status.ServingError as refusal:
+            self._settle(call, None, outcome, error=refusal)
+            return outcome
+        handle = None
+        try:
+            work.check()
+            try:
+                handle = self._core.servable_handle(call.model_spec)
+            except Exception as error:
+                raise work.lookup_failed(error) from None
+            with request_deadline.at(call.deadline):
+                pending = work.start(handle, runner or self._runner)
+        except Exception as error:
+            self._release(handle)
+            self._settle(call, handle, outcome, work, error=error)
+            return outcome
+        pending.add_done_callback(lambda ran: self._finish(call, work, handle, ran, outcome))
+        return outcome
+
+    def _admit(self, call: Call) -> None:
+        if call.deadline is not None and time.monotonic() >= call.deadline:
+            raise status.deadline_exceeded(f"{call.api}: deadline exceeded before it started")
+        with self._lock:
+            if self._max_in_flight and self._in_flight >= self._max_in_flight:
+                raise status.unavailable(
+                    f"Server is overloaded: {self._in_flight} {self._protocol} requests are "
+                    "already queued or running; retry later"
+                )
+            self._in_flight += 1
+
+    def _release(self, handle: ServableHandle | None) -> None:
+        if handle is not None:
+            handle.release()
+        with self._lock:
+            self._in_flight -= 1
+
+    def _finish(
+        self,
+        call: Call,
+        work: Work,
+        handle: ServableHandle,
+        ran: concurrent.futures.Future,
+        outcome: concurrent.futures.Future,
+    ) -> None:
+        """start()'s future is done: encode, release the version, answer, count."""
+        try:
+            answer = work.finish(handle, ran.result())
+        except BaseException as error:
+            self._release(handle)
+            self._settle(call, handle, outcome, work, error=error)
+            return
+        self._release(handle)
+        self._settle(call, handle, outcome, work, answer=answer)
+
+    def _settle(
+        self,
+        call: Call,
+        handle: ServableHandle | None,
+        outcome: concurrent.futures.Future,
+        work: Work | None = None,
+        answer: Any = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Answers the caller first, then counts the request (unless answered elsewhere)."""
+        if error is None:
+            outcome.set_result(answer)
+            status_name = metrics_lib.OK
+        else:
+            failure = serving_error(call.api, error)
+            outcome.set_exception(failure)
+            status_name = failure.code.name
+        if call.answered_elsewhere:
+            return
+        self._metrics.record_request(
+            call.model_spec.name,
+            call.api,
+            self._protocol,
+            status_name,
+            time.perf_counter() - call.started,
+            "" if handle is None else str(handle.version),
+            "" if work is None else work.signature_name,
+        )

@@ -1,0 +1,392 @@
+"""RestApiApp: the REST transport's one entry for a parsed request, and its ASGI app.
+
+Every API request goes through `answer(route, body, respond)` on the event
+loop, however it arrived (uvicorn's ASGI path, or inline_protocol.py's
+direct path for small :predict bodies):
+
+  - a :predict whose body is at most INLINE_BODY_BYTES is decoded on the
+    loop and its model run goes to the DataPlane with a LoopPassRunner
+    (batching queue or worker thread: never the loop);
+  - a larger :predict, :classify, :regress and metadata run whole on a
+    worker thread (decoding a large body must not stall the loop);
+  - model status runs on a worker thread outside the DataPlane;
+  - each answer comes within --rest_api_timeout_in_ms (504 after it; beyond
+    upstream, which bounds only the TensorFlow run), and the DataPlane
+    bounds the requests in flight (503 past `HttpOptions.pending_limit()`).
+
+The model never runs on the loop, so health checks are answered while it
+works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from tensorflow_serving.model_servers import metrics as metrics_lib
+from tensorflow_serving.model_servers.data_plane import Call, DataPlane
+from tensorflow_serving.model_servers.rest.handler import (
+    HttpRestApiHandler,
+    RestResponse,
+    error_response,
+    response_of,
+)
+from tensorflow_serving.model_servers.rest.loop_runner import LoopPassRunner
+from tensorflow_serving.model_servers.rest.loop_timeouts import LoopTimeouts
+from tensorflow_serving.model_servers.rest.routes import (
+    HEALTH_LIVE_PATH,
+    HEALTH_READY_PATH,
+    PATH_REGEX,
+    PREDICT,
+    STATUS,
+    Route,
+    parse_route,
+)
+from tensorflow_serving.util import status
+from tensorflow_serving.util.executors import CALLING_THREAD
+
+_LOG = logging.getLogger(__name__)
+
+_JSON = (b"content-type", b"application/json")
+# Upstream's CORS headers (--rest_api_enable_cors_support).
+CORS_HEADERS = (
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-allow-methods", b"POST, GET"),
+    (b"access-control-allow-headers", b"Content-Type"),
+)
+# :predict bodies up to this size are decoded on the event loop; larger ones
+# on a worker, so that parsing them cannot stall the loop.
+INLINE_BODY_BYTES = 256 * 1024
+# Paths whose inline routing is remembered.
+_ROUTES_KEPT = 1024
+
+
+@dataclasses.dataclass
+class HttpOptions:
+    """The REST flags, plus the limits upstream does not have."""
+
+    port: int
+    host: str = "0.0.0.0"
+    num_threads: int = 4
+    timeout_in_ms: int = 30000
+    enable_cors: bool = False
+    prometheus_path: str | None = None
+    # Requests queued or running before new ones get 503.
+    max_pending: int = 0  # 0: 64 per worker thread, at least 256
+    # --max_request_bytes: longer bodies get 413 and are not read further (0: no limit).
+    max_request_bytes: int = 0
+    # An idle keep-alive connection closes this long after its last answer (uvicorn's default).
+    keep_alive_seconds: float = 5.0
+
+    def pending_limit(self) -> int:
+        return self.max_pending or max(256, 64 * self.num_threads)
+
+
+class RestApiApp:
+    """The ASGI callable, and `answer` for requests parsed without ASGI."""
+
+    def __init__(
+        self,
+        core,
+        options: HttpOptions,
+        metrics: metrics_lib.ServingMetrics | None = None,
+    ):
+        self._options = options
+        self._metrics = metrics or metrics_lib.default()
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(1, options.num_threads), thread_name_prefix="rest"
+        )
+        self._loop_runner = LoopPassRunner(self._pool)
+        plane = DataPlane(
+            core,
+            metrics_lib.REST,
+            runner=self._loop_runner,
+            max_in_flight=options.pending_limit(),
+            metrics=self._metrics,
+        )
+        self.handler = HttpRestApiHandler(plane)
+        self._timeout = options.timeout_in_ms / 1000 if options.timeout_in_ms > 0 else None
+        self._loop_timeouts = None if self._timeout is None else LoopTimeouts(self._timeout)
+        self._extra_headers = list(CORS_HEADERS) if options.enable_cors else []
+        # POST path -> its :predict Route, or None; on the loop only (Routes are frozen).
+        self._inline_routes: dict[str, Route | None] = {}
+
+    @property
+    def extra_headers(self) -> list[tuple[bytes, bytes]]:
+        """Headers every answer carries beyond content type and length (CORS, when enabled)."""
+        return self._extra_headers
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- The one entry ---------------------------------------------------------
+
+    def answer(self, route: Route, body: bytes, respond: Callable[[RestResponse], None]) -> None:
+        """Serves an API request; `respond(answer)` follows exactly once, on the loop.
+
+        Call on the event loop's thread.
+        """
+        started = time.perf_counter()
+        if route.error is not None:
+            response = error_response(route.error)
+            self.record(route, response, started)
+            respond(response)
+            return
+        pending = _PendingAnswer(self, route, started, respond)
+        if route.api == STATUS:
+            pending.call = None
+            self._on_worker(pending, self.handler.status, route)
+            return
+        work = self.handler.work_for(route, body)
+        pending.call = call = Call(route.api, route.model_spec(), pending.deadline, started)
+        plane = self.handler.plane
+        if route.api == PREDICT and len(body) <= INLINE_BODY_BYTES:
+            plane.serve(call, work, pending.on_outcome)
+        else:
+            self._on_worker(pending, plane.serve, call, work, pending.on_outcome, CALLING_THREAD)
+
+    def _on_worker(self, pending: _PendingAnswer, fn, *args) -> None:
+        try:
+            work = self._pool.submit(fn, *args)
+        except RuntimeError:  # the pool shut down: the server is stopping
+            pending.finish(error_response(status.unavailable("The HTTP/REST server is stopping")))
+            return
+        if pending.call is None:  # not a DataPlane call: its answer is work's result
+            work.add_done_callback(pending.on_outcome)
+
+    def record(self, route: Route, response: RestResponse, started: float) -> None:
+        """Counts a request the DataPlane did not count (`started`: time.perf_counter())."""
+        self._metrics.record_request(
+            route.model_name,
+            route.api,
+            metrics_lib.REST,
+            response.status_name,
+            time.perf_counter() - started,
+            response.version,
+            response.signature_name,
+        )
+
+    def timed_out(self) -> RestResponse:
+        return error_response(
+            status.deadline_exceeded(
+                "Request did not finish within "
+                f"--rest_api_timeout_in_ms={self._options.timeout_in_ms}"
+            )
+        )
+
+    def inline_predict_route(self, method: bytes, path: str, content_length: int) -> Route | None:
+        """The route of a request the protocol may answer without ASGI (see inline_protocol).
+
+        Only a POST :predict whose declared body is small enough to decode on
+        the loop and within --max_request_bytes; None sends the request down
+        the ASGI path, which handles everything.
+        """
+        limit = self._options.max_request_bytes
+        if (
+            method != b"POST"
+            or content_length > INLINE_BODY_BYTES
+            or (limit and content_length > limit)
+        ):
+            return None
+        try:
+            return self._inline_routes[path]
+        except KeyError:
+            pass
+        route = None
+        if (
+            path.endswith(":predict")  # upstream's dispatch is case-sensitive here
+            and path != self._options.prometheus_path
+            and PATH_REGEX.fullmatch(path)
+        ):
+            route = parse_route("POST", path)
+            if route.error is not None or route.api != PREDICT:
+                route = None
+        if len(self._inline_routes) >= _ROUTES_KEPT:
+            self._inline_routes.clear()  # a client spraying paths; the usual few come back
+        self._inline_routes[path] = route
+        return route
+
+    # -- ASGI ------------------------------------------------------------------
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter()
+        method = scope["method"]
+        raw_path = scope.get("raw_path")
+        path = raw_path.decode("utf-8", "replace") if raw_path else scope["path"]
+        limit = self._options.max_request_bytes
+        body = await _read_body(receive, limit, _content_length(scope) if limit else None)
+        if body is None:
+            return  # the client went away
+        if isinstance(body, _TooLarge):
+            await self._refuse_too_large(send, body, method, path, started)
+            return
+        prometheus = self._options.prometheus_path
+        if prometheus is not None and path == prometheus:
+            await _reply(send, 200, self._metrics.render(), metrics_lib.CONTENT_TYPE.encode())
+            return
+        if not PATH_REGEX.fullmatch(path):
+            error = status.not_found(f"Not found: {method} {path}")
+            await self._send(send, error_response(error))
+            return
+        if method == "OPTIONS" and self._extra_headers:
+            await self._send(send, RestResponse(200, b""))  # CORS preflight
+            return
+        if method == "GET" and path == HEALTH_LIVE_PATH:
+            await self._send(send, self.handler.live())
+            return
+        if method == "GET" and path == HEALTH_READY_PATH:
+            await self._send(send, self.handler.ready())
+            return
+        answered = asyncio.get_running_loop().create_future()
+        self.answer(parse_route(method, path), body, lambda response: _settle(answered, response))
+        await self._send(send, await answered)
+
+    async def _refuse_too_large(self, send, body: _TooLarge, method, path, started) -> None:
+        """413: the body was not (or not entirely) read; a declared length also closes."""
+        error = status.resource_exhausted(
+            f"Request body of {body.size} bytes{'' if body.declared else ' or more'} is larger "
+            f"than --max_request_bytes={self._options.max_request_bytes}"
+        )
+        response = error_response(error)
+        response.http_status = 413  # Payload Too Large, rather than RESOURCE_EXHAUSTED's 429
+        extra = [*self._extra_headers, *([(b"connection", b"close")] if body.declared else [])]
+        await _reply(send, response.http_status, response.body, None, extra)
+        self.record(parse_route(method, path), response, started)
+
+    async def _send(self, send, response: RestResponse) -> None:
+        await _reply(send, response.http_status, response.body, None, self._extra_headers)
+
+
+class _PendingAnswer:
+    """One request between answer() and its response: its deadline and its one answer.
+
+    Created and finished on the loop; on_outcome may be called from any thread.
+    """
+
+    __slots__ = (
+        "_app",
+        "_route",
+        "_started",
+        "_respond",
+        "_loop",
+        "_loop_thread",
+        "call",
+        "deadline",
+        "answered",
+    )
+
+    def __init__(
+        self, app: RestApiApp, route: Route, started: float, respond: Callable[[RestResponse], None]
+    ):
+        self._app = app
+        self._route = route
+        self._started = started
+        self._respond: Callable[[RestResponse], None] | None = respond
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self.call: Call | None = None
+        self.answered = False
+        timeouts = app._loop_timeouts
+        self.deadline = None if timeouts is None else timeouts.add(self)
+
+    def on_outcome(self, outcome: concurrent.futures.Future) -> None:
+        """The DataPlane's (or the worker's) outcome, on whichever thread finished it."""
+        response = response_of(outcome) if not outcome.cancelled() else None
+        if response is None:
+            response = error_response(status.unavailable("The HTTP/REST server is stopping"))
+        try:
+            if threading.get_ident() == self._loop_thread:
+                self.finish(response)
+            else:
+                self._loop.call_soon_threadsafe(self.finish, response)
+        except RuntimeError:
+            pass  # the loop is closed: the server stopped and nobody waits any more
+
+    def time_out(self) -> None:
+        """LoopTimeouts: the deadline passed before the answer."""
+        if self.call is not None:
+            self.call.answered_elsewhere = True
+        self.finish(self._app.timed_out(), count=True)
+
+    def finish(self, response: RestResponse, count: bool = False) -> None:
+        if self.answered:
+            return  # timed out earlier; the late answer is dropped
+        self.answered = True
+        if count or self.call is None:
+            self._app.record(self._route, response, self._started)
+        respond, self._respond = self._respond, None  # the timeout queue may outlive us
+        respond(response)
+
+
+def _settle(future: asyncio.Future, response: RestResponse) -> None:
+    if not future.done():  # not if the request's task was cancelled meanwhile
+        future.set_result(response)
+
+
+@dataclasses.dataclass
+class _TooLarge:
+    """A body over --max_request_bytes: its declared size, or the bytes seen so far."""
+
+    size: int
+    declared: bool
+
+
+def _content_length(scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _read_body(
+    receive, limit: int = 0, declared: int | None = None
+) -> bytes | _TooLarge | None:
+    """The whole body; None if the client left; _TooLarge past `limit` (0: none).
+
+    A Content-Length over the limit is refused before reading; a chunked body
+    is read only until it passes the limit (uvicorn discards the rest).
+    """
+    if limit and declared is not None and declared > limit:
+        return _TooLarge(declared, declared=True)
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        if chunk:
+            chunks.append(chunk)
+            size += len(chunk)
+            if limit and size > limit:
+                return _TooLarge(size, declared=False)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _reply(
+    send,
+    code: int,
+    body: bytes,
+    content_type: bytes | None = None,
+    extra_headers: list | None = None,
+) -> None:
+    headers = [
+        (b"content-type", content_type) if content_type else _JSON,
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if extra_headers:
+        headers.extend(extra_headers)
+    await send({"type": "http.response.start", "status": code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
