@@ -32,6 +32,7 @@ from tensorflow_serving.servables.tensorflow.saved_model_bundle_source_adapter i
 from tensorflow_serving.servables.tensorflow.testdata import export_faulty_model as faulty
 from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two as hp
 from tensorflow_serving.test_util import testing
+from tensorflow_serving.util.executors import CALLING_THREAD
 
 POLL = 0.1
 
@@ -49,8 +50,8 @@ class Tracked:
     def signature(self, key):
         return self._bundle.signature(key)
 
-    def run(self, signature, inputs, output_aliases):
-        return self._bundle.run(signature, inputs, output_aliases)
+    def submit(self, signature, inputs, output_aliases, runner):
+        return self._bundle.submit(signature, inputs, output_aliases, runner)
 
     def close(self):
         self.closed = True
@@ -73,6 +74,14 @@ class LoadHook:
         tracked = Tracked(bundle)
         self.made.setdefault(servable_id.version, []).append(tracked)
         return tracked
+
+
+def run_x(handle, values):
+    """The default signature's outputs for input `x`, run on the calling thread."""
+    _, outputs = predict_util.submit_predict(
+        handle, "", {"x": np.array(values, np.float32)}, (), CALLING_THREAD
+    )
+    return outputs.result()
 
 
 def make_core(config, *, retries=0, load_timeout=0.0, wrap=None, **kw) -> ServerCore:
@@ -100,7 +109,7 @@ def spec(name="m", version=None):
 
 def predict_y(core, name="m"):
     with core.servable_handle(spec(name)) as handle:
-        _, out = predict_util.predict(handle, "", {"x": np.array([[2.0]], np.float32)})
+        out = run_x(handle, [[2.0]])
         return handle.version, float(out["y"][0, 0])
 
 

@@ -10,8 +10,8 @@ import pytest
 from google.protobuf import text_format
 
 from tensorflow_serving.apis import model_pb2
-from tensorflow_serving.core.aspired_versions_manager import ManagerOptions
-from tensorflow_serving.core.servable_state import ManagerState
+from tensorflow_serving.core.aspired_versions_manager import LoadedServable, ManagerOptions
+from tensorflow_serving.core.servable_state import ManagerState, ServableId
 from tensorflow_serving.model_servers.server_core import (
     ModelServerConfig,
     ServerCore,
@@ -23,8 +23,17 @@ from tensorflow_serving.servables.tensorflow import predict_util
 from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two as hp
 from tensorflow_serving.test_util import testing
 from tensorflow_serving.util import status
+from tensorflow_serving.util.executors import CALLING_THREAD
 
 POLL = 0.1
+
+
+def run_x(handle, values):
+    """The default signature's outputs for input `x`, run on the calling thread."""
+    _, outputs = predict_util.submit_predict(
+        handle, "", {"x": np.array(values, np.float32)}, (), CALLING_THREAD
+    )
+    return outputs.result()
 
 
 def make_core(config, **kw) -> ServerCore:
@@ -48,7 +57,7 @@ def spec(name, version=None, label=None):
 
 def predict_y(core, name="m", **kw):
     with core.servable_handle(spec(name, **kw)) as handle:
-        _, out = predict_util.predict(handle, "", {"x": np.array([[2.0]], np.float32)})
+        out = run_x(handle, [[2.0]])
         return handle.version, float(out["y"][0, 0])
 
 
@@ -227,7 +236,7 @@ def test_tf2_export_serves_too(base):
     core = make_core(single_model_config("m", base))
     try:
         with core.servable_handle(spec("m")) as handle:
-            _, out = predict_util.predict(handle, "", {"x": np.array([2.0, 4.0], np.float32)})
+            out = run_x(handle, [2.0, 4.0])
         np.testing.assert_allclose(out["y"].ravel(), [3.0, 4.0])
     finally:
         core.stop()
@@ -271,6 +280,41 @@ def test_soak_ten_swaps_under_traffic_lose_no_request(base):
     assert failures == []
     assert answers[0] > 100
     assert max_loaded[0] <= 2, "latest-1 with availability preservation: at most old + new"
+
+
+class UnloadStartsAfterLookup:
+    """A manager whose version is retired (its unload begins) right after a request looks it up.
+
+    The retirement is the unload's first step; the unload then waits for the
+    version's users to leave and closes it. A request that looked the version
+    up just before must either hold it before that, or not get it at all.
+    """
+
+    def __init__(self, servable):
+        self.loaded = LoadedServable(ServableId("m", 1), servable)
+        self.drained: list[bool] = []
+
+    def serving_versions(self, name):
+        versions = {1: self.loaded}
+        self.drained.append(self.loaded.retire_and_drain(timeout=0))
+        return versions
+
+
+def test_a_version_whose_unload_began_is_never_handed_to_a_request(base):
+    hp.export_half_plus_two_tf1(base, 1)
+    core = make_core(single_model_config("m", base))
+    real_manager = core.manager
+    try:
+        fake = UnloadStartsAfterLookup(object())
+        core.manager = fake
+        with pytest.raises(status.ServingError) as raised:
+            core.servable_handle(spec("m"))
+        assert raised.value.code.name == "NOT_FOUND"
+        assert fake.drained and all(fake.drained), "the unload found no user it must wait for"
+        assert fake.loaded.in_flight() == 0
+    finally:
+        core.manager = real_manager
+        core.stop()
 
 
 if __name__ == "__main__":

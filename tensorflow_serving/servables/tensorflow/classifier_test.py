@@ -29,7 +29,7 @@ def request(signature, input_proto):
 
 
 def test_classify_gives_one_score_list_per_example(model):
-    response = classifier.run_classify(model, request("classify_x_to_y", examples(1.0, 4.0)))
+    response = classifier.classify_response(model, request("classify_x_to_y", examples(1.0, 4.0)))
     scores = [[c.score for c in cl.classes] for cl in response.result.classifications]
     assert scores == [[2.5], [4.0]]
     assert response.model_spec.signature_name == "classify_x_to_y"
@@ -38,20 +38,20 @@ def test_classify_gives_one_score_list_per_example(model):
 
 def test_context_features_merge_into_each_example(tf1):
     proto = examples(2.0, context={"x2": 1.0})
-    response = classifier.run_classify(tf1, request("classify_x_to_y", proto))
+    response = classifier.classify_response(tf1, request("classify_x_to_y", proto))
     assert [cl.classes[0].score for cl in response.result.classifications] == [3.0]
 
 
 def test_empty_input_and_unknown_signature(model):
     with pytest.raises(status.ServingError, match="Input is empty"):
-        classifier.run_classify(model, request("classify_x_to_y", input_pb2.Input()))
+        classifier.classify_response(model, request("classify_x_to_y", input_pb2.Input()))
     with pytest.raises(status.ServingError, match="No signature was found with the name: nope"):
-        classifier.run_classify(model, request("nope", examples(1.0)))
+        classifier.classify_response(model, request("nope", examples(1.0)))
 
 
 def test_signature_without_classes_or_scores_is_rejected(model):
     with pytest.raises(status.ServingError, match="classes' or 'scores'"):
-        classifier.run_classify(model, request("regress_x_to_y", examples(1.0)))
+        classifier.classify_response(model, request("regress_x_to_y", examples(1.0)))
 
 
 if __name__ == "__main__":

@@ -2,9 +2,9 @@
 
 import pytest
 
+from tensorflow_serving.core.servable_handle import ServableHandle
 from tensorflow_serving.servables.tensorflow.saved_model_bundle import load_saved_model_bundle
 from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two as hp
-from tensorflow_serving.servables.tensorflow.util import FixedHandle
 
 
 @pytest.fixture(scope="session")
@@ -20,14 +20,14 @@ def tf2_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tf1(tf1_dir):
     bundle = load_saved_model_bundle(tf1_dir)
-    yield FixedHandle("hp", 1, bundle)
+    yield ServableHandle("hp", 1, bundle)
     bundle.close()
 
 
 @pytest.fixture(scope="session")
 def tf2(tf2_dir):
     bundle = load_saved_model_bundle(tf2_dir)
-    yield FixedHandle("hp", 2, bundle)
+    yield ServableHandle("hp", 2, bundle)
     bundle.close()
 
 

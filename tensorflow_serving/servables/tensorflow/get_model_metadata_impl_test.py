@@ -10,6 +10,12 @@ from tensorflow_serving.test_util import testing
 from tensorflow_serving.util import status
 
 
+def run_get_model_metadata(handle, request):
+    """As the servers do: the request is checked, then answered from the version."""
+    get_model_metadata_impl.check_request(request)
+    return get_model_metadata_impl.metadata_response(handle, request)
+
+
 def request(*fields):
     req = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=list(fields))
     req.model_spec.name = "hp"
@@ -17,7 +23,7 @@ def request(*fields):
 
 
 def test_signature_def_map(model):
-    response = get_model_metadata_impl.run_get_model_metadata(model, request("signature_def"))
+    response = run_get_model_metadata(model, request("signature_def"))
     assert response.model_spec.version.value == model.version
     signatures = get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(signatures)
@@ -26,9 +32,9 @@ def test_signature_def_map(model):
 
 def test_fields_are_checked(model):
     with pytest.raises(status.ServingError, match="at least one metadata_field"):
-        get_model_metadata_impl.run_get_model_metadata(model, request())
+        run_get_model_metadata(model, request())
     with pytest.raises(status.ServingError, match="Metadata field nope is not supported"):
-        get_model_metadata_impl.run_get_model_metadata(model, request("nope"))
+        run_get_model_metadata(model, request("nope"))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,12 @@ CLASSIFY = "tensorflow/serving/classify"
 REGRESS = "tensorflow/serving/regress"
 
 
+def run_multi_inference(handle, request):
+    """As the servers do: the tasks are checked, then run on the version."""
+    multi_inference.check_tasks(request)
+    return multi_inference.multi_inference_response(handle, request)
+
+
 def request(*tasks, names=None):
     req = inference_pb2.MultiInferenceRequest(input=examples(2.0))
     for i, (signature, method) in enumerate(tasks):
@@ -24,7 +30,7 @@ def request(*tasks, names=None):
 
 
 def test_classify_and_regress_in_one_request(model):
-    response = multi_inference.run_multi_inference(
+    response = run_multi_inference(
         model, request(("classify_x_to_y", CLASSIFY), ("regress_x_to_y2", REGRESS))
     )
     first, second = response.results
@@ -35,16 +41,16 @@ def test_classify_and_regress_in_one_request(model):
 
 def test_rejects_mixed_models_duplicates_and_unknown_methods(model):
     with pytest.raises(status.ServingError, match="same model name"):
-        multi_inference.run_multi_inference(
+        run_multi_inference(
             model,
             request(("classify_x_to_y", CLASSIFY), ("regress_x_to_y", REGRESS), names=["a", "b"]),
         )
     with pytest.raises(status.ServingError, match="Duplicate evaluation of signature"):
-        multi_inference.run_multi_inference(
+        run_multi_inference(
             model, request(("regress_x_to_y", REGRESS), ("regress_x_to_y", REGRESS))
         )
     with pytest.raises(status.ServingError, match="Unsupported signature method_name"):
-        multi_inference.run_multi_inference(model, request(("serving_default", "predict")))
+        run_multi_inference(model, request(("serving_default", "predict")))
 
 
 if __name__ == "__main__":

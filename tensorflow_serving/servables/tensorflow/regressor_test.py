@@ -19,15 +19,15 @@ def request(signature, input_proto):
 
 
 def test_regress_x_to_y_and_y2(model):
-    response = regressor.run_regress(model, request("regress_x_to_y", examples(2.0, 6.0)))
+    response = regressor.regress_response(model, request("regress_x_to_y", examples(2.0, 6.0)))
     assert [r.value for r in response.result.regressions] == [3.0, 5.0]
-    response = regressor.run_regress(model, request("regress_x_to_y2", examples(2.0)))
+    response = regressor.regress_response(model, request("regress_x_to_y2", examples(2.0)))
     assert [r.value for r in response.result.regressions] == [4.0]
 
 
 def test_classify_signature_is_not_a_regression(model):
     with pytest.raises(status.ServingError, match="No output Tensor named 'outputs'"):
-        regressor.run_regress(model, request("classify_x_to_y", examples(1.0)))
+        regressor.regress_response(model, request("classify_x_to_y", examples(1.0)))
 
 
 if __name__ == "__main__":
