@@ -1,8 +1,8 @@
 """Batching merges requests and hands every caller back exactly its own rows."""
 
+import concurrent.futures
 import sys
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -15,6 +15,7 @@ from tensorflow_serving.batching.batching_session import (
 from tensorflow_serving.batching.shared_batch_scheduler import QueueOptions, SharedBatchScheduler
 from tensorflow_serving.test_util import testing
 from tensorflow_serving.util import config_protos, status
+from tensorflow_serving.util.executors import CALLING_THREAD
 
 
 class Signature:
@@ -23,23 +24,28 @@ class Signature:
 
 
 class RecordingBundle:
-    """Doubles its input; records each batch it was asked to run."""
+    """Doubles its input; records each batch it was asked to run.
+
+    With `hold_first`, the first batch waits until the test sets that event
+    (so the requests behind it queue up and share the next batch).
+    """
 
     signatures = {"serving_default": Signature()}
     meta_graph_def = None
     export_dir = "/nowhere"
 
-    def __init__(self, delay=0.0):
+    def __init__(self, hold_first: threading.Event | None = None):
         self.batches = []
-        self.delay = delay
+        self.hold_first = hold_first
         self.closed = False
 
     def signature(self, key):
         return self.signatures[key]
 
     def run(self, signature, inputs, output_aliases):
+        if self.hold_first is not None and not self.batches:
+            self.hold_first.wait(10)
         self.batches.append(inputs["x"].copy())
-        time.sleep(self.delay)
         return {"y": inputs["x"] * 2}
 
     def close(self):
@@ -53,34 +59,45 @@ def scheduler():
     s.stop()
 
 
-def run_concurrently(servable, requests):
+def run(servable, x):
+    """One request on the calling thread, waiting for its answer."""
+    return servable.submit(Signature(), {"x": x}, ("y",), CALLING_THREAD).result(timeout=30)
+
+
+def run_behind_a_held_batch(servable, bundle, scheduler, requests):
+    """The first request holds the batch slot until the others have all queued behind it."""
     results = [None] * len(requests)
 
     def call(i):
         try:
-            results[i] = servable.run(Signature(), {"x": requests[i]}, ("y",))
+            results[i] = run(servable, requests[i])
         except status.ServingError as error:
             results[i] = error
 
-    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(requests))]
-    for t in threads:
+    first = threading.Thread(target=call, args=(0,))
+    first.start()
+    rest = [threading.Thread(target=call, args=(i,)) for i in range(1, len(requests))]
+    for t in rest:
         t.start()
-    for t in threads:
-        t.join()
+    rows = sum(len(r) for r in requests[1:])
+    testing.wait_for(lambda: scheduler.enqueued() == rows or not any(t.is_alive() for t in rest))
+    bundle.hold_first.set()
+    for t in [first, *rest]:
+        t.join(30)
     return results
 
 
 def test_merged_requests_of_different_sizes_come_back_to_the_right_callers(scheduler):
-    bundle = RecordingBundle(delay=0.05)
-    options = BatchingOptions(queue=QueueOptions(max_batch_size=16, batch_timeout_micros=20000))
+    bundle = RecordingBundle(hold_first=threading.Event())
+    options = BatchingOptions(queue=QueueOptions(max_batch_size=16))
     servable = BatchingServable(bundle, scheduler, options)
     requests = [np.full((n, 2), float(i), dtype=np.float32) for i, n in enumerate([1, 3, 2, 5])]
-    results = run_concurrently(servable, requests)
+    results = run_behind_a_held_batch(servable, bundle, scheduler, requests)
     for request, result in zip(requests, results, strict=True):
         np.testing.assert_array_equal(result["y"], request * 2)
         # Each answer is a view into the batch's output: no caller may write another's rows.
         assert not result["y"].flags.writeable
-    assert len(bundle.batches) < len(requests), "some requests must have shared a batch"
+    assert [len(batch) for batch in bundle.batches] == [1, 10], "the queued requests share a batch"
 
 
 def test_request_larger_than_max_batch_size_is_rejected(scheduler):
@@ -88,7 +105,7 @@ def test_request_larger_than_max_batch_size_is_rejected(scheduler):
         RecordingBundle(), scheduler, BatchingOptions(queue=QueueOptions(max_batch_size=4))
     )
     with pytest.raises(status.ServingError, match="larger than maximum input batch size 4"):
-        servable.run(Signature(), {"x": np.zeros((5, 1), np.float32)}, ("y",))
+        run(servable, np.zeros((5, 1), np.float32))
 
 
 def test_batch_is_padded_to_an_allowed_size_and_padding_is_dropped(scheduler):
@@ -96,40 +113,45 @@ def test_batch_is_padded_to_an_allowed_size_and_padding_is_dropped(scheduler):
     options = BatchingOptions(queue=QueueOptions(max_batch_size=8), allowed_batch_sizes=(2, 4, 8))
     servable = BatchingServable(bundle, scheduler, options)
     x = np.array([[1.0], [2.0], [3.0]], dtype=np.float32)
-    result = servable.run(Signature(), {"x": x}, ("y",))
+    result = run(servable, x)
     assert bundle.batches[-1].shape[0] == 4
     np.testing.assert_array_equal(result["y"], x * 2)
 
 
 def test_variable_length_inputs_are_padded_when_asked(scheduler):
-    bundle = RecordingBundle(delay=0.05)
-    options = BatchingOptions(
-        queue=QueueOptions(max_batch_size=8, batch_timeout_micros=50000),
-        pad_variable_length_inputs=True,
-    )
+    bundle = RecordingBundle(hold_first=threading.Event())
+    options = BatchingOptions(queue=QueueOptions(max_batch_size=8), pad_variable_length_inputs=True)
     servable = BatchingServable(bundle, scheduler, options)
+    first = np.ones((1, 3), np.float32)
     short = np.ones((1, 2), np.float32)
     long = np.ones((1, 4), np.float32)
-    results = run_concurrently(servable, [short, long])
-    assert results[0]["y"].shape == (1, 4)
-    np.testing.assert_array_equal(results[0]["y"], [[2, 2, 0, 0]])
+    results = run_behind_a_held_batch(servable, bundle, scheduler, [first, short, long])
+    assert bundle.batches[1].shape == (2, 4), "short and long shared one padded batch"
+    assert results[1]["y"].shape == (1, 4)
+    np.testing.assert_array_equal(results[1]["y"], [[2, 2, 0, 0]])
 
 
 def test_full_queue_answers_unavailable_at_once(scheduler):
-    bundle = RecordingBundle(delay=0.3)
+    bundle = RecordingBundle(hold_first=threading.Event())
     options = BatchingOptions(queue=QueueOptions(max_batch_size=1, max_enqueued_batches=1))
     servable = BatchingServable(bundle, scheduler, options)
-    results = run_concurrently(servable, [np.ones((1, 1), np.float32)] * 6)
-    refused = [r for r in results if isinstance(r, status.ServingError)]
-    assert refused, "a bounded queue must refuse work"
-    assert all(r.http_status() == 503 and "full" in r.message for r in refused)
-    assert any(isinstance(r, dict) for r in results)
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    x = np.ones((1, 1), np.float32)
+    held = servable.submit(Signature(), {"x": x}, ("y",), pool)
+    queued = servable.submit(Signature(), {"x": x}, ("y",), CALLING_THREAD)
+    with pytest.raises(status.ServingError) as refused:
+        servable.submit(Signature(), {"x": x}, ("y",), CALLING_THREAD)
+    assert refused.value.http_status() == 503 and "full" in refused.value.message
+    bundle.hold_first.set()
+    np.testing.assert_array_equal(held.result(timeout=10)["y"], x * 2)
+    np.testing.assert_array_equal(queued.result(timeout=10)["y"], x * 2)
+    pool.shutdown()
 
 
 def test_close_refuses_queued_work_and_closes_the_bundle(scheduler):
     bundle = RecordingBundle()
     servable = BatchingServable(bundle, scheduler, BatchingOptions())
-    servable.run(Signature(), {"x": np.ones((1, 1), np.float32)}, ("y",))
+    run(servable, np.ones((1, 1), np.float32))
     servable.close()
     assert bundle.closed
 
