@@ -4,6 +4,7 @@ A small bytes-in/bytes-out service stands in for the model services, so each
 test can make a handler block, abort, raise or stream.
 """
 
+import concurrent.futures
 import sys
 import threading
 import time
@@ -11,8 +12,9 @@ import time
 import grpc
 import pytest
 
-from tensorflow_serving.model_servers.inline_grpc_server import DEFERRED, InlineGrpcServer
+from tensorflow_serving.model_servers.inline_grpc_server import InlineGrpcServer
 from tensorflow_serving.test_util import testing
+from tensorflow_serving.util import status
 
 SERVICE = "test.Echo"
 
@@ -34,6 +36,8 @@ class Echo:
         self.release = threading.Event()
         self.blocked = 0
         self.closed = threading.Event()
+        self.pending: list = []
+        self._lock = threading.Lock()
         self.lock = threading.Lock()
 
     def echo(self, request: bytes, context) -> bytes:
@@ -60,18 +64,18 @@ class Echo:
         return f"{context.time_remaining():.1f}".encode()
 
     def later(self, request: bytes, context):
-        """Answers from another thread, as a batched Predict does."""
-        reply = context.deferred_reply()
-
-        def answer():
-            time.sleep(0.05)
-            if request == b"fail":
-                reply.fail(grpc.StatusCode.UNAVAILABLE, "queue full")
-            else:
-                reply.send(b"later:" + request)
-
-        threading.Thread(target=answer).start()
-        return DEFERRED
+        """Returns a Future answered by another thread once all six calls are in, as a batch is."""
+        answer: concurrent.futures.Future = concurrent.futures.Future()
+        answer.set_running_or_notify_cancel()
+        if request == b"fail":
+            answer.set_exception(status.unavailable("queue full"))
+            return answer
+        with self._lock:
+            self.pending.append((request, answer))
+            if len(self.pending) == 6:
+                batch, self.pending = self.pending, []
+                threading.Thread(target=_answer_all, args=(batch,)).start()
+        return answer
 
     def count(self, request: bytes, context):
         context.add_callback(self.closed.set)
@@ -183,8 +187,13 @@ def test_request_streaming_method_is_refused_by_name(running):
     assert "/test.Echo/Upload" in details
 
 
-def test_deferred_answer_comes_from_another_thread_and_frees_the_handler(running):
-    # Six deferred calls at once on four threads: none of them holds its thread.
+def _answer_all(batch) -> None:
+    for request, answer in batch:
+        answer.set_result(b"later:" + request)
+
+
+def test_a_future_answer_comes_from_another_thread_and_frees_the_handler(running):
+    # Six calls on four threads, answered only once all six are in: none holds its thread.
     futures = [running.unary("Later").future(str(i).encode(), timeout=10) for i in range(6)]
     assert [f.result() for f in futures] == [f"later:{i}".encode() for i in range(6)]
     code, details = error_of(running.unary("Later"), b"fail")

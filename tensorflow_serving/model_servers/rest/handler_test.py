@@ -7,7 +7,10 @@ import pytest
 from google.protobuf import text_format
 from tensorflow.core.framework import types_pb2
 
-from tensorflow_serving.model_servers import http_rest_api_handler as rest
+from tensorflow_serving.model_servers import metrics
+from tensorflow_serving.model_servers.data_plane import DataPlane
+from tensorflow_serving.model_servers.rest import handler as rest
+from tensorflow_serving.model_servers.rest.routes import parse_route
 from tensorflow_serving.model_servers.server_core import (
     ModelServerConfig,
     ServerCore,
@@ -44,9 +47,15 @@ def core(tmp_path_factory):
     server_core.stop()
 
 
+def handler_of(core) -> rest.HttpRestApiHandler:
+    return rest.HttpRestApiHandler(
+        DataPlane(core, metrics.REST, metrics=metrics.ServingMetrics(process=False))
+    )
+
+
 @pytest.fixture(scope="module")
 def handler(core):
-    return rest.HttpRestApiHandler(core)
+    return handler_of(core)
 
 
 def call(handler, method, path, body=None):
@@ -78,7 +87,7 @@ def test_bodies_are_tried_as_dense_json_only_for_models_with_one_float_input(cor
     assert not rest._takes_dense(_Servable(types_pb2.DT_STRING))
     assert not rest._takes_dense(_Servable(types_pb2.DT_FLOAT, types_pb2.DT_FLOAT))
     assert rest._takes_dense(object())  # nothing known: json_dense decides, as before
-    with core.servable_handle(rest.parse_route("POST", "/v1/models/hp:predict").model_spec()) as h:
+    with core.servable_handle(parse_route("POST", "/v1/models/hp:predict").model_spec()) as h:
         assert rest._takes_dense(h.servable)
 
 
@@ -310,7 +319,7 @@ def test_not_ready_names_the_model_without_versions(tmp_path):
         ServerCoreOptions(model_server_config=config, file_system_poll_wait_seconds=0.1)
     )
     try:
-        response = rest.HttpRestApiHandler(core).ready()
+        response = handler_of(core).ready()
         assert response.http_status == 503
         answer = json.loads(response.body)
         assert "model later has no AVAILABLE version" in answer["error"]
@@ -320,15 +329,15 @@ def test_not_ready_names_the_model_without_versions(tmp_path):
 
 
 def test_parse_route():
-    route = rest.parse_route("GET", "/v1/models/a%20b/labels/x%2Fy/metadata")
+    route = parse_route("GET", "/v1/models/a%20b/labels/x%2Fy/metadata")
     assert (route.api, route.model_name, route.label, route.version) == (
         "metadata",
         "a b",
         "x/y",
         None,
     )
-    assert rest.parse_route("POST", "/v1/models/m/versions/3:regress").version == 3
-    assert rest.parse_route("DELETE", "/v1/models/m").error is not None
+    assert parse_route("POST", "/v1/models/m/versions/3:regress").version == 3
+    assert parse_route("DELETE", "/v1/models/m").error is not None
 
 
 if __name__ == "__main__":
