@@ -37,7 +37,15 @@ from tensorflow_serving.servables.tensorflow import (
     predict_util,
     regressor,
 )
-from tensorflow_serving.util import json_dense, json_tensor, status
+from tensorflow_serving.util import (
+    json_body,
+    json_dense,
+    json_example,
+    json_predict_request,
+    json_response,
+    json_to_tensor,
+    status,
+)
 
 _LOG = logging.getLogger(__name__)
 
@@ -125,7 +133,9 @@ def parse_route(http_method: str, path: str) -> Route:
 
 
 def error_response(error: status.ServingError) -> RestResponse:
-    return RestResponse(error.http_status(), json_tensor.error_json(error.message), error.code.name)
+    return RestResponse(
+        error.http_status(), json_response.error_json(error.message), error.code.name
+    )
 
 
 def _failure_response(route: Route, error: Exception) -> RestResponse:
@@ -139,7 +149,7 @@ def _failure_response(route: Route, error: Exception) -> RestResponse:
 def _bad_body_first(body: bytes, error: Exception) -> Exception:
     """A body that does not parse is reported before `error`, as upstream parses first."""
     try:
-        json_tensor.loads_object(body)
+        json_body.loads_object(body)
     except status.ServingError as bad_body:
         return bad_body
     return error
@@ -165,7 +175,7 @@ def _takes_dense(servable) -> bool:
         return True
     takes = any(
         len(signature.inputs) == 1
-        and json_tensor.takes_dense(next(iter(signature.inputs.values())).dtype)
+        and json_to_tensor.takes_dense(next(iter(signature.inputs.values())).dtype)
         for signature in signatures.values()
     )
     try:
@@ -183,7 +193,7 @@ def _worker_response(work: concurrent.futures.Future) -> RestResponse:
 
 
 def _predict_answer(outputs, fmt, version: int, signature_key: str) -> RestResponse:
-    answer = json_tensor.predict_response_json(outputs, fmt)
+    answer = json_response.predict_response_json(outputs, fmt)
     return RestResponse(200, answer, version=str(version), signature_name=signature_key)
 
 
@@ -288,7 +298,7 @@ class HttpRestApiHandler:
         document; its parse errors raise here.
         """
         dense = json_dense.decode(body) if may_be_dense else None
-        return dense if dense is not None else json_tensor.loads_object(body)
+        return dense if dense is not None else json_body.loads_object(body)
 
     @staticmethod
     def _predict_request(handle, decoded: json_dense.DenseBody | dict, body: bytes):
@@ -303,34 +313,34 @@ class HttpRestApiHandler:
             signature = handle.servable.signatures.get(name)
             if signature is not None and len(signature.inputs) == 1:
                 ((alias, spec),) = signature.inputs.items()
-                tensor = json_tensor.dense_tensor(decoded.values, spec.dtype)
+                tensor = json_to_tensor.dense_tensor(decoded.values, spec.dtype)
                 if tensor is not None:
                     return name, {alias: tensor}, decoded.format
-            decoded = json_tensor.loads_object(body)
+            decoded = json_body.loads_object(body)
         return HttpRestApiHandler._predict_inputs(handle, decoded, body)
 
     @staticmethod
     def _predict_inputs(handle, doc: dict, body: bytes):
         """(signature name, input arrays, request format) of a :predict body."""
-        requested = json_tensor.signature_name(doc)
+        requested = json_body.signature_name(doc)
         name = requested or predict_util.DEFAULT_SIGNATURE
         signature = handle.servable.signatures.get(name)
         if signature is None:
             raise status.invalid_argument(
                 f'Serving signature name: "{name}" not found in signature def'
             )
-        dtypes = json_tensor.signature_input_dtypes(signature)
+        dtypes = json_predict_request.signature_input_dtypes(signature)
         if not dtypes:
             raise status.invalid_argument(
                 f"Failed to get input map for signature: {requested or 'DEFAULT'}"
             )
-        inputs, fmt = json_tensor.predict_inputs_from_json(doc, dtypes, body)
+        inputs, fmt = json_predict_request.predict_inputs_from_json(doc, dtypes, body)
         return name, inputs, fmt
 
     def _classify_or_regress(self, route: Route, body: bytes) -> RestResponse:
-        doc = json_tensor.loads_object(body)
-        requested = json_tensor.signature_name(doc)
-        request_input = json_tensor.input_from_json(doc)
+        doc = json_body.loads_object(body)
+        requested = json_body.signature_name(doc)
+        request_input = json_example.input_from_json(doc)
         with self._core.servable_handle(route.model_spec()) as handle:
             if route.api == CLASSIFY:
                 result, key = classifier.classify(handle, requested, request_input)
@@ -338,9 +348,9 @@ class HttpRestApiHandler:
                 result, key = regressor.regress(handle, requested, request_input)
             version = handle.version
         if route.api == CLASSIFY:
-            answer = json_tensor.classification_response_json(result)
+            answer = json_response.classification_response_json(result)
         else:
-            answer = json_tensor.regression_response_json(result)
+            answer = json_response.regression_response_json(result)
         return RestResponse(200, answer, version=str(version), signature_name=key)
 
     # -- GET -------------------------------------------------------------------

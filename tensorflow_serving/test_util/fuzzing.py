@@ -10,7 +10,7 @@ the test with the traceback and the input's bytes.
 
     if __name__ == "__main__":
         if fuzzing.is_child():
-            fuzzing.fuzz(one_input, ("tensorflow_serving.util.json_tensor",))
+            fuzzing.fuzz(one_input, ("tensorflow_serving.util.json_body",))
         sys.exit(testing.main(__file__))
 """
 
