@@ -6,13 +6,7 @@ import sys
 import pytest
 
 from tensorflow_serving.test_util import testing
-from tensorflow_serving.util import json_body, status
-
-
-def error_of(fn, *args) -> status.ServingError:
-    with pytest.raises(status.ServingError) as caught:
-        fn(*args)
-    return caught.value
+from tensorflow_serving.util import json_body
 
 
 def test_nan_and_infinity_tokens_are_accepted():
@@ -37,7 +31,7 @@ def test_nan_and_infinity_tokens_are_accepted():
     ],
 )
 def test_bad_bodies_are_invalid_argument_naming_the_problem(body, words):
-    error = error_of(json_body.loads_object, body)
+    error = testing.serving_error(json_body.loads_object, body)
     assert error.code.name == "INVALID_ARGUMENT"
     assert words in error.message
 
@@ -56,7 +50,7 @@ def test_a_valid_surrogate_pair_still_decodes_with_nan_in_the_body():
 def test_signature_name_is_optional_and_must_be_a_string():
     assert json_body.signature_name({"inputs": 1}) == ""
     assert json_body.signature_name({"signature_name": "s", "inputs": 1}) == "s"
-    error = error_of(json_body.signature_name, {"signature_name": 1, "inputs": 1})
+    error = testing.serving_error(json_body.signature_name, {"signature_name": 1, "inputs": 1})
     assert "'signature_name' key must be a string value." in error.message
 
 

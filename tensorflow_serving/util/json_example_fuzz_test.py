@@ -20,21 +20,7 @@ SEEDS = [
     b'{"examples": [{}], "context": {"big": 18446744073709551615}}',
 ]
 
-DICTIONARY = [
-    b'"examples"',
-    b'"context"',
-    b'"signature_name"',
-    b'{"b64": "',
-    b"NaN",
-    b"-Infinity",
-    b"1e400",
-    b"16777217",
-    b"9223372036854775808",
-    b"\\ud800",
-    b"true",
-    b"null",
-    b"[[",
-]
+DICTIONARY = [b'"examples"', b'"context"', *fuzzing.JSON_TOKENS]
 
 
 def one_input(data: bytes) -> None:
@@ -52,19 +38,7 @@ def one_input(data: bytes) -> None:
 
 
 def test_fuzz_examples_body_decoder(tmp_path, record_property):
-    result = fuzzing.run(__file__, tmp_path, SEEDS, DICTIONARY)
-    print(f"json_example fuzzing: {result.runs} inputs in {fuzzing.seconds()} s")
-    record_property("fuzz_inputs", result.runs)  # in Bazel's test.xml
-    assert result.returncode == 0 and not result.crashes, result.report()
-    assert result.runs > 100, result.report()
-
-
-def test_a_planted_bug_is_found_and_reported(tmp_path):
-    """The harness can fail: an exception planted behind a marker is found and its input kept."""
-    result = fuzzing.run(__file__, tmp_path, SEEDS, DICTIONARY, planted_bug=b'"b64"')
-    assert result.returncode != 0, result.report()
-    assert "planted bug" in result.output, result.report()
-    assert any(b'"b64"' in crash.read_bytes() for crash in result.crashes), result.report()
+    fuzzing.assert_finds_nothing(__file__, tmp_path, SEEDS, DICTIONARY, record_property)
 
 
 if __name__ == "__main__":

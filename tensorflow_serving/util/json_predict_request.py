@@ -141,6 +141,16 @@ def _rows_exact(instances: list, dtypes: Mapping[str, int]) -> dict[str, np.ndar
             )
         leaves[name].extend(values)
 
+    def add_element(item: Any, name: str, where: str) -> None:
+        """add_item, its error wrapped as upstream wraps it, naming the element `where`."""
+        try:
+            add_item(item, name)
+        except status.ServingError as error:
+            raise status.invalid_argument(
+                f"Failed to process element: {where} of 'instances' list. "
+                f"Error: {status_text(error)}"
+            ) from None
+
     for index, element in enumerate(instances):
         element_is_object = isinstance(element, dict) and not is_base64_object(element)
         if objects:
@@ -149,13 +159,7 @@ def _rows_exact(instances: list, dtypes: Mapping[str, int]) -> dict[str, np.ndar
                     f"Expecting object but got list at item {index} of input list"
                 )
             for name, item in element.items():
-                try:
-                    add_item(item, name)
-                except status.ServingError as error:
-                    raise status.invalid_argument(
-                        f"Failed to process element: {index} key: {name} of 'instances' list. "
-                        f"Error: {status_text(error)}"
-                    ) from None
+                add_element(item, name, f"{index} key: {name}")
             if set(element) != input_names:
                 raise status.invalid_argument(
                     f"Failed to process element: {index} of 'instances' list. JSON object: "
@@ -169,14 +173,7 @@ def _rows_exact(instances: list, dtypes: Mapping[str, int]) -> dict[str, np.ndar
                 )
             # Upstream takes the (first) input's name; a missing input then
             # fails the signature check, with the gRPC message.
-            name = min(dtypes)
-            try:
-                add_item(element, name)
-            except status.ServingError as error:
-                raise status.invalid_argument(
-                    f"Failed to process element: {index} of 'instances' list. "
-                    f"Error: {status_text(error)}"
-                ) from None
+            add_element(element, min(dtypes), str(index))
     count = len(instances)
     return {
         name: array_from_leaves(leaves[name], [count, *shapes[name]], dtypes[name])

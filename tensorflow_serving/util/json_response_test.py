@@ -10,17 +10,11 @@ import pytest
 from tensorflow_serving.apis import classification_pb2, regression_pb2
 from tensorflow_serving.batching.batch_outputs import BatchOutputs
 from tensorflow_serving.test_util import testing
-from tensorflow_serving.util import json_float, json_predict_request, json_response, status
+from tensorflow_serving.util import json_float, json_predict_request, json_response
 
 ROW = json_predict_request.RequestFormat.ROW
 COLUMNAR = json_predict_request.RequestFormat.COLUMNAR
 answer = json_response.predict_response_json
-
-
-def error_of(fn, *args) -> status.ServingError:
-    with pytest.raises(status.ServingError) as caught:
-        fn(*args)
-    return caught.value
 
 
 # -- Predict answers -----------------------------------------------------------
@@ -64,11 +58,11 @@ def test_row_answer_with_several_outputs_is_a_list_of_objects():
 
 def test_row_answer_needs_a_common_batch_size():
     outputs = {"a": np.zeros(2, np.float32), "b": np.zeros(3, np.float32)}
-    error = error_of(answer, outputs, ROW)
+    error = testing.serving_error(answer, outputs, ROW)
     assert error.message == "Tensor name: b has inconsistent batch size: 3 expecting: 2"
-    error = error_of(answer, {"s": np.float32(1.0) * np.ones(())}, ROW)
+    error = testing.serving_error(answer, {"s": np.float32(1.0) * np.ones(())}, ROW)
     assert "has no shape information" in error.message
-    assert "empty tensor map" in error_of(answer, {}, COLUMNAR).message
+    assert "empty tensor map" in testing.serving_error(answer, {}, COLUMNAR).message
 
 
 # -- Predict answers of a batch's rows (OutputRows) ----------------------------
@@ -185,9 +179,11 @@ def test_classification_and_regression_results():
 
 def test_empty_results_are_invalid_argument():
     empty = classification_pb2.ClassificationResult()
-    assert "empty" in error_of(json_response.classification_response_json, empty).message
+    assert (
+        "empty" in testing.serving_error(json_response.classification_response_json, empty).message
+    )
     empty = regression_pb2.RegressionResult()
-    assert "empty" in error_of(json_response.regression_response_json, empty).message
+    assert "empty" in testing.serving_error(json_response.regression_response_json, empty).message
 
 
 def test_error_json_survives_a_lone_surrogate_in_the_message():

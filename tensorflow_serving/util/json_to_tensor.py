@@ -46,6 +46,13 @@ from tensorflow_serving.util.json_value import (
 MAX_RANK = 64
 
 _SMALL_INTS = (types_pb2.DT_INT32, types_pb2.DT_INT16, types_pb2.DT_INT8, types_pb2.DT_UINT8)
+# The integers a JSON value may be for each integer dtype (narrow ones are filled as int32).
+_INT_RANGES = {
+    **dict.fromkeys(_SMALL_INTS, INT32_RANGE),
+    types_pb2.DT_INT64: INT64_RANGE,
+    types_pb2.DT_UINT32: UINT32_RANGE,
+    types_pb2.DT_UINT64: UINT64_RANGE,
+}
 # Signature dtypes a JSON value can be converted to (upstream's list).
 _SUPPORTED_INPUT_DTYPES = frozenset(
     {
@@ -173,20 +180,9 @@ def _leaf(value: Any, dtype: int) -> Any:
         if not is_lossless(value, DOUBLE_MAX_INT, DBL_MAX):
             raise lossy_error(value, "double")
         return as_float
-    if dtype in _SMALL_INTS:
-        if not _int_in(value, INT32_RANGE):
-            raise type_error(value, dtype)
-        return value
-    if dtype == types_pb2.DT_INT64:
-        if not _int_in(value, INT64_RANGE):
-            raise type_error(value, dtype)
-        return value
-    if dtype == types_pb2.DT_UINT32:
-        if not _int_in(value, UINT32_RANGE):
-            raise type_error(value, dtype)
-        return value
-    if dtype == types_pb2.DT_UINT64:
-        if not _int_in(value, UINT64_RANGE):
+    bounds = _INT_RANGES.get(dtype)
+    if bounds is not None:
+        if not _int_in(value, bounds):
             raise type_error(value, dtype)
         return value
     if dtype == types_pb2.DT_BOOL:
