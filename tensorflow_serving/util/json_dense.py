@@ -4,11 +4,11 @@ The common REST :predict body is one dense tensor of numbers:
 
     {"signature_name": "...", "instances": [[0.0, 0.5, ...], ...]}
 
-The general decoder (json_body, json_predict_request) parses it with orjson into a list of
-Python floats, then numpy copies them into an array: one Python object per
-number, allocated and freed. With the chapter's MNIST CNN (784 numbers per
-image) at 32 REST clients on one core, that was the largest single cost on
-the event loop, about 55-85 us per request in situ.
+The general decoder (json_body, then json_predict_request) parses it with
+orjson into a list of Python floats, then numpy copies them into an array:
+one Python object per number, allocated and freed. With the chapter's MNIST
+CNN (784 numbers per image) at 32 REST clients on one core, that was the
+largest single cost on the event loop, about 55-85 us per request in situ.
 
 simdjson parses the body into its own tape and hands the numbers over as one
 buffer of doubles. This module takes only bodies whose meaning is beyond

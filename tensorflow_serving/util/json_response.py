@@ -98,7 +98,7 @@ def predict_response_json(outputs: Mapping[str, np.ndarray], fmt: RequestFormat)
 
 
 def _jsonable(name: str, array: np.ndarray, rows: OutputRows | None) -> Any:
-    """Output `name` (`array`, which is `rows[name]` when `rows` is given) as orjson should write it."""
+    """Output `name` as orjson should write it; `array` is the output (`rows[name]` if rows)."""
     kind = array.dtype.kind
     if array.dtype in (np.float32, np.float16):
         array = _upstream_doubles(name, array, rows)
@@ -141,7 +141,7 @@ def _has_non_finite(arrays: Mapping[str, np.ndarray], rows: OutputRows | None) -
 
 
 def _rows_text(rows: OutputRows) -> bytes | None:
-    """The JSON of the one output of `rows`, joined from its batch's row texts; None if it has none."""
+    """The JSON of the one output of `rows`, joined from its batch's row texts, if it has them."""
     if rows.stop <= rows.start:
         return None
     (name,) = rows
@@ -208,7 +208,7 @@ def dumps(document: Any, non_finite: bool = False) -> bytes:
 
 
 def classification_response_json(result: classification_pb2.ClassificationResult) -> bytes:
-    """{"results": [[[label, score], ...], ...]}, one list per example; INVALID_ARGUMENT if empty."""
+    """{"results": [[[label, score], ...], ...]}, a list per example; INVALID_ARGUMENT if empty."""
     if not result.classifications:
         raise status.invalid_argument("Cannot convert empty ClassificationResults to JSON")
     labels = [[c.label for c in cl.classes] for cl in result.classifications]

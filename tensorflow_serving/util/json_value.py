@@ -93,7 +93,7 @@ def _is_float32(value: float) -> bool:
 
 
 def format_error(value: Any, *parts: str) -> status.ServingError:
-    """INVALID_ARGUMENT "JSON Value: <value> <parts>", upstream's words for a badly laid-out value."""
+    """INVALID_ARGUMENT "JSON Value: <value> <parts>": upstream's words for a misshapen value."""
     return status.invalid_argument(f"JSON Value: {value_to_string(value)} {''.join(parts)}")
 
 
