@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from tensorflow_serving.batching.batch_outputs import BatchOutputs, OutputRows
 from tensorflow_serving.batching.shared_batch_scheduler import (
     BatchQueue,
     BatchTask,
@@ -217,8 +218,8 @@ class BatchingServable:
 
     def _process(
         self, signature: Signature, output_aliases: tuple[str, ...], tasks: list[BatchTask]
-    ) -> list[dict]:
-        """Runs one merged batch; returns each task's slice of every output."""
+    ) -> list[OutputRows]:
+        """Runs one merged batch; each task gets its rows of every output (read-only views)."""
         merged, padded = self._merge(signature, tasks)
         if self._on_batch is not None:
             self._on_batch(padded)
@@ -229,14 +230,12 @@ class BatchingServable:
                     f"Batched output {alias} has shape {list(value.shape)}: its first "
                     f"dimension must be the batch size {padded} for batching to split it"
                 )
-        for value in outputs.values():
-            # Every task gets a slice of these: none may write into another's rows.
-            value.flags.writeable = False
+        batch = BatchOutputs(outputs)
         results = []
         offset = 0
         for task in tasks:
             end = offset + task.size
-            results.append({alias: value[offset:end] for alias, value in outputs.items()})
+            results.append(batch.slice(offset, end))
             offset = end
         return results
 

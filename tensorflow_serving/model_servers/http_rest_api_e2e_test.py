@@ -33,7 +33,7 @@ from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_tw
 from tensorflow_serving.servables.tensorflow.testdata import saved_model_writer
 from tensorflow_serving.test_util import testing
 from tensorflow_serving.test_util.model_server_process import RunningServer
-from tensorflow_serving.util import json_tensor, tensor_codec
+from tensorflow_serving.util import json_float, tensor_codec
 
 METRICS_PATH = "/monitoring/prometheus/metrics"
 
@@ -431,7 +431,7 @@ def test_grpc_and_rest_give_the_same_answers(main_server):
         rest_y = np.array(answer["predictions"], np.float32)
         np.testing.assert_array_equal(rest_y, grpc_y)
         # And the REST text carries upstream's digits of those float32s.
-        assert answer["predictions"] == json_tensor.float32_as_upstream_doubles(grpc_y).tolist()
+        assert answer["predictions"] == json_float.float32_as_upstream_doubles(grpc_y).tolist()
 
     example = {"x": 3.0}
     classification = classification_pb2.ClassificationRequest()

@@ -10,7 +10,7 @@ the test with the traceback and the input's bytes.
 
     if __name__ == "__main__":
         if fuzzing.is_child():
-            fuzzing.fuzz(one_input, ("tensorflow_serving.util.json_tensor",))
+            fuzzing.fuzz(one_input, ("tensorflow_serving.util.json_body",))
         sys.exit(testing.main(__file__))
 """
 
@@ -26,6 +26,24 @@ CHILD_FLAG = "--atheris"
 DEFAULT_SECONDS = 25
 # What the fuzzed code may be instrumented in (imported only after the hook is set).
 INSTRUMENTED = ("tensorflow_serving.util",)
+# Dictionary tokens for fuzzing REST bodies: what upstream's JSON reading treats
+# specially (NaN and infinities, b64 objects, numbers at the edge of a type,
+# surrogates, nesting).
+JSON_TOKENS = [
+    b'"signature_name"',
+    b'{"b64": "',
+    b"NaN",
+    b"-Infinity",
+    b"1e400",
+    b"16777217",
+    b"9223372036854775808",
+    b"18446744073709551616",
+    b"\\ud800",
+    b"\\ud83d\\ude00",
+    b"true",
+    b"null",
+    b"[[[[",
+]
 _PLANTED_BUG = "FUZZ_PLANTED_BUG"
 
 
@@ -137,6 +155,27 @@ def run(
         p for p in work_dir.iterdir() if p.name.split("-")[0] in ("crash", "timeout", "oom")
     )
     return Result(completed.returncode, completed.stdout + completed.stderr, crashes)
+
+
+def assert_finds_nothing(
+    test_file: str,
+    work_dir: pathlib.Path,
+    seeds: list[bytes],
+    dictionary: list[bytes] = (),
+    record_property=None,
+) -> None:
+    """Fuzzes `test_file`'s target (see run) and fails the calling test on any finding.
+
+    Also fails it if fewer than 100 inputs ran: a fuzzer that barely ran
+    proves nothing. `record_property` (pytest's fixture) puts the count of
+    inputs into Bazel's test.xml.
+    """
+    result = run(test_file, work_dir, seeds, dictionary)
+    print(f"{pathlib.Path(test_file).stem}: {result.runs} inputs in {seconds()} s")
+    if record_property is not None:
+        record_property("fuzz_inputs", result.runs)
+    assert result.returncode == 0 and not result.crashes, result.report()
+    assert result.runs > 100, result.report()
 
 
 def _dict_escape(token: bytes) -> str:

@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
+from tensorflow_serving.util import status
+
 
 def main(test_file: str) -> int:
     """Runs one test file with pytest, writing the JUnit XML Bazel asks for.
@@ -20,6 +22,13 @@ def main(test_file: str) -> int:
     if xml:
         args.append(f"--junitxml={xml}")
     return int(pytest.main(args))
+
+
+def serving_error(fn: Callable[..., object], *args: object) -> status.ServingError:
+    """The ServingError that `fn(*args)` raises; fails the calling test if it raises none."""
+    with pytest.raises(status.ServingError) as caught:
+        fn(*args)
+    return caught.value
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 60, interval: float = 0.02) -> bool:

@@ -4,11 +4,9 @@ The common REST :predict body is one dense tensor of numbers:
 
     {"signature_name": "...", "instances": [[0.0, 0.5, ...], ...]}
 
-The general decoder (json_tensor) parses it with orjson into a list of
-Python floats, then numpy copies them into an array: one Python object per
-number, allocated and freed. With the chapter's MNIST CNN (784 numbers per
-image) at 32 REST clients on one core, that was the largest single cost on
-the event loop, about 55-85 us per request in situ.
+The general decoder (json_body, then json_predict_request) parses it with
+orjson into a list of Python floats, then numpy copies them into an array:
+one Python object per number, allocated and freed, on the event loop.
 
 simdjson parses the body into its own tape and hands the numbers over as one
 buffer of doubles. This module takes only bodies whose meaning is beyond
@@ -26,7 +24,7 @@ answers (and words every error) as before:
 What it returns is what the general decoder would make of the same body:
 the same numbers (both parsers round decimal text to the nearest double),
 the same shape, and the same request format. Whether the numbers suit the
-signature's dtype is decided by json_tensor.dense_tensor.
+signature's dtype is decided by json_to_tensor.dense_tensor.
 """
 
 from __future__ import annotations
@@ -38,12 +36,8 @@ import threading
 import numpy as np
 import simdjson
 
-from tensorflow_serving.util.json_tensor import (
-    INPUTS_KEY,
-    INSTANCES_KEY,
-    SIGNATURE_NAME_KEY,
-    RequestFormat,
-)
+from tensorflow_serving.util.json_body import SIGNATURE_NAME_KEY
+from tensorflow_serving.util.json_predict_request import INPUTS_KEY, INSTANCES_KEY, RequestFormat
 
 # A parser keeps buffers as large as the largest body it has parsed; larger
 # bodies (rare, and slow to decode anyway) take the general decoder.

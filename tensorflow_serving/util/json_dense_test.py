@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 from tensorflow.core.framework import types_pb2
 
 from tensorflow_serving.test_util import testing
-from tensorflow_serving.util import json_dense, json_tensor, status
+from tensorflow_serving.util import (
+    json_body,
+    json_dense,
+    json_predict_request,
+    json_to_tensor,
+    status,
+)
 
 FLOAT = types_pb2.DT_FLOAT
 DOUBLE = types_pb2.DT_DOUBLE
@@ -21,9 +27,9 @@ INT32 = types_pb2.DT_INT32
 def general(body: bytes, dtype: int):
     """(signature name, tensor, format) from the general decoder, or its error."""
     try:
-        doc = json_tensor.loads_object(body)
-        name = json_tensor.signature_name(doc)
-        inputs, fmt = json_tensor.predict_inputs_from_json(doc, {"x": dtype}, body)
+        doc = json_body.loads_object(body)
+        name = json_body.signature_name(doc)
+        inputs, fmt = json_predict_request.predict_inputs_from_json(doc, {"x": dtype}, body)
     except status.ServingError as error:
         return error
     return name, inputs["x"], fmt
@@ -34,7 +40,7 @@ def dense(body: bytes, dtype: int):
     decoded = json_dense.decode(body)
     if decoded is None:
         return None
-    tensor = json_tensor.dense_tensor(decoded.values, dtype)
+    tensor = json_to_tensor.dense_tensor(decoded.values, dtype)
     if tensor is None:
         return None
     return decoded.signature_name, tensor, decoded.format
@@ -119,9 +125,9 @@ def test_anything_unusual_is_left_to_the_general_decoder(body):
 
 def test_values_beyond_what_the_dtype_holds_exactly_are_left_to_the_walker():
     values = json_dense.decode(b'{"instances": [[16777216, 1]]}').values
-    assert json_tensor.dense_tensor(values, FLOAT) is None
-    assert json_tensor.dense_tensor(values, DOUBLE) is not None
-    assert json_tensor.dense_tensor(values, INT32) is None  # 1 and 1.0 are no longer told apart
+    assert json_to_tensor.dense_tensor(values, FLOAT) is None
+    assert json_to_tensor.dense_tensor(values, DOUBLE) is not None
+    assert json_to_tensor.dense_tensor(values, INT32) is None  # 1 and 1.0 are no longer told apart
 
 
 def test_a_body_over_the_size_limit_is_left_to_the_general_decoder():

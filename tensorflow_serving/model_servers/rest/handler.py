@@ -33,7 +33,16 @@ from tensorflow_serving.servables.tensorflow import (
     predict_util,
     regressor,
 )
-from tensorflow_serving.util import json_dense, json_tensor, status
+from tensorflow_serving.servables.tensorflow.servable import Servable
+from tensorflow_serving.util import (
+    json_body,
+    json_dense,
+    json_example,
+    json_predict_request,
+    json_response,
+    json_to_tensor,
+    status,
+)
 from tensorflow_serving.util.executors import CALLING_THREAD
 
 
@@ -49,7 +58,9 @@ class RestResponse:
 
 
 def error_response(error: status.ServingError) -> RestResponse:
-    return RestResponse(error.http_status(), json_tensor.error_json(error.message), error.code.name)
+    return RestResponse(
+        error.http_status(), json_response.error_json(error.message), error.code.name
+    )
 
 
 def response_of(outcome: concurrent.futures.Future) -> RestResponse:
@@ -63,7 +74,7 @@ def response_of(outcome: concurrent.futures.Future) -> RestResponse:
 def _bad_body_first(body: bytes, error: Exception) -> Exception:
     """A body that does not parse is reported before `error`, as upstream parses first."""
     try:
-        json_tensor.loads_object(body)
+        json_body.loads_object(body)
     except status.ServingError as bad_body:
         return bad_body
     return error
@@ -73,29 +84,23 @@ def _bad_body_first(body: bytes, error: Exception) -> Exception:
 _DENSE_SERVABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _takes_dense(servable) -> bool:
+def _takes_dense(servable: Servable) -> bool:
     """Whether some signature of `servable` has exactly one float input (json_dense's case).
 
-    For a model without one, every :predict body would be parsed twice:
-    by json_dense, then, declined, by the general decoder. Worked out once
-    per servable; anything unexpected keeps trying json_dense.
+    For a model without one, every :predict body would be parsed twice: by
+    json_dense, then, declined, by the general decoder. Worked out once per
+    servable. Any thread may call it (a race only repeats the work).
     """
     try:
         return _DENSE_SERVABLES[servable]
-    except (KeyError, TypeError):
+    except KeyError:
         pass
-    signatures = getattr(servable, "signatures", None)
-    if not isinstance(signatures, dict):
-        return True
     takes = any(
         len(signature.inputs) == 1
-        and json_tensor.takes_dense(next(iter(signature.inputs.values())).dtype)
-        for signature in signatures.values()
+        and json_to_tensor.takes_dense(next(iter(signature.inputs.values())).dtype)
+        for signature in servable.signatures.values()
     )
-    try:
-        _DENSE_SERVABLES[servable] = takes
-    except TypeError:  # not weakly referenceable: worked out again next time
-        pass
+    _DENSE_SERVABLES[servable] = takes
     return takes
 
 
@@ -124,7 +129,7 @@ class PredictWork(Work):
         return outputs
 
     def finish(self, handle: ServableHandle, value) -> RestResponse:
-        answer = json_tensor.predict_response_json(value, self._format)
+        answer = json_response.predict_response_json(value, self._format)
         return RestResponse(
             200, answer, version=str(handle.version), signature_name=self._signature.key
         )
@@ -140,9 +145,9 @@ class ExamplesWork(Work):
         self._input = None
 
     def check(self) -> None:
-        document = json_tensor.loads_object(self._body)
-        self._requested = json_tensor.signature_name(document)
-        self._input = json_tensor.input_from_json(document)
+        document = json_body.loads_object(self._body)
+        self._requested = json_body.signature_name(document)
+        self._input = json_example.input_from_json(document)
 
     def start(
         self, handle: ServableHandle, runner: concurrent.futures.Executor
@@ -152,10 +157,10 @@ class ExamplesWork(Work):
     def _run(self, handle: ServableHandle) -> RestResponse:
         if self._api == CLASSIFY:
             result, key = classifier.classify(handle, self._requested, self._input)
-            answer = json_tensor.classification_response_json(result)
+            answer = json_response.classification_response_json(result)
         else:
             result, key = regressor.regress(handle, self._requested, self._input)
-            answer = json_tensor.regression_response_json(result)
+            answer = json_response.regression_response_json(result)
         self.signature_name = key
         return RestResponse(200, answer, version=str(handle.version), signature_name=key)
 
@@ -202,7 +207,7 @@ def _decode_body(body: bytes, may_be_dense: bool) -> json_dense.DenseBody | dict
     document; its parse errors raise here.
     """
     dense = json_dense.decode(body) if may_be_dense else None
-    return dense if dense is not None else json_tensor.loads_object(body)
+    return dense if dense is not None else json_body.loads_object(body)
 
 
 def _predict_request(handle: ServableHandle, decoded: json_dense.DenseBody | dict, body: bytes):
@@ -216,28 +221,28 @@ def _predict_request(handle: ServableHandle, decoded: json_dense.DenseBody | dic
         signature = handle.servable.signatures.get(name)
         if signature is not None and len(signature.inputs) == 1:
             ((alias, spec),) = signature.inputs.items()
-            tensor = json_tensor.dense_tensor(decoded.values, spec.dtype)
+            tensor = json_to_tensor.dense_tensor(decoded.values, spec.dtype)
             if tensor is not None:
                 return name, {alias: tensor}, decoded.format
-        decoded = json_tensor.loads_object(body)
+        decoded = json_body.loads_object(body)
     return _predict_inputs(handle, decoded, body)
 
 
 def _predict_inputs(handle: ServableHandle, doc: dict, body: bytes):
     """(signature name, input arrays, request format) of a :predict body."""
-    requested = json_tensor.signature_name(doc)
+    requested = json_body.signature_name(doc)
     name = requested or predict_util.DEFAULT_SIGNATURE
     signature = handle.servable.signatures.get(name)
     if signature is None:
         raise status.invalid_argument(
             f'Serving signature name: "{name}" not found in signature def'
         )
-    dtypes = json_tensor.signature_input_dtypes(signature)
+    dtypes = json_predict_request.signature_input_dtypes(signature)
     if not dtypes:
         raise status.invalid_argument(
             f"Failed to get input map for signature: {requested or 'DEFAULT'}"
         )
-    inputs, fmt = json_tensor.predict_inputs_from_json(doc, dtypes, body)
+    inputs, fmt = json_predict_request.predict_inputs_from_json(doc, dtypes, body)
     return name, inputs, fmt
 
 

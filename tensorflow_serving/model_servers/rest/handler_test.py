@@ -86,7 +86,6 @@ def test_bodies_are_tried_as_dense_json_only_for_models_with_one_float_input(cor
     assert not rest._takes_dense(_Servable(types_pb2.DT_INT64))
     assert not rest._takes_dense(_Servable(types_pb2.DT_STRING))
     assert not rest._takes_dense(_Servable(types_pb2.DT_FLOAT, types_pb2.DT_FLOAT))
-    assert rest._takes_dense(object())  # nothing known: json_dense decides, as before
     with core.servable_handle(parse_route("POST", "/v1/models/hp:predict").model_spec()) as h:
         assert rest._takes_dense(h.servable)
 
