@@ -10,12 +10,12 @@ allowed size, runs once, and hands each caller its slice of every output.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import logging
 import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import Executor, Future
 
 import numpy as np
 
@@ -27,6 +27,8 @@ from tensorflow_serving.batching.shared_batch_scheduler import (
     SharedBatchScheduler,
 )
 from tensorflow_serving.servables.tensorflow.saved_model_bundle import (
+    Aliases,
+    Inputs,
     SavedModelBundle,
     Signature,
 )
@@ -155,12 +157,8 @@ class BatchingServable:
         return self._bundle.signature(key)
 
     def submit(
-        self,
-        signature: Signature,
-        inputs: dict[str, np.ndarray],
-        output_aliases: tuple[str, ...],
-        runner: concurrent.futures.Executor,
-    ) -> concurrent.futures.Future:
+        self, signature: Signature, inputs: Inputs, outputs: Aliases, runner: Executor
+    ) -> Future:
         """The Servable protocol's submit: the run joins a batch of its kind.
 
         Inputs that cannot be batched (a scalar, or inputs that disagree on
@@ -169,8 +167,8 @@ class BatchingServable:
         """
         size = _batch_size(inputs)
         if size is None:
-            return self._bundle.submit(signature, inputs, output_aliases, runner)
-        return self._queue_for(signature, inputs, output_aliases).submit(inputs, size, runner)
+            return self._bundle.submit(signature, inputs, outputs, runner)
+        return self._queue_for(signature, inputs, outputs).submit(inputs, size, runner)
 
     def _queue_for(self, signature, inputs, output_aliases):
         if self._options.pad_variable_length_inputs:

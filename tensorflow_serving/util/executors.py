@@ -13,6 +13,20 @@ from collections.abc import Callable
 from typing import Any
 
 
+def run_into(
+    future: concurrent.futures.Future, fn: Callable[..., Any], *args: Any, **kwargs: Any
+) -> None:
+    """Runs `fn` and settles `future` with its result or exception; nothing if it was cancelled."""
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException as error:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
 class CallingThreadExecutor(concurrent.futures.Executor):
     """Runs each submitted call at once, on the thread that submits it.
 
@@ -24,27 +38,8 @@ class CallingThreadExecutor(concurrent.futures.Executor):
         self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
     ) -> concurrent.futures.Future:
         future: concurrent.futures.Future = concurrent.futures.Future()
-        future.set_running_or_notify_cancel()
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as error:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
+        run_into(future, fn, *args, **kwargs)
         return future
 
 
 CALLING_THREAD = CallingThreadExecutor()
-
-
-def done_future(
-    result: Any = None, error: BaseException | None = None
-) -> concurrent.futures.Future:
-    """A future that is already finished with `result`, or with `error` when given."""
-    future: concurrent.futures.Future = concurrent.futures.Future()
-    future.set_running_or_notify_cancel()
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
-    return future

@@ -7,6 +7,8 @@ client sees the same code and words whichever way it called.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import grpc
 
 # Upstream's REST handler maps canonical codes to HTTP this way.
@@ -46,33 +48,21 @@ class ServingError(Exception):
         return f"ServingError({self.code.name}, {self.message!r})"
 
 
-def invalid_argument(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
+def _with_code(code: grpc.StatusCode) -> Callable[[str], ServingError]:
+    """A constructor of ServingErrors with `code`, named like upstream's errors::* helpers."""
+
+    def make(message: str) -> ServingError:
+        return ServingError(code, message)
+
+    make.__name__ = code.name.lower()
+    return make
 
 
-def not_found(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.NOT_FOUND, message)
-
-
-def failed_precondition(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.FAILED_PRECONDITION, message)
-
-
-def unavailable(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.UNAVAILABLE, message)
-
-
-def unimplemented(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.UNIMPLEMENTED, message)
-
-
-def deadline_exceeded(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, message)
-
-
-def internal(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.INTERNAL, message)
-
-
-def resource_exhausted(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+invalid_argument = _with_code(grpc.StatusCode.INVALID_ARGUMENT)
+not_found = _with_code(grpc.StatusCode.NOT_FOUND)
+failed_precondition = _with_code(grpc.StatusCode.FAILED_PRECONDITION)
+unavailable = _with_code(grpc.StatusCode.UNAVAILABLE)
+unimplemented = _with_code(grpc.StatusCode.UNIMPLEMENTED)
+deadline_exceeded = _with_code(grpc.StatusCode.DEADLINE_EXCEEDED)
+internal = _with_code(grpc.StatusCode.INTERNAL)
+resource_exhausted = _with_code(grpc.StatusCode.RESOURCE_EXHAUSTED)

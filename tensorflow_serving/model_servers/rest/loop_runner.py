@@ -7,6 +7,8 @@ import concurrent.futures
 from collections.abc import Callable
 from typing import Any
 
+from tensorflow_serving.util.executors import run_into
+
 
 class LoopPassRunner(concurrent.futures.Executor):
     """Runs each call on a thread pool, after the event loop has made `passes` more passes.
@@ -35,21 +37,10 @@ class LoopPassRunner(concurrent.futures.Executor):
             loop.call_soon(self._after_pass, loop, passes_left - 1, future, fn, args, kwargs)
             return
         try:
-            self._pool.submit(_run_into, future, fn, args, kwargs)
+            self._pool.submit(run_into, future, fn, *args, **kwargs)
         except RuntimeError as error:  # the pool shut down (the server stops)
             if future.set_running_or_notify_cancel():
                 future.set_exception(error)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """The pool belongs to the app, which shuts it down."""
-
-
-def _run_into(future: concurrent.futures.Future, fn, args, kwargs) -> None:
-    if not future.set_running_or_notify_cancel():
-        return
-    try:
-        result = fn(*args, **kwargs)
-    except BaseException as error:
-        future.set_exception(error)
-    else:
-        future.set_result(result)

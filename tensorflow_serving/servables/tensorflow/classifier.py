@@ -13,7 +13,6 @@ from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import classification_pb2
 from tensorflow_serving.core.servable_handle import ServableHandle
 from tensorflow_serving.servables.tensorflow import util
-from tensorflow_serving.servables.tensorflow.predict_util import fill_model_spec
 from tensorflow_serving.util import status
 
 CLASSES = "classes"
@@ -77,7 +76,6 @@ def classify_response(
     handle: ServableHandle, request: classification_pb2.ClassificationRequest
 ) -> classification_pb2.ClassificationResponse:
     """ClassificationRequest in, ClassificationResponse out, on `handle`'s version."""
-    result, key = classify(handle, request.model_spec.signature_name, request.input)
-    response = classification_pb2.ClassificationResponse(result=result)
-    fill_model_spec(response.model_spec, handle.name, handle.version, key)
-    return response
+    return util.examples_response(
+        classify, classification_pb2.ClassificationResponse(), handle, request
+    )

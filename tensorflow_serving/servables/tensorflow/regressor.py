@@ -7,7 +7,6 @@ from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import regression_pb2
 from tensorflow_serving.core.servable_handle import ServableHandle
 from tensorflow_serving.servables.tensorflow import util
-from tensorflow_serving.servables.tensorflow.predict_util import fill_model_spec
 from tensorflow_serving.util import status
 
 OUTPUTS = "outputs"
@@ -42,7 +41,4 @@ def regress_response(
     handle: ServableHandle, request: regression_pb2.RegressionRequest
 ) -> regression_pb2.RegressionResponse:
     """RegressionRequest in, RegressionResponse out, on `handle`'s version."""
-    result, key = regress(handle, request.model_spec.signature_name, request.input)
-    response = regression_pb2.RegressionResponse(result=result)
-    fill_model_spec(response.model_spec, handle.name, handle.version, key)
-    return response
+    return util.examples_response(regress, regression_pb2.RegressionResponse(), handle, request)

@@ -20,11 +20,11 @@ can rerun it while the server is idle.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import logging
 import os
 import threading
+from concurrent.futures import Executor, Future
 
 import numpy as np
 import tensorflow as tf
@@ -33,6 +33,10 @@ from tensorflow.core.protobuf import config_pb2, meta_graph_pb2
 from tensorflow_serving.servables.tensorflow.graph_side_effects import first_side_effect
 from tensorflow_serving.servables.tensorflow.idle_warmer import IdleWarmer
 from tensorflow_serving.util import status, tensor_codec
+
+# A signature run's input arrays by alias, and the output aliases to fetch.
+Inputs = dict[str, np.ndarray]
+Aliases = tuple[str, ...]
 
 _LOG = logging.getLogger(__name__)
 
@@ -218,14 +222,10 @@ class SavedModelBundle:
         return effect is None
 
     def submit(
-        self,
-        signature: Signature,
-        inputs: dict[str, np.ndarray],
-        output_aliases: tuple[str, ...],
-        runner: concurrent.futures.Executor,
-    ) -> concurrent.futures.Future:
+        self, signature: Signature, inputs: Inputs, outputs: Aliases, runner: Executor
+    ) -> Future:
         """The Servable protocol's submit: one run on `runner`, no batching."""
-        return runner.submit(self.run, signature, inputs, output_aliases)
+        return runner.submit(self.run, signature, inputs, outputs)
 
     def run(
         self,

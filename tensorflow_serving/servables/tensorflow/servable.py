@@ -7,13 +7,11 @@ see), so a handler runs a signature the same way with or without batching.
 
 from __future__ import annotations
 
-import concurrent.futures
 from collections.abc import Mapping
+from concurrent.futures import Executor, Future
 from typing import Protocol
 
-import numpy as np
-
-from tensorflow_serving.servables.tensorflow.saved_model_bundle import Signature
+from tensorflow_serving.servables.tensorflow.saved_model_bundle import Aliases, Inputs, Signature
 
 
 class Servable(Protocol):
@@ -31,17 +29,13 @@ class Servable(Protocol):
         ...
 
     def submit(
-        self,
-        signature: Signature,
-        inputs: dict[str, np.ndarray],
-        output_aliases: tuple[str, ...],
-        runner: concurrent.futures.Executor,
-    ) -> concurrent.futures.Future:
+        self, signature: Signature, inputs: Inputs, outputs: Aliases, runner: Executor
+    ) -> Future:
         """Runs `signature` on `inputs`; the future's result maps each output alias to an array.
 
         Preconditions: `inputs` holds exactly the signature's input aliases,
         each with the signature's dtype (predict_util.validate_inputs), and
-        `output_aliases` are outputs of the signature. The run happens on
+        `outputs` are output aliases of the signature. The run happens on
         `runner` (util.executors.CALLING_THREAD: before submit returns), or,
         for a batching servable, in a batch that `runner` or the batch
         scheduler runs. Errors come as the future's exception (ServingError

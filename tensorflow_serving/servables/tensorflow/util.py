@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 
 from tensorflow_serving.apis import input_pb2
 from tensorflow_serving.core.servable_handle import ServableHandle
+from tensorflow_serving.servables.tensorflow.predict_util import fill_model_spec
 from tensorflow_serving.servables.tensorflow.saved_model_bundle import Signature
 from tensorflow_serving.util import status
 from tensorflow_serving.util.executors import CALLING_THREAD
+
+ResponseT = TypeVar("ResponseT")
 
 
 def serialized_examples(input_proto: input_pb2.Input) -> np.ndarray:
@@ -61,3 +66,15 @@ def run_on_examples(
     """Feeds the serialized examples to the signature's only input; blocks for the outputs."""
     (alias,) = signature.inputs
     return handle.servable.submit(signature, {alias: examples}, outputs, CALLING_THREAD).result()
+
+
+def examples_response(run, response: ResponseT, handle: ServableHandle, request) -> ResponseT:
+    """`response` filled by `run(handle, signature_name, input)` for a Classify/Regress request.
+
+    `run` returns (result, signature key); the response's model_spec names
+    the version and signature that answered.
+    """
+    result, key = run(handle, request.model_spec.signature_name, request.input)
+    response.result.CopyFrom(result)
+    fill_model_spec(response.model_spec, handle.name, handle.version, key)
+    return response
