@@ -1,12 +1,14 @@
 """Shared helpers for the project's py_test targets."""
 
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable
 
 import pytest
+
+# Tests pick ports the way the benchmark tools do: one definition, in tools/processes.py.
+from tensorflow_serving.tools.processes import free_port  # noqa: F401
 
 
 def main(test_file: str) -> int:
@@ -39,13 +41,6 @@ def child_env() -> dict[str, str]:
     child would not see.
     """
     return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 if __name__ == "__main__":
