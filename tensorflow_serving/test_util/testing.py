@@ -34,6 +34,24 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 60, interval: float
     return False
 
 
+# The repository root: in a Bazel test, the workspace directory of the runfiles.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def pinned_version(package: str) -> str:
+    """The version requirements.txt pins `package` to (`name==version`).
+
+    Under Bazel the test needs `data = ["//:requirements.txt"]`.
+    """
+    path = os.path.join(REPO_ROOT, "requirements.txt")
+    with open(path) as requirements:
+        for line in requirements:
+            name, pinned, version = line.split("#")[0].strip().partition("==")
+            if pinned and name.strip().lower() == package.lower():
+                return version.strip()
+    raise AssertionError(f"{package} is not pinned (name==version) in {path}")
+
+
 def child_env() -> dict[str, str]:
     """This environment, with PYTHONPATH set so a child Python imports what this test imports.
 
