@@ -56,7 +56,7 @@ def timed_runs(
     comes; only the calls are timed, and throughput is calls over their own time.
     During such gaps an idle vCPU may halt (costly to wake on a VM) and the
     caches cool, so this is the limit a one-client server can actually reach
-    (docs/performance/).
+    (docs/performance/2026-11-28-one-client-ceiling.md).
 
     `clock` and `sleep` time the calls and make the gaps; tests pass a fake pair.
     """
