@@ -225,6 +225,7 @@ class ServingMetrics:
         self._known_models = core.model_names
 
     def attach_batching(self, queued_rows: Callable[[], int] | None) -> None:
+        """Lets the page show the rows waiting in the batching queues (read at scrape time)."""
         self.queued_rows = queued_rows
 
     # -- Requests -----------------------------------------------------------
@@ -306,8 +307,12 @@ class ServingMetrics:
 
     # -- Batching -------------------------------------------------------------
 
-    def observe_batch(self, batch_size: int, queued_rows: int) -> None:
-        """BatchingServable's on_batch hook: one batch about to run."""
+    def observe_batch(self, batch_size: int) -> None:
+        """One batch about to run, of `batch_size` rows after padding (any thread).
+
+        BatchingServable's on_batch hook. The rows still queued are read at
+        scrape time instead (attach_batching).
+        """
         self.batch_size.observe(batch_size)
 
     # -- The page ---------------------------------------------------------------

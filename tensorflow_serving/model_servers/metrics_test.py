@@ -152,8 +152,8 @@ def test_loads_and_unloads_are_counted_from_state_changes(serving_metrics):
 
 def test_batches_are_observed(serving_metrics):
     serving_metrics.attach_batching(lambda: 5)
-    serving_metrics.observe_batch(8, 5)
-    serving_metrics.observe_batch(32, 0)
+    serving_metrics.observe_batch(8)
+    serving_metrics.observe_batch(32)
     samples = page_samples(serving_metrics)
     assert value(samples, ":tensorflow:serving:batching_session:batch_size_count") == 2
     assert value(samples, ":tensorflow:serving:batching_session:batch_size_sum") == 40
