@@ -45,13 +45,23 @@ def _cygrpc_names_in_source(module) -> set[tuple[str, str | None]]:
     return found
 
 
-def _grpcio_advice(problem: str) -> str:
-    pinned = testing.pinned_version("grpcio")
+def _advice(problem: str, package: str, module: str, uses: str, fallback: str = "") -> str:
+    """What failed, which module depends on it, and the two ways out."""
+    pinned = testing.pinned_version(package)
     return (
-        f"{problem}. model_servers/inline_grpc_server.py uses grpcio's private "
-        f"grpc._cython.cygrpc API as grpcio=={pinned} (pinned in requirements.txt) has it. "
-        f"Install grpcio=={pinned}, or port inline_grpc_server.py to the new grpcio and "
-        "move the pin with it (--grpc_server=grpcio serves without the private API)."
+        f"{problem}. model_servers/{module} uses {uses} as {package}=={pinned} (pinned in "
+        f"requirements.txt) has it. Install {package}=={pinned}, or port {module} to the new "
+        f"{package} and move the pin with it.{fallback}"
+    )
+
+
+def _grpcio_advice(problem: str) -> str:
+    return _advice(
+        problem,
+        "grpcio",
+        "inline_grpc_server.py",
+        "grpcio's private grpc._cython.cygrpc API",
+        " (--grpc_server=grpcio serves without the private API.)",
     )
 
 
@@ -129,12 +139,11 @@ _CYCLE_ATTRIBUTES = (
 
 
 def _uvicorn_advice(problem: str) -> str:
-    pinned = testing.pinned_version("uvicorn")
-    return (
-        f"{problem}. model_servers/http_inline_predict.py subclasses uvicorn's private "
-        f"HttpToolsProtocol as uvicorn=={pinned} (pinned in requirements.txt) has it. "
-        f"Install uvicorn=={pinned}, or port http_inline_predict.py to the new uvicorn and "
-        "move the pin with it."
+    return _advice(
+        problem,
+        "uvicorn",
+        "http_inline_predict.py",
+        "the private attributes of uvicorn's HttpToolsProtocol",
     )
 
 
