@@ -29,7 +29,7 @@ and under a CPU quota (a container's cpu.max) that time is charged like any
 other. Around each rerun it holds the GIL briefly; on a host whose cores are
 all kept busy by other processes, a starved warmer can hold up a request
 thread that waits for the GIL. So the flag is for servers whose cores are
-otherwise idle between requests (README, "Batching and tuning"); the
+otherwise idle between requests (README, "Tuning"); the
 measurements are in docs/performance/2026-11-27-keep-model-warm.md.
 """
 
