@@ -3,13 +3,13 @@ the serving version during a swap (with loaders that need no TensorFlow)."""
 
 import sys
 import threading
-import time
 
 import pytest
 
 from tensorflow_serving.core.aspired_version_policy import ResourcePreservingPolicy
 from tensorflow_serving.core.aspired_versions_manager import (
     AspiredVersionsManager,
+    LoadedServable,
     ManagerOptions,
 )
 from tensorflow_serving.core.loader import Loader
@@ -19,12 +19,12 @@ from tensorflow_serving.util import status
 
 
 class FakeLoader(Loader):
-    """Loads a string; can fail a number of times, or be slow."""
+    """Loads a string; can fail a number of times, hang, or wait until `gate` opens."""
 
-    def __init__(self, version, failures=0, delay=0.0, fingerprint=None, hang=False):
+    def __init__(self, version, failures=0, gate=None, fingerprint=None, hang=False):
         self.version = version
         self.failures = failures
-        self.delay = delay
+        self.gate = gate
         self.hang = hang
         self.fingerprint = fingerprint
         self.unloaded = False
@@ -34,7 +34,8 @@ class FakeLoader(Loader):
         self.attempts += 1
         if self.hang:
             threading.Event().wait(30)
-        time.sleep(self.delay)
+        if self.gate is not None:
+            assert self.gate.wait(30), "the test never opened the gate"
         if self.attempts <= self.failures:
             raise status.failed_precondition(f"version {self.version} is corrupt")
         return f"servable-{self.version}"
@@ -69,26 +70,25 @@ def test_loads_aspired_version_and_serves_it(manager):
     assert manager.serving_versions("m")[1].servable == "servable-1"
 
 
+def state(manager, version):
+    found = manager.monitor.versions("m").get(version)
+    return None if found is None else found.state
+
+
 def test_swap_never_leaves_the_model_without_a_version(manager):
     aspire(manager, FakeLoader(1))
     assert wait_for(lambda: serving(manager) == [1])
-    old = FakeLoader(1)
-    gaps = []
-    done = threading.Event()
-
-    def watch():
-        while not done.is_set():
-            if not serving(manager):
-                gaps.append(time.monotonic())
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    aspire(manager, FakeLoader(2, delay=0.2))
+    # Every change of what serves, as the manager publishes it.
+    published = []
+    manager.monitor.add_listener(lambda _: published.append(serving(manager)))
+    gate = threading.Event()
+    aspire(manager, FakeLoader(2, gate=gate))
+    assert wait_for(lambda: state(manager, 2) == ManagerState.LOADING)
+    assert serving(manager) == [1], "the old version serves while the new one loads"
+    gate.set()
     assert wait_for(lambda: serving(manager) == [2])
-    done.set()
-    watcher.join()
-    assert gaps == []
-    del old
+    assert wait_for(lambda: state(manager, 1) == ManagerState.END)
+    assert [] not in published, "no moment without a version"
 
 
 def test_retries_then_reports_the_error_and_keeps_serving_old(manager):
@@ -107,14 +107,24 @@ def test_failed_version_is_retried_once_its_files_change(manager):
     assert wait_for(lambda: serving(manager) == [1])
     aspire(manager, FakeLoader(2, failures=99, fingerprint="broken"))
     assert wait_for(lambda: manager.monitor.versions("m")[2].state == ManagerState.END)
-    aspire(manager, FakeLoader(2, failures=99, fingerprint="broken"))  # same files: no retry
-    time.sleep(0.1)
+    same_files = FakeLoader(2, failures=99, fingerprint="broken")
+    aspire(manager, same_files)  # no retry
     assert manager.monitor.versions("m")[2].state == ManagerState.END
-    aspire(manager, FakeLoader(2, fingerprint="fixed"))
+    fixed = FakeLoader(2, fingerprint="fixed")
+    aspire(manager, fixed)
     assert wait_for(lambda: serving(manager) == [2])
+    # The manager has acted on both aspire calls, in order, by now.
+    assert same_files.attempts == 0, "unchanged files are not loaded again"
+    assert fixed.attempts == 1
 
 
-def test_unload_waits_for_in_flight_requests(manager):
+def test_unload_waits_for_in_flight_requests(manager, monkeypatch):
+    # Counts the unloading thread's looks at the in-flight count.
+    looks = []
+    in_flight = LoadedServable.in_flight
+    monkeypatch.setattr(
+        LoadedServable, "in_flight", lambda self: looks.append(1) or in_flight(self)
+    )
     first = FakeLoader(1)
     aspire(manager, first)
     assert wait_for(lambda: serving(manager) == [1])
@@ -122,8 +132,9 @@ def test_unload_waits_for_in_flight_requests(manager):
     assert loaded.try_acquire()
     manager.set_aspired_versions("m", [])
     assert wait_for(lambda: serving(manager) == [])
-    time.sleep(0.1)
+    assert wait_for(lambda: len(looks) >= 2), "the unloader has seen the request in flight"
     assert not first.unloaded, "a request still holds version 1"
+    assert state(manager, 1) == ManagerState.UNLOADING
     loaded.release()
     assert wait_for(lambda: first.unloaded)
 

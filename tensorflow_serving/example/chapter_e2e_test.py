@@ -4,7 +4,6 @@ tensorflow_model_server, query it with mnist_client while version 2 replaces 1."
 import subprocess
 import sys
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -23,8 +22,16 @@ def chapter(tmp_path_factory):
     mnist_input_data.write_synthetic_data_sets(work_dir)
     base = tmp_path_factory.mktemp("mnist_model")
     exported = serving_model_ch4.train_and_export(str(base), 1, 30, work_dir, seed=0, **TINY_CNN)
+    monitoring = tmp_path_factory.mktemp("config") / "monitoring.config"
+    monitoring.write_text("prometheus_config { enable: true }\n")
     server = RunningServer(
-        base, "mnist", ["--model_name=mnist", f"--model_base_path={base}"], rest=False
+        base,
+        "mnist",
+        [
+            "--model_name=mnist",
+            f"--model_base_path={base}",
+            f"--monitoring_config_file={monitoring}",
+        ],
     )
     server.base, server.work_dir, server.exported = base, work_dir, exported
     server.wait_until_serving()
@@ -48,7 +55,12 @@ def test_served_scores_are_the_exported_models(chapter):
         np.testing.assert_allclose(mnist_client.scores_of(response), expected, rtol=1e-4, atol=1e-6)
 
 
+def predictions_served(server) -> float:
+    return server.metric(":tensorflow:serving:request_count", model_name="mnist", entrypoint="GRPC")
+
+
 def test_hot_swap_while_mnist_client_runs_with_concurrency_8(chapter):
+    served_before = predictions_served(chapter)
     results = []
     client = threading.Thread(
         target=lambda: results.append(
@@ -58,21 +70,22 @@ def test_hot_swap_while_mnist_client_runs_with_concurrency_8(chapter):
         )
     )
     client.start()
-    time.sleep(0.5)
+    assert testing.wait_for(lambda: predictions_served(chapter) >= served_before + 50), (
+        "mnist_client is under way"
+    )
     serving_model_ch4.train_and_export(str(chapter.base), 2, 30, chapter.work_dir, **TINY_CNN)
     client.join(300)
     assert results and results[0].failed == 0, "no request may fail during the swap"
     stub = prediction_service_pb2_grpc.PredictionServiceStub(chapter.channel)
     image = mnist_input_data.read_data_sets(chapter.work_dir).test.images[:1]
-    deadline = time.monotonic() + 60
-    version = None
-    while time.monotonic() < deadline:
-        version = stub.Predict(mnist_client.make_request(image[0], "mnist", "predict_images"))
-        version = version.model_spec.version.value
-        if version == 2:
-            break
-        time.sleep(0.2)
-    assert version == 2, "answers name version 2 once it is available"
+
+    def answering_version() -> int:
+        request = mnist_client.make_request(image[0], "mnist", "predict_images")
+        return stub.Predict(request).model_spec.version.value
+
+    assert testing.wait_for(lambda: answering_version() == 2), (
+        "answers name version 2 once it is available"
+    )
 
 
 def test_the_client_binary_prints_the_error_rate(chapter):

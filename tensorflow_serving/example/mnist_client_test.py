@@ -170,13 +170,11 @@ def test_model_name_flag(work_dir, serve):
 
 def test_unreachable_server_is_a_clear_failure(work_dir, capsys):
     address = f"127.0.0.1:{testing.free_port()}"
-    start = time.monotonic()
     code = mnist_client.main([f"--server={address}", f"--work_dir={work_dir}", "--num_tests=5"])
     out = capsys.readouterr().out
     assert code == 1
     assert f"Error: cannot get an answer from the PredictionService at {address}" in out
     assert "UNAVAILABLE" in out
-    assert time.monotonic() - start < 10
 
 
 def test_server_errors_make_a_non_zero_exit(work_dir, serve, capsys):

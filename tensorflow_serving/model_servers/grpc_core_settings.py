@@ -6,11 +6,9 @@ call `choose_server_experiments()` before it (inline_grpc_server does).
 
 Why turn off the EventEngine listener: with it, connections accepted by the
 server are read by EventEngine's own threads, which then wake the thread
-polling the completion queue. One batch-1 Predict from a lone client cost
-six context switches on the server's one core: three EventEngine threads and
-two pollers. Without it, the polling thread reads the socket itself: four
-switches, and on a one-layer model about 12% less server CPU per request
-(305 against 347 us, four interleaved pairs) with no change at 32 clients.
+polling the completion queue, so every request crosses threads once more.
+Without it, the polling thread reads the socket itself
+(docs/performance/2026-11-27-grpc-event-engine.md).
 
 A user who sets GRPC_EXPERIMENTS keeps exactly their own setting.
 """

@@ -12,7 +12,6 @@ import concurrent.futures
 import json
 import os
 import sys
-import time
 
 import grpc
 import numpy as np
@@ -265,12 +264,8 @@ def grpc_health(server) -> int:
 
 
 def wait_ready(server, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.request("GET", "/v1/health/ready")[0] == 200:
-            return
-        time.sleep(0.2)
-    pytest.fail(f"never ready:\n{server.log_tail()}")
+    if not testing.wait_for(lambda: server.request("GET", "/v1/health/ready")[0] == 200, timeout):
+        pytest.fail(f"never ready:\n{server.log_tail()}")
 
 
 def test_readiness_flips_from_503_to_200_when_a_version_loads(cold_server):
@@ -284,10 +279,9 @@ def test_readiness_flips_from_503_to_200_when_a_version_loads(cold_server):
     hp.export_half_plus_two_tf1(str(cold_server.base_path), 1)
     wait_ready(cold_server)
     assert cold_server.json("GET", "/v1/health/ready") == (200, {"status": "ready"})
-    deadline = time.monotonic() + 10
-    while grpc_health(cold_server) != health_pb2.HealthCheckResponse.SERVING:
-        assert time.monotonic() < deadline, "gRPC health stayed NOT_SERVING"
-        time.sleep(0.1)
+    assert testing.wait_for(
+        lambda: grpc_health(cold_server) == health_pb2.HealthCheckResponse.SERVING, timeout=10
+    ), "gRPC health stayed NOT_SERVING"
 
 
 def test_timeout_is_504(cold_server):

@@ -1,32 +1,41 @@
 """A gRPC server whose completion-queue threads run the handlers themselves.
 
-Why not grpcio's stock server: it hands every RPC from its one polling thread
-to a pool thread and back, twice, through Python condition variables. On this
-kind of machine that costs about 130 us of Python per unary RPC, as much as
-the MNIST model costs per inference at batch 32. Here, as in gRPC C++'s sync
-server, several threads all poll one completion queue. The thread that
-receives a request's message runs the handler and starts the reply. A unary
-RPC is three completion events (new call, message, reply sent) and no
-hand-offs. The no-work floor measured 55 us per RPC instead of 130. Also as
-in C++, only one or two of the threads wait in the queue at a time, so the
-calls of a lone client keep landing on the same warm threads.
+What it promises:
+- The part of grpcio's `grpc.Server` API that servers use: generic and
+  registered handlers, interceptors, insecure and TLS ports,
+  `maximum_concurrent_rpcs`, `start`, `stop(grace)`, `wait_for_termination`.
+  The generated `add_*Servicer_to_server` functions work unchanged, and
+  handlers get a `grpc.ServicerContext` (response compression excepted).
+- A unary-unary handler runs on the thread that received its request
+  message. A unary-stream handler (Health.Watch) runs on a thread of its
+  own. A request-streaming method is answered UNIMPLEMENTED.
+- A unary handler may return a `concurrent.futures.Future` of its response:
+  the answer is sent when the future is done, from the thread that completes
+  it (a `status.ServingError` sets the call's code and details).
+- With `maximum_concurrent_rpcs`, a call beyond that many in flight gets
+  RESOURCE_EXHAUSTED at once.
+- `stop(grace)` refuses new calls at once and cancels the calls still running
+  after `grace` seconds; the event it returns is set once every call ended.
 
-A unary handler may also return DEFERRED after taking
-``context.deferred_reply()``, and answer later from another thread: a
-batched Predict does so, and the thread that ran the batch answers each of
-its requests, so the polling thread goes back to receiving at once.
+Threads: the server owns `num_threads` threads. At most two of them wait in
+the completion queue at a time, as in gRPC C++'s sync server; the others
+park until a waiting one goes to work. A handler that blocks holds one of
+the threads, so a server whose handlers wait (for a batch, say) needs more
+threads than it has cores.
 
-The class keeps the part of grpcio's ``grpc.Server`` API that servers use
-(generic and registered handlers, interceptors, insecure and TLS ports,
-``maximum_concurrent_rpcs``, ``start``, ``stop(grace)``), so the generated
-``add_*Servicer_to_server`` functions work unchanged, and handlers get a full
-``grpc.ServicerContext``. Unary-unary and unary-stream methods are served
-(Health.Watch streams, on a thread of its own). Request-streaming methods are
-answered UNIMPLEMENTED: no service of ours has one.
+Why: grpcio's stock server hands every call from its polling thread to a pool
+thread and back. Running the handler where the request arrived removes those
+hand-offs, which cost a small call more than the rest of its Python
+(docs/performance/2026-11-27-grpc-transport.md).
 
-It sits on grpcio's Cython layer (``grpc._cython.cygrpc``), which grpcio does
-not promise to keep: requirements.txt pins grpcio, inline_grpc_server_test
-checks the behaviour, and ``--grpc_server=grpcio`` brings back the stock one.
+Private API: this is the one module of the server that uses grpcio's private
+Cython layer, `grpc._cython.cygrpc` (and `grpc.ServerCredentials._credentials`),
+which grpcio does not promise to keep from one release to the next.
+requirements.txt pins grpcio for it, PRIVATE_CYGRPC_API below lists the
+members it calls on cygrpc's objects, and model_servers/private_apis_test.py
+fails, naming the pinned version, when the installed grpcio differs from the
+pin or any of those names is gone. `--grpc_server=grpcio` serves with
+grpcio's stock server instead.
 """
 
 from __future__ import annotations
@@ -56,6 +65,35 @@ _NO_FLAGS = 0
 _MIN_POLLERS = 1
 _MAX_POLLERS = 2
 _OK = grpc.StatusCode.OK
+
+# The members of grpcio's private cygrpc classes this module uses on their
+# instances (names used as `cygrpc.Name` or `cygrpc.Name.member` are found in
+# the source by private_apis_test, which checks both against the pinned grpcio).
+PRIVATE_CYGRPC_API: dict[str, tuple[str, ...]] = {
+    "Server": (
+        "register_completion_queue",
+        "add_http2_port",
+        "start",
+        "request_call",
+        "shutdown",
+        "cancel_all_calls",
+        "destroy",
+    ),
+    "CompletionQueue": ("poll", "shutdown"),
+    "Call": ("start_server_batch", "cancel", "peer"),
+    "RequestCallEvent": (
+        "call",
+        "call_details",
+        "invocation_metadata",
+        "success",
+        "completion_type",
+        "tag",
+    ),
+    "BatchOperationEvent": ("batch_operations", "success", "completion_type", "tag"),
+    "CallDetails": ("method", "deadline"),
+    "ReceiveMessageOperation": ("message",),
+    "ReceiveCloseOnServerOperation": ("cancelled",),
+}
 
 
 class _AbortedRpc(Exception):
@@ -256,7 +294,11 @@ class _SendCompletion:
 
 
 class InlineGrpcServer:
-    """grpc.Server's serving API, with handlers run on the completion-queue threads."""
+    """grpc.Server's serving API, with handlers run on the completion-queue threads.
+
+    Set up (handlers, ports) from one thread before start(); start() once;
+    stop() from any thread, any number of times.
+    """
 
     def __init__(
         self,
@@ -365,16 +407,12 @@ class InlineGrpcServer:
     # --- the pollers ---
 
     def _poll(self) -> None:
-        """Takes events from the completion queue and runs their tags.
+        """Runs on each server thread until the queue shuts down: takes one event, runs its tag.
 
-        As in gRPC C++'s sync server, only a few threads wait in the queue
-        at once (at least _MIN_POLLERS, at most _MAX_POLLERS); the others park
-        until a poller goes to work. gRPC hands each event to the next of
-        its waiting threads in turn, so with every thread waiting, a lone
-        client's calls went round all of them, each with cold caches: keeping
-        two in the queue and waking the most recently parked thread first
-        served one client about 10% faster (median of 14 interleaved pairs;
-        server CPU per call 2,120 -> 1,924 us), with no change at 32 clients.
+        At least _MIN_POLLERS and at most _MAX_POLLERS threads wait in the
+        queue at once; the others park (see _wait_for_polling_turn). The
+        thread parked last is unparked first, so the calls of a lone client
+        keep landing on the same few threads, whose caches are warm.
         """
         shutdown = cygrpc.CompletionType.queue_shutdown
         timeout = cygrpc.CompletionType.queue_timeout

@@ -3,7 +3,6 @@ thread keeps the model warm, and versions swap under load without a lost request
 
 import os
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -55,10 +54,9 @@ def idle_threads(server) -> list[int]:
 def test_answers_are_unchanged_and_one_idle_thread_keeps_the_model_warm(server):
     response = predict(server, [[1.0], [4.0]])
     np.testing.assert_allclose(tensor_codec.to_ndarray(response.outputs["y"]).ravel(), [2.5, 4.0])
-    deadline = time.monotonic() + 30
-    while len(idle_threads(server)) != 1:
-        assert time.monotonic() < deadline, "no SCHED_IDLE warming thread"
-        time.sleep(0.05)
+    assert testing.wait_for(lambda: len(idle_threads(server)) == 1, timeout=30), (
+        "no SCHED_IDLE warming thread"
+    )
     busy = cpu_scheduling.thread_policies(server.process.pid)
     assert sum(policy == os.SCHED_BATCH for policy in busy.values()) > 5
 
@@ -69,6 +67,7 @@ def test_a_new_version_replaces_a_warm_one_without_losing_a_request(server):
         lambda: hp.export_half_plus_two_tf2(str(server.base / "tf2"), 2),
         new=2,
         clients=4,
+        model="hp",
     )
     assert failures == []
     assert 2 in versions

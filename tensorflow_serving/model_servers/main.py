@@ -75,8 +75,8 @@ _HELP = {
     "to sparse traffic, at the price of a busy core meanwhile); needs one TensorFlow thread "
     "per graph run; only for hosts whose cores are otherwise idle between requests; 0: off.",
     "grpc_server": "Not upstream: 'inline' runs each gRPC handler on the thread that polled "
-    "its request (no thread hand-offs; about half the Python cost per call); 'grpcio' is "
-    "grpcio's stock thread-pool server.",
+    "its request (no thread hand-offs per call); 'grpcio' is grpcio's stock thread-pool "
+    "server.",
 }
 
 # Upstream flags that need hardware or runtimes this server does not have:

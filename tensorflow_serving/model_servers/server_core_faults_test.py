@@ -11,7 +11,6 @@ import os
 import shutil
 import sys
 import threading
-import time
 
 import grpc
 import numpy as np
@@ -204,35 +203,43 @@ def test_failure_is_visible_while_retries_are_pending(base):
         core.stop()
 
 
+def record_aspired(core) -> list[list[int]]:
+    """The aspired versions of "m" the source hands the manager from now on, in order."""
+    handed: list[list[int]] = []
+    set_aspired_versions = core.manager.set_aspired_versions
+
+    def recorded(name, versions):
+        versions = list(versions)
+        if name == "m":
+            handed.append(sorted(sid.version for sid, _ in versions))
+        set_aspired_versions(name, versions)
+
+    core.manager.set_aspired_versions = recorded
+    return handed
+
+
 def test_version_deleted_while_loading_is_never_served(base, log):
     hp.export_half_plus_two_tf1(base, 1, b=1.0)
     hook = LoadHook()
     hook.stall.add(2)
     core = make_core(single_model_config("m", base), wrap=hook)
+    states_of_2 = []
+    core.monitor.add_listener(
+        lambda state: states_of_2.append(state.state) if state.id.version == 2 else None
+    )
     try:
+        handed = record_aspired(core)
         hp.export_half_plus_two_tf1(base, 2, b=20.0)
         assert hook.entered.wait(60), "version 2 started loading"
         shutil.rmtree(os.path.join(base, "2"))
-        time.sleep(5 * POLL)  # the source has seen it go
+        assert wait_for(lambda: handed and handed[-1] == [1]), "the source has seen it go"
         assert predict_y(core) == (1, 2.0), "version 1 answers while 2 loads"
-        seen = set()
-        stop = threading.Event()
-
-        def watch():
-            while not stop.is_set():
-                seen.update(serving(core))
-                time.sleep(0.001)
-
-        watcher = threading.Thread(target=watch)
-        watcher.start()
         hook.release.set()
-        try:
-            assert wait_for(lambda: state_of(core, 2) == ManagerState.END)
-            time.sleep(5 * POLL)
-        finally:
-            stop.set()
-            watcher.join()
-        assert seen == {1}, "a version whose directory is gone must not serve, even briefly"
+        assert wait_for(lambda: state_of(core, 2) == ManagerState.END)
+        assert ManagerState.AVAILABLE not in states_of_2, (
+            "a version whose directory is gone must not serve, even briefly"
+        )
+        assert serving(core) == [1]
         assert predict_y(core) == (1, 2.0)
         assert [t.closed for t in hook.made[2]] == [True], "its session was freed"
         assert "stopped being aspired while it loaded" in log.text
@@ -283,10 +290,11 @@ def test_base_path_that_vanishes_and_returns(tmp_path, base, log):
     away = str(tmp_path / "away")
     try:
         os.rename(base, away)
-        time.sleep(10 * POLL)
+        assert wait_for(lambda: log.text.count(f"cannot list base path {base}") >= 3), (
+            "three polls without the directory"
+        )
         assert predict_y(core) == (1, 2.0), "the loaded version keeps answering"
         assert version_status(core, 1).state == ManagerState.AVAILABLE
-        assert f"cannot list base path {base}" in log.text
 
         os.rename(away, base)
         hp.export_half_plus_two_tf1(base, 2, b=20.0)
@@ -321,12 +329,10 @@ def test_config_file_replaced_by_garbage_keeps_old_config(tmp_path, base, log):
         for text, words in garbage.items():
             log.clear()
             config_path.write_bytes(text)
-            time.sleep(6 * POLL)
+            expected = [words] + ([f"Rejected new model config {config_path}"] if text else [])
+            assert wait_for(lambda e=expected: all(line in log.text for line in e)), text
             assert core.model_names() == ("m",), text
             assert predict_y(core) == (1, 2.0), text
-            assert words in log.text, text
-            if text:
-                assert f"Rejected new model config {config_path}" in log.text, text
 
         config_path.write_text(
             good[: -len(" }")] + f' config {{ name: "other" base_path: "{other}" }} }}'

@@ -2,8 +2,9 @@
 connections are refused from the moment the signal arrives, and the process
 exits 0.
 
-Requests are made slow by batching with a 2 s batch timeout, so they are
-certainly in flight when the signal comes. (SIGKILL of an *exporter* losing
+Requests are made slow by batching with a 2 s batch timeout; the test waits
+until the queue-depth gauge shows all of them queued before it signals, so
+they are certainly in flight when the signal comes. (SIGKILL of an *exporter* losing
 nothing on disk is tested in tensorflow_serving/example/atomic_export_test.py.)
 """
 
@@ -12,7 +13,6 @@ import http.client
 import signal
 import subprocess
 import sys
-import time
 
 import grpc
 import numpy as np
@@ -30,6 +30,8 @@ BATCH_TIMEOUT_S = 2.0
 @pytest.fixture
 def server(tmp_path):
     hp.export_half_plus_two_tf1(str(tmp_path / "hp"), 1)  # y = 0.5x + 2
+    monitoring = tmp_path / "monitoring.config"
+    monitoring.write_text("prometheus_config { enable: true }\n")
     batching = tmp_path / "batching.config"
     batching.write_text(
         "max_batch_size { value: 64 }\n"
@@ -44,6 +46,7 @@ def server(tmp_path):
             f"--model_base_path={tmp_path / 'hp'}",
             "--enable_batching",
             f"--batching_parameters_file={batching}",
+            f"--monitoring_config_file={monitoring}",
         ],
     )
     try:
@@ -68,23 +71,32 @@ def rest_predict(server, x):
     return document["predictions"][0][0]
 
 
+def rest_refuses(server) -> bool:
+    """Whether the REST port refuses a new request (the server stops it after gRPC's)."""
+    try:
+        server.request("GET", "/v1/models/hp")
+    except (ConnectionError, http.client.HTTPException):
+        return True
+    return False
+
+
 def test_sigterm_drains_in_flight_requests_refuses_new_ones_and_exits_zero(server):
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         in_flight = [pool.submit(grpc_predict, server.grpc_port, float(i)) for i in range(4)]
         in_flight += [pool.submit(rest_predict, server, float(i)) for i in range(4, 6)]
-        time.sleep(0.5)  # every request is waiting for its batch now
+        queued = ":tensorflow:serving:batching_session:queue_depth"
+        assert testing.wait_for(lambda: server.metric(queued) == 6, timeout=30), (
+            f"the six requests never all waited for their batch:\n{server.log_tail()}"
+        )
         assert not any(f.done() for f in in_flight)
-        signal_sent = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
 
         # New work is refused while the old drains.
+        assert testing.wait_for(lambda: rest_refuses(server), timeout=30), "REST still answers"
         with pytest.raises(grpc.RpcError) as raised:
             grpc_predict(server.grpc_port, 100.0)
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
-        with pytest.raises((ConnectionError, http.client.HTTPException)):
-            server.request("GET", "/v1/models/hp")
-        assert time.monotonic() - signal_sent < BATCH_TIMEOUT_S, "refusals came while draining"
+        assert not any(f.done() for f in in_flight), "refusals came while the old work drained"
 
         answers = [f.result(timeout=60) for f in in_flight]
     assert answers == [0.5 * i + 2 for i in range(6)], "every in-flight request succeeded"

@@ -19,11 +19,14 @@ from collections.abc import Callable
 
 import grpc
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tensorflow_serving.test_util import testing
 
 BINARY = "tensorflow_serving/model_servers/tensorflow_model_server"
 STARTUP_SECONDS = 180
+# Where the server serves Prometheus metrics unless the monitoring config says otherwise.
+DEFAULT_METRICS_PATH = "/monitoring/prometheus/metrics"
 
 
 def server_command() -> list[str]:
@@ -103,40 +106,73 @@ class RunningServer:
         code, _, raw = self.request(method, path, body)
         return code, json.loads(raw) if raw else None
 
+    def metric(self, name: str, path: str = DEFAULT_METRICS_PATH, **labels: str) -> float:
+        """The sum of the samples `name` with these labels on the server's Prometheus page.
+
+        `name` is spelled as the page writes it; prometheus_client's parser
+        reports a counter's samples with `_total` appended, and both spellings
+        match. The server needs --monitoring_config_file with
+        prometheus_config at `path`; a sample that is not on the page counts 0.
+        """
+        code, _, raw = self.request("GET", path)
+        assert code == 200, f"GET {path}: {code} {raw[:200]!r}"
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(raw.decode())
+            for sample in family.samples
+            if sample.name in (name, f"{name}_total")
+            and all(sample.labels.get(k) == v for k, v in labels.items())
+        )
+
     def swap_under_load(
         self,
         answering_version: Callable[[], int],
         export_new: Callable[[], None],
         new: int,
         clients: int,
+        model: str,
     ) -> tuple[set[int], list[grpc.RpcError]]:
         """Versions that answered, and the errors, while `clients` threads call
-        `answering_version()` in a loop and `export_new()` adds version `new`.
+        `answering_version()` in a loop and `export_new()` adds version `new`
+        of `model`.
 
-        The load goes on until `new` answers and 1.5 s longer, long enough for
-        the old version to be unloaded under it.
+        The load starts before the export and goes on until `new` answers and
+        the server's log says the version that answered before it was
+        unloaded, so the whole swap happens under load.
         """
         failures: list[grpc.RpcError] = []
         versions: set[int] = set()
+        lock = threading.Lock()
         stop = threading.Event()
 
         def client() -> None:
             while not stop.is_set():
                 try:
-                    versions.add(answering_version())
+                    version = answering_version()
                 except grpc.RpcError as error:
-                    failures.append(error)
+                    with lock:
+                        failures.append(error)
+                    continue
+                with lock:
+                    versions.add(version)
+
+        def answered() -> set[int]:
+            with lock:
+                return set(versions)
 
         threads = [threading.Thread(target=client) for _ in range(clients)]
         for thread in threads:
             thread.start()
         try:
-            time.sleep(0.5)
+            if not testing.wait_for(lambda: bool(answered()), timeout=60):
+                pytest.fail(f"no client got an answer before the swap:\n{self.log_tail()}")
+            old = max(answered())
             export_new()
-            deadline = time.monotonic() + 60
-            while new not in versions and time.monotonic() < deadline:
-                time.sleep(0.1)
-            time.sleep(1.5)
+            if not testing.wait_for(lambda: new in answered(), timeout=60):
+                pytest.fail(f"version {new} never answered:\n{self.log_tail()}")
+            unloaded = f"Unloaded servable version {{name: {model} version: {old}}}"
+            if not testing.wait_for(lambda: unloaded in self.log_path.read_text(), timeout=60):
+                pytest.fail(f"version {old} was never unloaded:\n{self.log_tail()}")
         finally:
             stop.set()
             for thread in threads:

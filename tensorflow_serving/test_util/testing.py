@@ -1,13 +1,14 @@
 """Shared helpers for the project's py_test targets."""
 
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable
 
 import pytest
 
+# Tests pick ports the way the benchmark tools do: one definition, in tools/processes.py.
+from tensorflow_serving.tools.processes import free_port  # noqa: F401
 from tensorflow_serving.util import status
 
 
@@ -41,6 +42,24 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 60, interval: float
     return False
 
 
+# The repository root: in a Bazel test, the workspace directory of the runfiles.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def pinned_version(package: str) -> str:
+    """The version requirements.txt pins `package` to (`name==version`).
+
+    Under Bazel the test needs `data = ["//:requirements.txt"]`.
+    """
+    path = os.path.join(REPO_ROOT, "requirements.txt")
+    with open(path) as requirements:
+        for line in requirements:
+            name, pinned, version = line.split("#")[0].strip().partition("==")
+            if pinned and name.strip().lower() == package.lower():
+                return version.strip()
+    raise AssertionError(f"{package} is not pinned (name==version) in {path}")
+
+
 def child_env() -> dict[str, str]:
     """This environment, with PYTHONPATH set so a child Python imports what this test imports.
 
@@ -48,13 +67,6 @@ def child_env() -> dict[str, str]:
     child would not see.
     """
     return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 if __name__ == "__main__":

@@ -6,11 +6,9 @@ request (the server while the client builds the next request, the client
 while the model runs), and each wake-up costs a trip through the host. No
 server can remove that.
 
-On our 2-vCPU test machine, a stand-in server that busy-looped for exactly
-the model's in-process time reached a median 0.83 of the one-client ceiling
-with halting. With 30 ms of polling it reached 0.93. So the benchmark reports
-the setting next to its one-client rows rather than leaving users to guess
-(see README.md here).
+So the benchmark reports the setting next to its one-client rows rather than
+leaving users to guess (README.md here, "Idle vCPUs"; measurements in
+docs/performance/2026-11-28-halt-polling.md).
 """
 
 from __future__ import annotations

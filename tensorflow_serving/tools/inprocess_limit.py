@@ -36,12 +36,7 @@ import sys
 import time
 from collections.abc import Callable
 
-
-def _percentile(sorted_values: list[float], q: float) -> float:
-    k = (len(sorted_values) - 1) * q / 100.0
-    low = int(k)
-    high = min(low + 1, len(sorted_values) - 1)
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (k - low)
+from tensorflow_serving.tools.percentiles import percentile
 
 
 def timed_runs(
@@ -51,6 +46,8 @@ def timed_runs(
     warmup_seconds: float,
     batch: int,
     idle_gap_seconds: float = 0.0,
+    clock: Callable[[], float] = time.perf_counter,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> dict:
     """Median over `runs` runs of `call()` in a loop; throughput in inferences/s.
 
@@ -59,9 +56,10 @@ def timed_runs(
     comes; only the calls are timed, and throughput is calls over their own time.
     During such gaps an idle vCPU may halt (costly to wake on a VM) and the
     caches cool, so this is the limit a one-client server can actually reach
-    (tools/README.md, "Why one client stays below the ceiling").
+    (docs/performance/2026-11-28-one-client-ceiling.md).
+
+    `clock` and `sleep` time the calls and make the gaps; tests pass a fake pair.
     """
-    clock = time.perf_counter
     stop = clock() + warmup_seconds
     while clock() < stop:
         call()
@@ -77,7 +75,7 @@ def timed_runs(
         stop = start + run_seconds
         while True:
             if idle_gap_seconds:
-                time.sleep(idle_gap_seconds)
+                sleep(idle_gap_seconds)
             t0 = clock()
             if t0 >= stop:
                 break
@@ -92,8 +90,8 @@ def timed_runs(
         per_run.append(
             {
                 "inferences_per_s": len(latencies) * batch / max(busy_seconds, 1e-9),
-                "p50_ms": _percentile(latencies, 50) * 1e3,
-                "p99_ms": _percentile(latencies, 99) * 1e3,
+                "p50_ms": percentile(latencies, 50) * 1e3,
+                "p99_ms": percentile(latencies, 99) * 1e3,
                 "cpu_us_per_inference": cpu / (n * batch) * 1e6,
                 "cpu_cores": cpu / max(busy_seconds, 1e-9),
                 # Cores of this process's CPUs that other processes kept busy: noise.

@@ -38,6 +38,7 @@ import time
 from typing import Any
 
 from tensorflow_serving.tools import processes
+from tensorflow_serving.tools.percentiles import percentile
 
 GRPC_PREDICT = "/tensorflow.serving.PredictionService/Predict"
 MAX_DURATION_S = 120.0
@@ -305,16 +306,6 @@ def _worker(spec: LoadSpec, wid: int, slots: int, quota: int | None, ctl) -> Non
 
 
 # --------------------------------------------------------------------------- parent side
-def percentile(sorted_values, q: float) -> float | None:
-    """Linear-interpolated percentile of an ascending sequence."""
-    if not sorted_values:
-        return None
-    k = (len(sorted_values) - 1) * q / 100.0
-    low = int(k)
-    high = min(low + 1, len(sorted_values) - 1)
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (k - low)
-
-
 def send_one(spec: LoadSpec) -> tuple[bool, str]:
     """Sends the run's request once and reads the whole answer: (ok, detail)."""
     spec.validate()

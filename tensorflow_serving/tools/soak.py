@@ -39,6 +39,7 @@ import threading
 import time
 
 from tensorflow_serving.tools import processes
+from tensorflow_serving.tools.percentiles import percentile
 
 MODEL = "hp"
 _SERVER_BINARY = "tensorflow_serving/model_servers/tensorflow_model_server"
@@ -350,11 +351,9 @@ class RestClient:
 # -- The run ----------------------------------------------------------------------------------
 
 
-def percentile(sorted_values: list[float], fraction: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, max(0, round(fraction * (len(sorted_values) - 1))))
-    return sorted_values[index]
+def _ms(seconds: float | None) -> str:
+    """Seconds as milliseconds for the report; "-" when there was nothing to measure."""
+    return "-" if seconds is None else f"{seconds * 1000:.1f}"
 
 
 class Soak:
@@ -474,7 +473,6 @@ class Soak:
         wrong = sum(t.malformed_wrong_count for t in tallies)
         latencies = sorted(x for t in tallies for x in t.latencies)
         versions = sorted(set().union(*(t.versions for t in tallies)))
-        ms = 1000.0
         n_grpc = (args.concurrency + 1) // 2
         print(
             f"soak: {elapsed:.1f} s, concurrency {args.concurrency} ({n_grpc} gRPC, "
@@ -491,9 +489,9 @@ class Soak:
             f"{self.swaps} swaps (export v+1, delete v-1)"
         )
         print(
-            f"latency of well-formed requests: p50 {percentile(latencies, 0.5) * ms:.1f} ms, "
-            f"p99 {percentile(latencies, 0.99) * ms:.1f} ms, "
-            f"max {(latencies[-1] if latencies else float('nan')) * ms:.1f} ms"
+            f"latency of well-formed requests: p50 {_ms(percentile(latencies, 50))} ms, "
+            f"p99 {_ms(percentile(latencies, 99))} ms, "
+            f"max {_ms(latencies[-1] if latencies else None)} ms"
         )
         print(
             f"server peak RSS: {rss.peak_kib / 1024:.0f} MiB (after start "

@@ -8,9 +8,8 @@ context switch and refills the caches of both sides. Under SCHED_BATCH a
 thread keeps its fair share of the CPU (no priority change, no privilege
 needed), but a woken thread waits for the running one's time slice instead
 of preempting it: the model runs its batch in longer stretches and the
-transport then handles what arrived in one go. On the 2-core benchmark
-machine this gave +9% inferences/s for 32 gRPC clients with batching and no
-loss at one client (README, "Batching and tuning").
+transport then handles what arrived in one go (measured in
+docs/performance/2026-11-27-cpu-scheduling.md).
 
 "normal" keeps the default policy, e.g. for a server sharing its cores with
 latency-sensitive processes.

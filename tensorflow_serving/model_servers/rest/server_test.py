@@ -295,7 +295,7 @@ def test_stop_closes_the_port(serve):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
 
-# -- Small :predict requests answered from the protocol (http_inline_predict) --------------
+# -- Small :predict requests answered from the protocol (rest/inline_protocol.py) --------------
 
 
 class CountingApp(app_lib.RestApiApp):

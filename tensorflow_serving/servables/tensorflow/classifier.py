@@ -45,8 +45,14 @@ def _as_matrix(alias: str, array: np.ndarray, batch_size: int) -> np.ndarray:
     return array
 
 
-def classify(handle, signature_name: str, input_proto) -> classification_pb2.ClassificationResult:
-    """Runs a classify signature on the Input's examples."""
+def classify(
+    handle, signature_name: str, input_proto
+) -> tuple[classification_pb2.ClassificationResult, str]:
+    """Runs a classify signature on the Input's examples.
+
+    Returns the result, one Classifications per example in input order, and
+    the key of the signature that ran (for the response's model_spec).
+    """
     signature = util.inference_signature(handle.servable, signature_name)
     outputs = _classify_outputs(signature)
     examples = util.serialized_examples(input_proto)

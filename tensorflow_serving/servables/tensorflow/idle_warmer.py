@@ -1,41 +1,36 @@
-"""Keeps the model's memory in the CPU caches while the server waits for requests.
-
-Why: a model's run reads all of its weights (12.8 MB for the chapter's CNN).
-Run back to back, they stay in the shared L3 cache; but when a server waits
-even a millisecond for the next request, other processes (the client, the
-neighbours of a cloud VM) push them out, and the next run reads them from
-DRAM. On the 2-core benchmark machine a batch-1 run took 0.6-0.9 ms back to
-back and 1.4-1.7 ms after a 1 ms pause, which is most of the distance
-between a one-client server and its ceiling.
+"""Keeps a model's memory in the CPU caches while the server waits for requests.
 
 An IdleWarmer (--keep_model_warm_micros) reruns the most recent graph call,
-with the same inputs, on a thread of Linux's SCHED_IDLE policy, for a window
-after each request. SCHED_IDLE threads run only on a CPU that would
-otherwise be idle, and any other thread that wakes takes the CPU from them at
-once, so warming uses the gaps between requests and never delays one. The
-price is CPU time: while the window lasts, the warmer keeps one core busy,
-and under a cgroup CPU quota that time is charged like any other.
-Its results are thrown away, so only calls that cannot change any state are
-rerun (see graph_side_effects).
+with the same inputs, on a thread of Linux's SCHED_IDLE policy, for
+`window_seconds` after each request.
 
-The one way a request can wait for the warmer: between reruns, and around
-TensorFlow's own call, the warmer runs Python and so holds the GIL. If other
-processes keep every core busy, a SCHED_IDLE thread preempted there may not
-run again for a long time, and a request thread needs that GIL (with two
-busy loops on this 2-core machine, a normal thread waited a median 383 ms
-and up to 1.4 s for the GIL of an idle-priority Python loop; a server
-with the warmer, 50 requests/s and two busy loops beside it had a request
-wait over a second in 2 of 10 runs of 15 s). On the
-benchmark machine the server's core is otherwise idle and the warmer's Python
-is a few percent of each rerun, so it never showed; on a host whose cores
-are kept busy the flag should stay off (README). For the same reason
-unloading does not wait for a rerun to end: a model that is unloaded hands
-the closing of its session to the warmer when a rerun of it is in progress
-(forget), rather than block the unloading thread on a starved one.
+What it promises:
+- note() is cheap and never blocks: any request thread may call it, after a
+  graph call that changes no state (graph_side_effects decides which).
+- Reruns run on the warmer's own thread only, at SCHED_IDLE. If Linux
+  refuses SCHED_IDLE, the warmer logs why and stops warming rather than rerun
+  at normal priority.
+- A rerun's results are thrown away. A rerun that raises is logged, and that
+  call is not rerun again.
+- No rerun starts once the window has passed, after forget() of its owner,
+  or after stop(). `idle` says when none is running and none can start.
+- forget(owner, release) never waits for the warmer: `release` runs once no
+  rerun of `owner` can touch what it frees, at once on the caller's thread,
+  or on the warmer's thread as soon as the rerun in progress returns.
 
-Tried and dropped: pausing the warmer after a rerun that waited long for a
-CPU the server's own threads did not use. The stall comes before any rerun
-can tell, and in all 9 such runs a request still waited 0.4-1.7 s.
+Why: a model's run reads all of its weights. Run back to back, they stay in
+the CPU caches; while a server waits for its next request, other processes
+push them out, and the next run reads them from memory. A SCHED_IDLE thread
+runs only on a CPU nothing else wants, and any thread that wakes takes the
+CPU from it, so reruns use the gaps between requests without delaying one.
+
+Costs and limits: while the window lasts, the warmer keeps one core busy,
+and under a CPU quota (a container's cpu.max) that time is charged like any
+other. Around each rerun it holds the GIL briefly; on a host whose cores are
+all kept busy by other processes, a starved warmer can hold up a request
+thread that waits for the GIL. So the flag is for servers whose cores are
+otherwise idle between requests (README, "Tuning"); the
+measurements are in docs/performance/2026-11-27-keep-model-warm.md.
 """
 
 from __future__ import annotations
@@ -50,10 +45,14 @@ _LOG = logging.getLogger(__name__)
 
 
 class IdleWarmer:
-    """Reruns the latest graph call on an idle-priority thread for `window_seconds`."""
+    """Reruns the latest graph call on an idle-priority thread for `window_seconds`.
 
-    def __init__(self, window_seconds: float):
+    `clock` gives the time the window is measured in (tests pass a fake one).
+    """
+
+    def __init__(self, window_seconds: float, clock: Callable[[], float] = time.monotonic):
         self._window = window_seconds
+        self._clock = clock
         # (owner, callable, feeds) of the latest call; replaced without a lock
         # on the request path (one reference assignment).
         self._latest: tuple[object, Callable, Sequence] | None = None
@@ -69,8 +68,9 @@ class IdleWarmer:
 
     def note(self, owner: object, fn: Callable, feeds: Sequence) -> None:
         """Records a call `fn(*feeds)` of `owner` that just ran; cheap, for the hot path."""
+        # The time first: a warmer that sees the new call must not find its window passed.
+        self._last_call = self._clock()
         self._latest = (owner, fn, feeds)
-        self._last_call = time.monotonic()
         if not self._wake.is_set():
             self._wake.set()
 
@@ -91,11 +91,24 @@ class IdleWarmer:
                 return
         release()
 
-    def stop(self) -> None:
-        """Ends the warming thread (after a rerun in progress)."""
-        self._stopping = True
-        self._wake.set()
-        self._thread.join()
+    @property
+    def idle(self) -> bool:
+        """True when no rerun is in progress and none can start before the next note()."""
+        with self._lock:
+            return self._latest is None and self._running_for is None
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Ends the warming thread once the rerun in progress (if any) returns.
+
+        Waits up to `timeout` seconds (None: as long as that takes) and says
+        whether the thread has ended. Any thread may call it, more than once;
+        the thread is asked to end only the first time.
+        """
+        if not self._stopping:
+            self._stopping = True
+            self._wake.set()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def _loop(self) -> None:
         while True:
@@ -118,7 +131,7 @@ class IdleWarmer:
                 self._wake.set()  # a request came while clearing: keep warming
 
     def _window_passed(self) -> bool:
-        return time.monotonic() - self._last_call > self._window
+        return self._clock() - self._last_call > self._window
 
     def _rerun_latest(self) -> bool:
         """Reruns the latest call once; False when there is nothing (left) to rerun."""

@@ -12,8 +12,14 @@ from tensorflow_serving.util import status
 OUTPUTS = "outputs"
 
 
-def regress(handle, signature_name: str, input_proto):
-    """Runs a regress signature on the Input's examples."""
+def regress(
+    handle, signature_name: str, input_proto
+) -> tuple[regression_pb2.RegressionResult, str]:
+    """Runs a regress signature on the Input's examples.
+
+    Returns the result, one Regression per example in input order, and the key
+    of the signature that ran (for the response's model_spec).
+    """
     signature = util.inference_signature(handle.servable, signature_name)
     if OUTPUTS not in signature.outputs:
         raise status.invalid_argument(

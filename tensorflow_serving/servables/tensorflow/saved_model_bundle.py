@@ -10,8 +10,10 @@ Session, it accepts e.g. a [2] tensor for an input declared [-1, 1].
 When the session's inter-op pool would have a single thread, the callables
 run the graph on the calling thread instead (RunOptions.inter_op_thread_pool
 = -1): one thread executes the ops either way, so no parallelism is lost, and
-each run saves the hand-off to the pool thread and back. On one core that is
-about 15% of a batch-1 run of the MNIST CNN (1,054 -> 887 us in one A/B).
+each run saves the hand-off to the pool thread and back (measured in
+docs/performance/2026-11-27-model-run-on-calling-thread.md). With more
+inter-op threads the pool is kept, so graphs with parallel branches still
+run them in parallel.
 
 With an IdleWarmer (--keep_model_warm_micros), each call that changes no
 state (graph_side_effects) is handed to the warmer after it ran, so that it
