@@ -9,7 +9,6 @@ import pytest
 from tensorflow_serving.core.aspired_version_policy import ResourcePreservingPolicy
 from tensorflow_serving.core.aspired_versions_manager import (
     AspiredVersionsManager,
-    LoadedServable,
     ManagerOptions,
 )
 from tensorflow_serving.core.loader import Loader
@@ -118,21 +117,23 @@ def test_failed_version_is_retried_once_its_files_change(manager):
     assert fixed.attempts == 1
 
 
-def test_unload_waits_for_in_flight_requests(manager, monkeypatch):
-    # Counts the unloading thread's looks at the in-flight count.
-    looks = []
-    in_flight = LoadedServable.in_flight
-    monkeypatch.setattr(
-        LoadedServable, "in_flight", lambda self: looks.append(1) or in_flight(self)
-    )
+def test_unload_waits_for_in_flight_requests(manager):
     first = FakeLoader(1)
     aspire(manager, first)
     assert wait_for(lambda: serving(manager) == [1])
     loaded = manager.serving_versions("m")[1]
     assert loaded.try_acquire()
+
+    def retired() -> bool:
+        """The unload has begun: no new request may start using the version."""
+        if loaded.try_acquire():
+            loaded.release()
+            return False
+        return True
+
     manager.set_aspired_versions("m", [])
     assert wait_for(lambda: serving(manager) == [])
-    assert wait_for(lambda: len(looks) >= 2), "the unloader has seen the request in flight"
+    assert wait_for(retired), "the unload retires the version before it waits"
     assert not first.unloaded, "a request still holds version 1"
     assert state(manager, 1) == ManagerState.UNLOADING
     loaded.release()
