@@ -61,8 +61,8 @@ def _skip_reason() -> str | None:
     return None
 
 
-if (_reason := _skip_reason()) is not None:
-    pytest.skip(_reason, allow_module_level=True)
+_SKIP_REASON = _skip_reason()
+pytestmark = pytest.mark.skipif(_SKIP_REASON is not None, reason=_SKIP_REASON or "")
 
 
 # --- podman -------------------------------------------------------------------
@@ -195,7 +195,10 @@ def serving_container(serving_image: str) -> Iterator[Callable[[ServingRun], Con
 
 @pytest.fixture(scope="module")
 def build_logs(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("build_logs")
+    """Where the build and devel-test logs go: Bazel keeps this test's undeclared
+    outputs (bazel-testlogs/docker/image_test/test.outputs/), pytest alone a temp folder."""
+    outputs = os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR")
+    return Path(outputs) if outputs else tmp_path_factory.mktemp("build_logs")
 
 
 @pytest.fixture(scope="module")
@@ -435,11 +438,17 @@ def test_devel_image_runs_the_quick_tests(devel_image: str, build_logs: Path):
             timeout=DEVEL_TESTS_TIMEOUT_SECONDS,
         )  # fmt: skip
     output = log_path.read_text()
-    assert result.returncode == 0, output[-6000:]
+    assert result.returncode == 0, _failures_in(output)
     summary = re.findall(r"^(\d+) passed, (\d+) failed", output, re.MULTILINE)
     assert summary, output[-6000:]
     passed, failed = map(int, summary[-1])
-    assert failed == 0 and passed > 0, output[-6000:]
+    assert failed == 0 and passed > 0, _failures_in(output)
+
+
+def _failures_in(output: str) -> str:
+    """pytest's failure lines (`E ...`, `FAILED ...`) from a run_tests.sh log, then its end."""
+    lines = [line for line in output.splitlines() if re.match(r"(E |FAILED |ERROR )", line)]
+    return "\n".join(lines[:200]) + "\n...\n" + output[-3000:]
 
 
 if __name__ == "__main__":

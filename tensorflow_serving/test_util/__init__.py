@@ -1,0 +1,1 @@
+"""Test-only helpers (not imported by the server)."""
