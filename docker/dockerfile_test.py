@@ -19,7 +19,7 @@ from pathlib import Path
 import dockerfile
 import pytest
 
-from docker import serving_test_util as util
+from tensorflow_serving.test_util import docker_test_util as util
 from tensorflow_serving.test_util import testing
 
 REPO = util.REPO_ROOT
@@ -116,12 +116,16 @@ def dockerfiles() -> list[str]:
     )
 
 
+REQUIREMENT_FILES = ("requirements.txt", "requirements-no-deps.txt", "requirements-dev.txt")
+
+
 def _requirement(package: str) -> str:
-    for line in (REPO / "requirements.txt").read_text().splitlines():
-        name, sep, version = line.split("#")[0].strip().partition("==")
-        if sep and name.strip().lower() == package:
-            return version.strip()
-    raise AssertionError(f"{package} is not pinned in requirements.txt")
+    for name in REQUIREMENT_FILES:
+        for line in (REPO / name).read_text().splitlines():
+            dist, sep, version = line.split("#")[0].strip().partition("==")
+            if sep and dist.strip().lower() == package:
+                return version.strip()
+    raise AssertionError(f"{package} is not pinned in {', '.join(REQUIREMENT_FILES)}")
 
 
 def _bazel_target_exists(package: str, name: str | None) -> bool:
@@ -223,7 +227,7 @@ def test_build_context_keeps_host_venv_and_bazel_output_out(name):
     patterns = _ignore_patterns(name)
     for host_only in (".venv", "bazel-bin", "bazel-out", ".git", "docker/__pycache__"):
         assert _ignored(host_only, patterns), f"{name}.dockerignore lets {host_only} in"
-    for needed in ("tools/setup.sh", "requirements.txt", "WORKSPACE", ".bazelrc", "docker"):
+    for needed in ("tools/setup.sh", *REQUIREMENT_FILES, "WORKSPACE", ".bazelrc", "docker"):
         assert not _ignored(needed, patterns), f"{name}.dockerignore leaves {needed} out"
 
 
@@ -253,6 +257,54 @@ def test_documented_build_commands_name_real_dockerfiles():
     assert f"image: {tags['Dockerfile']}:" in (DOCKER / "k8s" / "deployment.yaml").read_text()
 
 
+def _bazel_commands(name: str) -> list[str]:
+    """Every `bazel ...` command line the image's RUN steps run."""
+    runs = [" ".join(c.value) for s in stages(name) for c in s.all("RUN")]
+    return [m.group(0) for run in runs for m in re.finditer(r"(?<![\w/.-])bazel\s[^&;|]*", run)]
+
+
+@pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.devel"])
+def test_build_steps_leave_no_bazel_server(name):
+    """A Bazel server left by a RUN step outlives its client: `bash -c` execs the last
+    command, which becomes PID 1 and never reaps the server once `bazel shutdown`
+    stops it, and Bazel 4 takes the zombie for a live server (exit 36)."""
+    commands = _bazel_commands(name)
+    assert commands, f"{name} runs no bazel"
+    for command in commands:
+        assert command.split()[1] == "--batch", f"{name}: {command}"
+
+
+def _setup_runs(stage: Stage) -> list[str]:
+    return [" ".join(c.value) for c in stage.all("RUN") if "tools/setup.sh" in " ".join(c.value)]
+
+
+def test_serving_image_installs_the_runtime_requirements_only():
+    build, final = stages("Dockerfile")
+    runs = _setup_runs(build)
+    assert runs and all(". tools/setup.sh --runtime" in run for run in runs), runs
+    copied = {source for sources, _, _ in build.copies() for source in sources}
+    assert "requirements-dev.txt" not in copied
+    assert {"requirements.txt", "requirements-no-deps.txt"} <= copied
+
+
+def test_devel_shares_the_runtime_install_layers_with_the_serving_build():
+    """Same steps up to `setup.sh --runtime`: an engine builds them once for both images."""
+
+    def up_to_runtime_install(stage: Stage) -> list[tuple]:
+        steps = []
+        for command in stage.commands:
+            steps.append((command.cmd, command.value, command.flags))
+            if command.cmd == "RUN" and ". tools/setup.sh --runtime" in " ".join(command.value):
+                return steps
+        raise AssertionError(f"stage FROM {stage.base} never runs setup.sh --runtime")
+
+    (devel,) = stages("Dockerfile.devel")
+    build = stages("Dockerfile")[0]
+    assert devel.base == build.base
+    assert up_to_runtime_install(devel) == up_to_runtime_install(build)
+    assert any(re.search(r"\. tools/setup\.sh(?! --runtime)", run) for run in _setup_runs(devel))
+
+
 # --- Dockerfile.devel ---------------------------------------------------------
 
 
@@ -268,7 +320,7 @@ def test_devel_base_is_debian_with_the_projects_python():
 def test_devel_installs_with_the_setup_script_builds_everything_and_runs_the_tests():
     (stage,) = stages("Dockerfile.devel")
     runs = [" ".join(c.value) for c in stage.all("RUN")]
-    assert any(". tools/setup.sh" in run and "bazel build //..." in run for run in runs)
+    assert any(". tools/setup.sh" in run and "bazel --batch build //..." in run for run in runs)
     assert stage.one("CMD").value == ("bash", "tools/run_tests.sh")
 
 
@@ -287,7 +339,8 @@ def test_runtime_builds_our_server_with_the_devel_recipe_and_ships_it_small():
     assert build.base == stages("Dockerfile.devel")[0].base
     build_runs = " ".join(" ".join(c.value) for c in build.all("RUN"))
     assert ". tools/setup.sh" in build_runs
-    assert "bazel build //tensorflow_serving/model_servers:tensorflow_model_server" in build_runs
+    server = "//tensorflow_serving/model_servers:tensorflow_model_server"
+    assert f"bazel --batch build {server}" in build_runs
     assert final.base == f"{build.base}-slim"
     final_text = final.shell_text()
     assert "bazel" not in final_text and "setup.sh" not in final_text

@@ -21,8 +21,8 @@ import grpc
 import numpy as np
 import pytest
 
-from docker import serving_test_util as util
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.test_util import docker_test_util as util
 from tensorflow_serving.test_util import testing
 
 MODEL = "half_plus_two"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from docker import serving_test_util as util
+from tensorflow_serving.test_util import docker_test_util as util
 from tensorflow_serving.test_util import testing
 
 K8S = util.DOCKER_DIR / "k8s"

@@ -1,6 +1,14 @@
 #!/usr/bin/env bash
-# README command (2): set up, lint, run the whole Bazel test suite, and print
-# "N passed, M failed" counted from the test cases' own XML reports.
+# README command (2): set up, lint, run the whole Bazel test suite and the
+# image tests, and print "N passed, M failed" counted from the test cases' own
+# XML reports.
+#
+# The image tests (//docker:image_test, tag manual) build and run docker/'s
+# images with podman, which tools/container_engine.sh installs first (root,
+# about a minute once). They report themselves skipped when podman cannot be
+# installed here, or with IMAGE_TESTS=0 (set inside the devel image, where no
+# container engine runs). Arguments go to `bazel test`, e.g.
+# --test_size_filters=small for the quick part, which leaves them out.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tools/setup.sh || exit 1
@@ -11,8 +19,20 @@ if ! ruff check . || ! ruff format --check --quiet .; then
   lint_failed=1
 fi
 
-echo "[test] bazel test //..."
-bazel test //... "$@"
+engine_status=0
+if [ "${IMAGE_TESTS:-1}" = 0 ]; then
+  echo "[test] IMAGE_TESTS=0: no container engine here, the image tests skip themselves"
+else
+  echo "[test] podman for the image tests: tools/container_engine.sh"
+  bash tools/container_engine.sh
+  engine_status=$?
+fi
+
+echo "[test] bazel test //... //docker:image_test"
+bazel test //... //docker:image_test \
+  --test_env=IMAGE_TESTS="${IMAGE_TESTS:-1}" \
+  --test_env=CONTAINER_ENGINE_STATUS="${engine_status}" \
+  "$@"
 bazel_rc=$?
 
 python3 tools/test_summary.py --lint-failed="${lint_failed}" bazel-testlogs

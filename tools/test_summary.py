@@ -11,10 +11,11 @@ import sys
 import xml.etree.ElementTree as ET
 
 
-def count_cases(testlogs: pathlib.Path) -> tuple[int, int, int, list[str]]:
-    """Returns (passed, failed, skipped, names of failed cases)."""
-    passed = failed = skipped = 0
+def count_cases(testlogs: pathlib.Path) -> tuple[int, int, list[str], list[str]]:
+    """Returns (passed, failed, names of failed cases, skipped cases with the reason)."""
+    passed = failed = 0
     failures: list[str] = []
+    skips: list[str] = []
     for report in sorted(testlogs.rglob("test.xml")):
         try:
             root = ET.parse(report).getroot()
@@ -27,11 +28,11 @@ def count_cases(testlogs: pathlib.Path) -> tuple[int, int, int, list[str]]:
             if case.find("failure") is not None or case.find("error") is not None:
                 failed += 1
                 failures.append(name)
-            elif case.find("skipped") is not None:
-                skipped += 1
+            elif (skipped := case.find("skipped")) is not None:
+                skips.append(f"{name}: {skipped.get('message', '')}")
             else:
                 passed += 1
-    return passed, failed, skipped, failures
+    return passed, failed, failures, skips
 
 
 def main() -> int:
@@ -39,18 +40,20 @@ def main() -> int:
     parser.add_argument("testlogs", type=pathlib.Path)
     parser.add_argument("--lint-failed", type=int, default=0)
     args = parser.parse_args()
-    passed, failed, skipped, failures = count_cases(args.testlogs)
+    passed, failed, failures, skips = count_cases(args.testlogs)
     # The lint check counts as one test case of its own.
     if args.lint_failed:
         failed += 1
         failures.append("lint::ruff")
     else:
         passed += 1
+    for name in skips:
+        print(f"SKIPPED {name}")
     for name in failures:
         print(f"FAILED {name}")
     line = f"{passed} passed, {failed} failed"
-    if skipped:
-        line += f", {skipped} skipped"
+    if skips:
+        line += f", {len(skips)} skipped"
     print(line)
     return 1 if failed or passed == 0 else 0
 

@@ -274,7 +274,9 @@ def test_stop_with_grace_finishes_running_calls_and_refuses_new_ones():
         assert testing.wait_for(lambda: server.echo.blocked == 1, timeout=10)
         stopped = server.server.stop(20)
         code, _ = error_of(server.unary("Echo"), b"late")
-        assert code == grpc.StatusCode.UNAVAILABLE
+        # gRPC core refuses a call that comes during the shutdown with UNAVAILABLE
+        # or, depending on timing (1 in 4 with two runs at once), CANCELLED.
+        assert code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
         assert not stopped.is_set()
         server.echo.release.set()
         assert held.result() == b"released"

@@ -1,10 +1,11 @@
-"""What the docker/ tests share: the repo's files, a tiny model, and the
-serving images' entrypoint run outside a container.
+"""What the docker/ tests share: the repo's files, a tiny model, the serving
+images' entrypoint run outside a container, and clients of a running server.
 
-No Docker engine runs on our machines, so the tests run the images' own
+docker/entrypoint_test.py and docker/k8s_test.py run the images' own
 entrypoint script (docker/tf_serving_entrypoint.sh) with the environment the
 image or the Kubernetes manifest gives it, against a temp folder laid out like
-the container's /models.
+the container's /models; docker/image_test.py builds and runs the images
+themselves with podman.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Protocol
 
 import grpc
 
@@ -31,7 +33,7 @@ from tensorflow_serving.apis import (
 
 # The tests read the checkout itself (Bazel's runfiles are symlinks into it):
 # the Dockerfiles name repo files that no Bazel target exports.
-REPO_ROOT = Path(os.path.realpath(__file__)).parents[1]
+REPO_ROOT = Path(os.path.realpath(__file__)).parents[2]
 DOCKER_DIR = REPO_ROOT / "docker"
 ENTRYPOINT = DOCKER_DIR / "tf_serving_entrypoint.sh"
 HEALTHCHECK = DOCKER_DIR / "tf_serving_healthcheck.py"
@@ -111,6 +113,9 @@ class EntrypointServer:
     rest_port: int
     log_path: Path
 
+    def exit_status(self) -> int | None:
+        return self.proc.poll()
+
     def log_tail(self, chars: int = 4000) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-chars:]
@@ -170,14 +175,32 @@ def grpc_model_states(port: int, model_name: str, timeout: float = 5.0) -> dict[
     }
 
 
-def wait_until_available(server: EntrypointServer, model_name: str) -> None:
-    """Waits for an AVAILABLE version over gRPC; fails with the server's log."""
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+class Server(Protocol):
+    """A model server a test waits for: a process or a container."""
+
+    grpc_port: int
+
+    def exit_status(self) -> int | None:
+        """The exit status once it has ended, else None."""
+
+    def log_tail(self, chars: int = 4000) -> str:
+        """The end of its log, to show when a check fails."""
+
+
+def wait_until_available(
+    server: Server, model_name: str, timeout: float = START_TIMEOUT_SECONDS
+) -> None:
+    """Returns once `model_name` has an AVAILABLE version over gRPC.
+
+    Fails with the server's log if the server ends first or `timeout` seconds pass.
+    """
+    deadline = time.monotonic() + timeout
     last_error = ""
     while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
+        status = server.exit_status()
+        if status is not None:
             raise AssertionError(
-                f"server exited with {server.proc.returncode} before serving:\n" + server.log_tail()
+                f"server exited with {status} before serving:\n" + server.log_tail()
             )
         try:
             if "AVAILABLE" in grpc_model_states(server.grpc_port, model_name).values():
@@ -186,7 +209,7 @@ def wait_until_available(server: EntrypointServer, model_name: str) -> None:
             last_error = f"{error.code()}: {error.details()}"
         time.sleep(0.5)
     raise AssertionError(
-        f"no AVAILABLE version of {model_name} after {START_TIMEOUT_SECONDS:.0f} s "
+        f"no AVAILABLE version of {model_name} after {timeout:.0f} s "
         f"({last_error}):\n{server.log_tail()}"
     )
 
@@ -227,4 +250,4 @@ def wait_for_http(url: str, timeout: float = 15.0) -> tuple[int, bytes]:
 
 
 if __name__ == "__main__":
-    sys.exit("serving_test_util.py is a library for the docker/ tests, not a program")
+    sys.exit("docker_test_util.py is a library for the docker/ tests, not a program")
