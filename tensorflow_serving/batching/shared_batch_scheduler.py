@@ -43,6 +43,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from tensorflow_serving.util import request_deadline, status
+from tensorflow_serving.util.executors import CALLING_THREAD
 
 _LOG = logging.getLogger(__name__)
 
@@ -192,7 +193,9 @@ class SharedBatchScheduler:
         self._slots = num_batch_threads
         self._active = 0
         self._clock = clock
-        self._cond = threading.Condition(threading.Lock())
+        # Short critical sections take the lock itself; waits use the condition on it.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._queues: list[BatchQueue] = []
         self._stopping = False
         # Keeps a slot whose lent thread is done while tasks are still queued.
@@ -202,13 +205,13 @@ class SharedBatchScheduler:
 
     def add_queue(self, options: QueueOptions, process: ProcessBatch) -> BatchQueue:
         queue = BatchQueue(self, options, process)
-        with self._cond:
+        with self._lock:
             self._queues.append(queue)
         return queue
 
     def remove_queue(self, queue: BatchQueue) -> None:
         """Stops a queue; tasks still in it are answered UNAVAILABLE."""
-        with self._cond:
+        with self._lock:
             if queue in self._queues:
                 self._queues.remove(queue)
             leftover, queue.tasks = queue.tasks, []
@@ -217,12 +220,12 @@ class SharedBatchScheduler:
 
     def enqueued(self) -> int:
         """Rows waiting in all queues (for the queue-depth metric)."""
-        with self._cond:
+        with self._lock:
             return sum(q.enqueued_size for q in self._queues)
 
     def stop(self) -> None:
         """Refuses new work and answers every queued task UNAVAILABLE."""
-        with self._cond:
+        with self._lock:
             self._stopping = True
             queues = list(self._queues)
             self._cond.notify_all()
@@ -234,7 +237,7 @@ class SharedBatchScheduler:
 
     def _submit(self, queue: BatchQueue, task: BatchTask) -> None:
         """Admits `task` or raises; lends its runner a free slot if there is one."""
-        with self._cond:
+        with self._lock:
             if self._stopping or queue not in self._queues:
                 raise status.unavailable("The batch scheduler is shutting down")
             if queue.enqueued_size + task.size > queue.capacity:
@@ -254,10 +257,13 @@ class SharedBatchScheduler:
 
     def _start_leader(self, runner: concurrent.futures.Executor, own: BatchTask | None) -> None:
         """Has `runner` run `_lead` holding the slot just taken; frees it if the runner refuses."""
+        if runner is CALLING_THREAD:
+            self._lead(own)  # what CALLING_THREAD.submit would do, without its future
+            return
         try:
             runner.submit(self._lead, own)
         except RuntimeError:  # the runner was shut down: nobody will lead on it
-            with self._cond:
+            with self._lock:
                 self._active -= 1
             if own is not None:
                 _LOG.warning("A batch runner refused work; its task waits for another slot")
@@ -275,7 +281,7 @@ class SharedBatchScheduler:
         seen: int | None = None  # queue size when last looked, while waiting for growth
         growth_until: float | None = None
         while True:
-            with self._cond:
+            with self._lock:
                 if self._stopping or (own is not None and own.done()):
                     break
                 oldest = self._oldest_queue()
@@ -320,7 +326,7 @@ class SharedBatchScheduler:
 
     def _pass_slot_on(self) -> None:
         """After leading: the scheduler's own thread takes the slot if work remains, else frees it."""
-        with self._cond:
+        with self._lock:
             work_left = not self._stopping and self._oldest_queue() is not None
             if not work_left:
                 self._active -= 1

@@ -52,18 +52,19 @@ class LoadedServable:
     using it after the unload saw no users. Thread-safe.
     """
 
-    __slots__ = ("id", "servable", "_in_flight", "_retired", "_idle")
+    __slots__ = ("id", "servable", "_in_flight", "_retired", "_lock", "_idle")
 
     def __init__(self, servable_id: ServableId, servable: object):
         self.id = servable_id
         self.servable = servable
         self._in_flight = 0
         self._retired = False
-        self._idle = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
 
     def try_acquire(self) -> bool:
         """Counts a new user in; False (nothing counted) once the version is retired."""
-        with self._idle:
+        with self._lock:
             if self._retired:
                 return False
             self._in_flight += 1
@@ -71,13 +72,13 @@ class LoadedServable:
 
     def release(self) -> None:
         """Counts a user out; each successful try_acquire() is matched by one release()."""
-        with self._idle:
+        with self._lock:
             self._in_flight -= 1
-            if self._in_flight == 0:
+            if self._retired and self._in_flight == 0:
                 self._idle.notify_all()
 
     def in_flight(self) -> int:
-        with self._idle:
+        with self._lock:
             return self._in_flight
 
     def retire_and_drain(self, timeout: float) -> bool:

@@ -139,7 +139,7 @@ class DataPlane:
         return self._core
 
     def in_flight(self) -> int:
-        """Requests admitted and not yet answered."""
+        """Requests admitted and not yet answered (counted only with a max_in_flight)."""
         return self._in_flight
 
     def serve(
@@ -185,8 +185,10 @@ class DataPlane:
     def _admit(self, call: Call) -> None:
         if call.deadline is not None and time.monotonic() >= call.deadline:
             raise status.deadline_exceeded(f"{call.api}: deadline exceeded before it started")
+        if not self._max_in_flight:
+            return
         with self._lock:
-            if self._max_in_flight and self._in_flight >= self._max_in_flight:
+            if self._in_flight >= self._max_in_flight:
                 raise status.unavailable(
                     f"Server is overloaded: {self._in_flight} {self._protocol} requests are "
                     "already queued or running; retry later"
@@ -196,8 +198,9 @@ class DataPlane:
     def _release(self, handle: ServableHandle | None) -> None:
         if handle is not None:
             handle.release()
-        with self._lock:
-            self._in_flight -= 1
+        if self._max_in_flight:
+            with self._lock:
+                self._in_flight -= 1
 
     def _finish(
         self,

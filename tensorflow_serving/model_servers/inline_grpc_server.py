@@ -561,14 +561,16 @@ class InlineGrpcServer:
         self, rpc: _Rpc, handler: grpc.RpcMethodHandler, done: concurrent.futures.Future
     ) -> None:
         """Answers with a handler's finished Future: a ServingError sets the status."""
-        error = done.exception()
-        if error is None:
-            self._reply_with(rpc, handler, done.result())
-        elif isinstance(error, status.ServingError):
+        try:
+            response = done.result()
+        except status.ServingError as error:
             rpc.fail(error.code, error.message)
-        else:
+            return
+        except Exception as error:
             _LOG.error("Exception calling application: %s", error, exc_info=error)
             rpc.fail(grpc.StatusCode.UNKNOWN, f"Exception calling application: {error}")
+            return
+        self._reply_with(rpc, handler, response)
 
     def _reply_with(self, rpc: _Rpc, handler: grpc.RpcMethodHandler, response) -> None:
         try:
