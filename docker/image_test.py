@@ -368,8 +368,16 @@ def test_stop_drains_and_exits_0(chapter: Container):
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert chapter.exit_status() == 0, chapter.log_tail()
     assert "Received SIGTERM" in chapter.log_tail(100_000)
-    # Refused once the server stopped listening, never cut off while running.
-    assert set(outcomes) <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}, outcomes
+    # Answered until the server stopped listening, refused after. The one call
+    # that races the listener's shutdown may come back CANCELLED rather than
+    # UNAVAILABLE (issue 36, item 5): allowed there only, never before an OK.
+    first_refused = next(
+        (i for i, code in enumerate(outcomes) if code != grpc.StatusCode.OK), len(outcomes)
+    )
+    assert grpc.StatusCode.OK not in outcomes[first_refused:], outcomes
+    refused = outcomes[first_refused:]
+    assert set(refused[1:]) <= {grpc.StatusCode.UNAVAILABLE}, outcomes
+    assert set(refused[:1]) <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}, outcomes
 
 
 def _predict_until(port: int, stopping: threading.Event, outcomes: list[grpc.StatusCode]) -> None:
