@@ -211,14 +211,13 @@ class DataPlane:
         outcome: concurrent.futures.Future,
     ) -> None:
         """start()'s future is done: encode, release the version, answer, count."""
+        answer, error = None, None
         try:
             answer = work.finish(handle, ran.result())
-        except BaseException as error:
-            self._release(handle)
-            self._settle(call, handle, outcome, work, error=error)
-            return
+        except BaseException as raised:
+            error = raised
         self._release(handle)
-        self._settle(call, handle, outcome, work, answer=answer)
+        self._settle(call, handle, outcome, work, answer=answer, error=error)
 
     def _settle(
         self,

@@ -57,6 +57,17 @@ class CountingCore:
         return Handle("hp", 1, self.servable)
 
 
+class BundleDouble:
+    """The bundle's signatures, with `run` replaced (what BatchingServable calls)."""
+
+    def __init__(self, bundle, run):
+        self.signatures = bundle.signatures
+        self.meta_graph_def = bundle.meta_graph_def
+        self.export_dir = bundle.export_dir
+        self.signature = bundle.signature
+        self.run = run
+
+
 def predict_request(values, name="hp") -> predict_pb2.PredictRequest:
     request = predict_pb2.PredictRequest()
     request.model_spec.name = name
@@ -117,20 +128,14 @@ def test_a_bad_request_fails_without_running_and_releases(bundle):
 
 
 def test_a_failed_batch_reaches_every_caller_as_its_error(bundle):
-    class Failing:
-        signatures = bundle.signatures
-        meta_graph_def = bundle.meta_graph_def
-        export_dir = bundle.export_dir
-
-        def signature(self, key):
-            return bundle.signature(key)
-
-        def run(self, signature, inputs, output_aliases):
-            raise status.internal("the model broke")
+    def broken(signature, inputs, output_aliases):
+        raise status.internal("the model broke")
 
     scheduler = SharedBatchScheduler(1)
     try:
-        core = CountingCore(BatchingServable(Failing(), scheduler, BatchingOptions()))
+        core = CountingCore(
+            BatchingServable(BundleDouble(bundle, broken), scheduler, BatchingOptions())
+        )
         outcome = serve(plane_for(core), predict_request([[1.0]]))
         with pytest.raises(status.ServingError, match="the model broke"):
             outcome.result(timeout=10)
@@ -150,21 +155,15 @@ def test_unknown_model_and_passed_deadline_are_answered_not_raised(bundle):
 def test_requests_past_max_in_flight_are_refused_unavailable(bundle):
     gate = threading.Event()
 
-    class Held:
-        signatures = bundle.signatures
-        meta_graph_def = bundle.meta_graph_def
-        export_dir = bundle.export_dir
-
-        def signature(self, key):
-            return bundle.signature(key)
-
-        def run(self, signature, inputs, output_aliases):
-            gate.wait(10)
-            return bundle.run(signature, inputs, output_aliases)
+    def held(signature, inputs, output_aliases):
+        gate.wait(10)
+        return bundle.run(signature, inputs, output_aliases)
 
     scheduler = SharedBatchScheduler(1)
     try:
-        core = CountingCore(BatchingServable(Held(), scheduler, BatchingOptions()))
+        core = CountingCore(
+            BatchingServable(BundleDouble(bundle, held), scheduler, BatchingOptions())
+        )
         pool = concurrent.futures.ThreadPoolExecutor(1)
         plane = plane_for(core, runner=pool, max_in_flight=1)
         first = serve(plane, predict_request([[1.0]]))

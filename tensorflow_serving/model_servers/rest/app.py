@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -49,8 +48,6 @@ from tensorflow_serving.model_servers.rest.routes import (
 )
 from tensorflow_serving.util import status
 from tensorflow_serving.util.executors import CALLING_THREAD
-
-_LOG = logging.getLogger(__name__)
 
 _JSON = (b"content-type", b"application/json")
 # Upstream's CORS headers (--rest_api_enable_cors_support).
@@ -140,7 +137,6 @@ class RestApiApp:
             return
         pending = _PendingAnswer(self, route, started, respond)
         if route.api == STATUS:
-            pending.call = None
             self._on_worker(pending, self.handler.status, route)
             return
         work = self.handler.work_for(route, body)

@@ -146,20 +146,19 @@ def test_slow_requests_time_out_with_504(serve):
     assert 'status="DEADLINE_EXCEEDED"' in page
 
 
-def test_each_request_times_out_on_the_loop_and_on_workers(serve):
-    server, handler, _ = serve(timeout_in_ms=300)
+def post_while_held(server, handler, paths: dict) -> dict:
+    """POSTs each path from its own thread while the handler holds them; {name: HTTP code}.
+
+    Each request is sent only once the previous one reached the handler.
+    """
     answers = {}
 
     def post(name, path):
         answers[name] = request(server, "POST", path, b"{}")[0]
 
     handler.gate.clear()
+    threads = [threading.Thread(target=post, args=item) for item in paths.items()]
     try:
-        # :predict is started on the loop, :classify on a worker; the same timeout applies.
-        threads = [
-            threading.Thread(target=post, args=("predict", "/v1/models/m:predict")),
-            threading.Thread(target=post, args=("classify", "/v1/models/m:classify")),
-        ]
         for thread in threads:
             thread.start()
             assert handler.entered.acquire(timeout=10)
@@ -167,6 +166,17 @@ def test_each_request_times_out_on_the_loop_and_on_workers(serve):
             thread.join(10)
     finally:
         handler.gate.set()
+    return answers
+
+
+def test_each_request_times_out_on_the_loop_and_on_workers(serve):
+    server, handler, _ = serve(timeout_in_ms=300)
+    # :predict is started on the loop, :classify on a worker; the same timeout applies.
+    answers = post_while_held(
+        server,
+        handler,
+        {"predict": "/v1/models/m:predict", "classify": "/v1/models/m:classify"},
+    )
     assert answers == {"predict": 504, "classify": 504}
     assert request(server, "POST", "/v1/models/m:predict", b"{}")[0] == 200
 
@@ -174,21 +184,7 @@ def test_each_request_times_out_on_the_loop_and_on_workers(serve):
 def test_held_predicts_each_time_out_however_many_wait(serve):
     """The loop keeps one timer for all its requests; each held one still gets its 504."""
     server, handler, _ = serve(timeout_in_ms=300, num_threads=4)
-    answers = {}
-
-    def post(index):
-        answers[index] = request(server, "POST", "/v1/models/m:predict", b"{}")[0]
-
-    handler.gate.clear()
-    threads = [threading.Thread(target=post, args=(i,)) for i in range(4)]
-    try:
-        for thread in threads:
-            thread.start()
-            assert handler.entered.acquire(timeout=10)
-        for thread in threads:
-            thread.join(10)
-    finally:
-        handler.gate.set()
+    answers = post_while_held(server, handler, {i: "/v1/models/m:predict" for i in range(4)})
     assert answers == {0: 504, 1: 504, 2: 504, 3: 504}
     # Answered requests leave no timer behind: later ones are answered, not timed out.
     for _ in range(3):
