@@ -20,13 +20,12 @@ scheduler's own thread keeps the slot and runs batches while any are queued.
 Requests that arrive while every slot is busy just queue, so under load
 batches grow as fast as traffic does.
 
-When a batch starts. At once with what is queued, up to max_batch_size, when
-`batch_timeout_micros` is 0; otherwise when the queue holds a full batch or
-the oldest task has waited that long. Beyond upstream, a batch that follows a
-large one (over a quarter of max_batch_size) waits while the queue still
-grows, in windows of _GROWTH_WINDOW_SECONDS and at most
-_GROWTH_LIMIT_SECONDS: on one core the clients of the batch just answered
-send their next requests while the next batch would start.
+When a batch starts (upstream's `batch_timeout_micros`). With 0, a slot that
+is free takes what is queued at once, up to max_batch_size. With a timeout,
+a batch that is not full starts that long after its first task was
+enqueued, or as soon as the queue holds a full batch, whichever comes first.
+The scheduler never waits beyond that: batches grow because requests queue
+while the model runs.
 
 Time comes from a `Clock` (`MONOTONIC` by default), so tests can drive the
 timeouts without sleeping.
@@ -46,10 +45,6 @@ from tensorflow_serving.util import request_deadline, status
 from tensorflow_serving.util.executors import CALLING_THREAD
 
 _LOG = logging.getLogger(__name__)
-
-# See the module docstring: how long a batch after a large one waits for growth.
-_GROWTH_WINDOW_SECONDS = 0.002
-_GROWTH_LIMIT_SECONDS = 0.012
 
 
 class Clock(Protocol):
@@ -115,8 +110,7 @@ class BatchQueue:
         self.tasks: list[BatchTask] = []
         self.enqueued_size = 0
         self.capacity = options.max_batch_size * options.max_enqueued_batches
-        self.filling_leaders = 0  # leaders waiting for a fuller batch
-        self.last_batch_size = 0
+        self.filling_leaders = 0  # leaders waiting for a full batch or the timeout
 
     def submit(self, inputs: dict, size: int, runner: concurrent.futures.Executor) -> BatchTask:
         """Queues `inputs` (`size` rows) for a batch; returns the task, a future of its result.
@@ -157,22 +151,10 @@ class BatchQueue:
             batch.append(task)
         del self.tasks[:taken]
         self.enqueued_size -= size + sum(task.size for task in dropped)
-        self.last_batch_size = size
         return batch, dropped
 
     def full(self) -> bool:
         return self.enqueued_size >= self.options.max_batch_size
-
-    def still_filling(self, seen: int | None) -> bool:
-        """Whether a leader should wait one more growth window (see the module docstring).
-
-        Only after a batch over a quarter of max_batch_size, while the queue
-        is not full and the last window (or, with `seen` None, the time since
-        this leader took the queue) added tasks.
-        """
-        if self.last_batch_size * 4 <= self.options.max_batch_size or self.full():
-            return False
-        return seen is None or self.enqueued_size > seen
 
     def fill_deadline(self) -> float | None:
         """When a partial batch must run; None: run now (full, or no timeout)."""
@@ -277,31 +259,18 @@ class SharedBatchScheduler:
         queued; the scheduler's own thread (`own` None) while anything is
         queued. The oldest queued task's queue goes first.
         """
-        queue: BatchQueue | None = None
-        seen: int | None = None  # queue size when last looked, while waiting for growth
-        growth_until: float | None = None
         while True:
             with self._lock:
                 if self._stopping or (own is not None and own.done()):
                     break
-                oldest = self._oldest_queue()
-                if oldest is None:
+                queue = self._oldest_queue()
+                if queue is None:
                     break
-                if oldest is not queue:
-                    queue, seen, growth_until = oldest, None, None
                 now = self._clock.now()
                 deadline = queue.fill_deadline()
                 if deadline is not None and now < deadline:
                     self._wait_to_fill(queue, deadline - now)
                     continue
-                if deadline is None and queue.still_filling(seen):
-                    if growth_until is None:
-                        growth_until = now + _GROWTH_LIMIT_SECONDS
-                    if now < growth_until:
-                        seen = queue.enqueued_size
-                        self._wait_to_fill(queue, min(_GROWTH_WINDOW_SECONDS, growth_until - now))
-                        continue
-                seen = growth_until = None
                 batch, dropped = queue.pop_batch()
             _expire(dropped, now)
             if batch:

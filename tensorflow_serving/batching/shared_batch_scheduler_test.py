@@ -156,39 +156,97 @@ def test_a_timeout_ends_early_when_the_batch_is_full(pool):
     scheduler.stop()
 
 
-def test_after_a_big_batch_the_next_waits_while_requests_keep_arriving(pool):
+class LateRunner(concurrent.futures.Executor):
+    """A runner that starts what it is given only when the test calls start().
+
+    Stands for a batch thread that is free but has not picked up its work yet,
+    so the test can queue more rows before it does.
+    """
+
+    def __init__(self):
+        self.calls: list = []
+
+    def submit(self, fn, /, *args, **kwargs):
+        self.calls.append((fn, args, kwargs))
+        return concurrent.futures.Future()
+
+    def start(self) -> threading.Thread:
+        fn, args, kwargs = self.calls.pop(0)
+        thread = threading.Thread(target=fn, args=args, kwargs=kwargs, name="late")
+        thread.start()
+        return thread
+
+
+def test_timeout_zero_a_free_thread_takes_every_queued_row_at_once():
+    clock = FakeClock()
+    scheduler = SharedBatchScheduler(1, clock)
+    recorder = Recorder()
+    queue = scheduler.add_queue(QueueOptions(max_batch_size=8, batch_timeout_micros=0), recorder)
+    late = LateRunner()
+    first = queue.submit({"id": 0}, 1, late)
+    rest = [queue.submit({"id": i}, 1, CALLING_THREAD) for i in (1, 2, 3, 4)]
+    assert len(late.calls) == 1, "the first task's runner took the free slot"
+    late.start().join(10)
+    assert [task.result(timeout=10) for task in [first, *rest]] == [0, 1, 2, 3, 4]
+    assert recorder.batches == [[0, 1, 2, 3, 4]], "5 of 8 rows, in one batch"
+    assert clock.waits() == 0, "timeout 0: the batch never waited for more"
+    scheduler.stop()
+
+
+def test_timeout_zero_after_a_large_batch_the_next_starts_at_once(pool):
     clock = FakeClock()
     scheduler = SharedBatchScheduler(1, clock)
     gate = threading.Event()
     recorder = Recorder(gate)
     queue = scheduler.add_queue(QueueOptions(max_batch_size=8), recorder)
     held_slot(queue, recorder, pool)
-    big = [queue.submit({"id": f"b{i}"}, 1, CALLING_THREAD) for i in range(4)]
-    assert testing.wait_for(lambda: queue.enqueued_size == 4, timeout=10)
+    large = [queue.submit({"id": f"l{i}"}, 1, CALLING_THREAD) for i in range(7)]
     gate.set()
-    assert [task.result(timeout=10) for task in big] == ["b0", "b1", "b2", "b3"]
-    # The batch just run had 4 of 8 rows: the next one waits while the queue grows.
-    trickle = [queue.submit({"id": "t0"}, 1, pool)]
-    assert testing.wait_for(lambda: clock.waits() == 1, timeout=10)
-    trickle.append(queue.submit({"id": "t1"}, 1, pool))
-    clock.advance(0.002)  # one window passed, and it added a task: wait another
-    assert testing.wait_for(lambda: clock.waits() == 2, timeout=10)
-    assert recorder.sizes() == [1, 4]
-    clock.advance(0.002)  # a window that added nothing: the batch starts
-    assert [task.result(timeout=10) for task in trickle] == ["t0", "t1"]
-    assert recorder.sizes() == [1, 4, 2]
+    assert [task.result(timeout=10) for task in large] == [f"l{i}" for i in range(7)]
+    # The slot is free again: a lone task runs alone, as a trickle of them would.
+    for i in range(3):
+        assert queue.submit({"id": i}, 1, pool).result(timeout=10) == i
+    assert recorder.sizes() == [1, 7, 1, 1, 1]
+    assert clock.waits() == 0, "no batch waited for rows that were not queued"
     scheduler.stop()
 
 
-def test_light_traffic_never_waits_for_growth(pool):
+def test_a_timeout_counts_from_the_first_task_not_the_last(pool):
     clock = FakeClock()
     scheduler = SharedBatchScheduler(1, clock)
     recorder = Recorder()
-    queue = scheduler.add_queue(QueueOptions(max_batch_size=8), recorder)
-    for i in range(3):
-        assert queue.submit({"id": i}, 1, CALLING_THREAD).result(timeout=10) == i
-    assert recorder.sizes() == [1, 1, 1]
-    assert clock.waiting() == 0
+    queue = scheduler.add_queue(
+        QueueOptions(max_batch_size=8, batch_timeout_micros=50_000), recorder
+    )
+    first = queue.submit({"id": 0}, 1, pool)
+    assert testing.wait_for(lambda: clock.waiting() == 1, timeout=10)
+    clock.advance(0.030)
+    assert testing.wait_for(lambda: clock.waits() == 2, timeout=10)
+    second = queue.submit({"id": 1}, 1, pool)
+    clock.advance(0.020)  # 50 ms after the first task, 20 ms after the second
+    assert [first.result(timeout=10), second.result(timeout=10)] == [0, 1]
+    assert recorder.batches == [[0, 1]]
+    scheduler.stop()
+
+
+def test_a_batch_whose_first_task_waited_out_the_timeout_starts_when_the_slot_frees(pool):
+    clock = FakeClock()
+    scheduler = SharedBatchScheduler(1, clock)
+    gate = threading.Event()
+    recorder = Recorder(gate)
+    queue = scheduler.add_queue(
+        QueueOptions(max_batch_size=8, batch_timeout_micros=50_000), recorder
+    )
+    held = queue.submit({"id": "held"}, 8, pool)  # a full batch: starts without waiting
+    assert testing.wait_for(lambda: recorder.started == 1, timeout=10)
+    queued = [queue.submit({"id": i}, 1, CALLING_THREAD) for i in range(3)]
+    clock.advance(0.060)  # the queued tasks' timeout passes while the slot is busy
+    waits = clock.waits()
+    gate.set()
+    assert held.result(timeout=10) == "held"
+    assert [task.result(timeout=10) for task in queued] == [0, 1, 2]
+    assert recorder.batches == [["held"], [0, 1, 2]]
+    assert clock.waits() == waits, "the timeout had passed: the batch did not wait again"
     scheduler.stop()
 
 
