@@ -51,6 +51,8 @@ OK = "OK"
 # Upstream's request-latency buckets: 10 us * 1.8**i for i < 33 (10 us .. ~2e9 us).
 LATENCY_BUCKETS_USEC = tuple(float(f"{10.0 * 1.8**i:.6g}") for i in range(33))
 BATCH_SIZE_BUCKETS = tuple(float(2**i) for i in range(13))
+# The histogram of batch sizes run; its _sum/_count over a window is the mean batch.
+BATCH_SIZE_METRIC = ":tensorflow:serving:batching_session:batch_size"
 _LATENCY_BOUNDS = (*(floatToGoString(bound) for bound in LATENCY_BUCKETS_USEC), "+Inf")
 
 _UPSTREAM_PREFIX = ":tensorflow:"
@@ -202,7 +204,7 @@ class ServingMetrics:
             registry=self.registry,
         )
         self.batch_size = Histogram(
-            ":tensorflow:serving:batching_session:batch_size",
+            BATCH_SIZE_METRIC,
             "Sizes of the batches run (after padding to an allowed batch size).",
             buckets=BATCH_SIZE_BUCKETS,
             registry=self.registry,
@@ -368,6 +370,7 @@ def default() -> ServingMetrics:
 
 
 __all__ = [
+    "BATCH_SIZE_METRIC",
     "CONTENT_TYPE",
     "DEFAULT_PROMETHEUS_PATH",
     "GRPC",

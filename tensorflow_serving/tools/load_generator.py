@@ -20,6 +20,8 @@ the model server), so their numbers differ only by what the server does.
 - CPU: each worker's own CPU time over the measured window (a client that
   uses ~all of its cores is flagged as saturated), and optionally a server's
   process tree read from /proc.
+- Batches: optionally the batches the server ran over the window, from its
+  Prometheus page (server_metrics.BatchSizeMeter).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import socket
 import time
 from typing import Any
 
-from tensorflow_serving.tools import processes
+from tensorflow_serving.tools import processes, server_metrics
 from tensorflow_serving.tools.percentiles import percentile
 
 GRPC_PREDICT = "/tensorflow.serving.PredictionService/Predict"
@@ -71,6 +73,8 @@ class LoadSpec:
     procs: int = 0  # worker processes; 0: min(2, concurrency)
     cpus: frozenset[int] | None = None  # pin the workers here
     server_pid: int | None = None  # account this process tree's CPU
+    # The server's Prometheus page on `host` (port, path): count its batches over the window.
+    metrics_page: tuple[int, str] | None = None
 
     def validate(self) -> None:
         """Raises ValueError for a target off loopback or a load out of bounds."""
@@ -123,6 +127,8 @@ class LoadResult:
     # Busy fraction of every CPU over the window, by anyone: with server_cpu and
     # client_cpu it shows what other processes took (the noise of a shared machine).
     cpu_busy: dict[str, float] = dataclasses.field(default_factory=dict)
+    # With spec.metrics_page: server_metrics.batch_delta's record (batches, rows, mean).
+    server_batches: dict[str, float | None] | None = None
     failure: str | None = None  # the run itself failed (workers did not start, ...)
 
     def to_dict(self) -> dict[str, Any]:
@@ -306,6 +312,44 @@ def _worker(spec: LoadSpec, wid: int, slots: int, quota: int | None, ctl) -> Non
 
 
 # --------------------------------------------------------------------------- parent side
+class _WindowMeters:
+    """The measured window's server CPU, every CPU's busy share, and the server's batches.
+
+    start() at the window's start; the first stop() reads them all, later
+    calls change nothing (`stopped`). The page is read outside the CPU window.
+    """
+
+    def __init__(self, spec: LoadSpec):
+        self._cpu = processes.CpuMeter(spec.server_pid)
+        self._busy = processes.CpuBusyMeter()
+        self._batches = None
+        if spec.metrics_page is not None:
+            self._batches = server_metrics.BatchSizeMeter(spec.host, *spec.metrics_page)
+        self._started = 0.0
+        self.stopped = False
+        self.server_cpu_s: float | None = None
+        self.wall_s = 0.0
+        self.cpu_busy: dict[int, float] = {}
+        self.batches: dict[str, float | None] | None = None
+
+    def start(self) -> None:
+        if self._batches is not None:
+            self._batches.start()
+        self._cpu.start()
+        self._busy.start()
+        self._started = time.monotonic()
+
+    def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        self.server_cpu_s = self._cpu.stop()
+        self.wall_s = time.monotonic() - self._started
+        self.cpu_busy = self._busy.stop()
+        if self._batches is not None:
+            self.batches = self._batches.stop()
+
+
 def send_one(spec: LoadSpec) -> tuple[bool, str]:
     """Sends the run's request once and reads the whole answer: (ok, detail)."""
     spec.validate()
@@ -384,31 +428,24 @@ def run_load(spec: LoadSpec) -> LoadResult:
         ctl["schedule"][:] = [t_start, t_measure, t_end]
         ctl["go"].set()
 
-        meter = processes.CpuMeter(spec.server_pid)
-        busy_meter = processes.CpuBusyMeter()
+        meters = _WindowMeters(spec)
         time.sleep(max(0.0, t_measure - time.monotonic()))
-        meter.start()
-        busy_meter.start()
-        t_meter = time.monotonic()
+        meters.start()
         results = []
-        server_cpu_s, meter_wall, metered, cpu_busy = None, 0.0, False, {}
         hard_deadline = t_end + spec.timeout_s + 30
         while len(results) < procs:
             # Duration runs: read the server's CPU at the end of the window, not after the drain.
-            if spec.requests is None and not metered and time.monotonic() >= t_end:
-                server_cpu_s, meter_wall, metered = meter.stop(), time.monotonic() - t_meter, True
-                cpu_busy = busy_meter.stop()
+            if spec.requests is None and not meters.stopped and time.monotonic() >= t_end:
+                meters.stop()
             try:
-                wait = 0.05 if spec.requests is None and not metered else 1.0
+                wait = 0.05 if spec.requests is None and not meters.stopped else 1.0
                 results.append(ctl["results"].get(timeout=wait))
             except queue.Empty:
                 if time.monotonic() > hard_deadline:
                     return fail(f"only {len(results)}/{procs} load workers finished in time")
                 if not any(w.is_alive() for w in workers):
                     return fail(f"load workers exited; {len(results)}/{procs} reported")
-        if not metered:
-            server_cpu_s, meter_wall = meter.stop(), time.monotonic() - t_meter
-            cpu_busy = busy_meter.stop()
+        meters.stop()
     finally:
         for worker in workers:
             if worker.is_alive():
@@ -416,8 +453,9 @@ def run_load(spec: LoadSpec) -> LoadResult:
             if worker.is_alive():
                 worker.kill()  # our own child, by pid
                 worker.join(timeout=5)
-    result = _summarize(spec, procs, results, t_measure, server_cpu_s, meter_wall)
-    result.cpu_busy = {str(cpu): busy for cpu, busy in sorted(cpu_busy.items())}
+    result = _summarize(spec, procs, results, t_measure, meters.server_cpu_s, meters.wall_s)
+    result.cpu_busy = {str(cpu): busy for cpu, busy in sorted(meters.cpu_busy.items())}
+    result.server_batches = meters.batches
     return result
 
 

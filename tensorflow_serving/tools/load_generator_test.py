@@ -72,7 +72,11 @@ def test_grpc_counted_run_measures_every_request(floors):
 
 def test_rest_timed_run(floors):
     port, _ = floors["rest"]
-    spec = _spec("rest", port, batch=3, concurrency=3, duration_s=1.0, warmup_s=0.2, procs=1)
+    # The floor has no Prometheus page: no batch count, and the run is whole all the same.
+    spec = _spec(
+        "rest", port, batch=3, concurrency=3, duration_s=1.0, warmup_s=0.2, procs=1,
+        metrics_page=(port, "/monitoring/prometheus/metrics"),
+    )  # fmt: skip
     ok, detail = load_generator.send_one(spec)
     assert ok, detail
     result = load_generator.run_load(spec)
@@ -80,6 +84,7 @@ def test_rest_timed_run(floors):
     assert result.requests_ok > 0 and result.duration_s == 1.0
     assert result.throughput_ips == pytest.approx(3 * result.throughput_rps, rel=0.01)
     assert result.server_cpu is None  # no server pid given
+    assert result.server_batches is None
 
 
 def test_http_errors_are_counted_by_status(floors):
