@@ -20,7 +20,11 @@ Like Triton's perf_analyzer, pointed at your own SavedModel:
 
 It prints one table (throughput, p50/p90/p99, errors, server CPU per
 inference, client CPU with saturation flagged, server/limit and
-server/ceiling) and writes everything as JSON with --out. On a machine with
+server/ceiling) and writes everything as JSON with --out. A concurrency
+sweep (--concurrency=1,2,4,... with --protocols and --batch_size instead of
+--scenarios) also prints one table per protocol: the server's throughput,
+latency, mean batch (from its Prometheus page), cores busy, and its ratio to
+the in-process limit at that mean batch. On a machine with
 two or more CPUs the server side (limit, floors, server) is pinned to one
 CPU and the load generator to another, so each party has a core of its own.
 
@@ -42,6 +46,7 @@ import tempfile
 import time
 from typing import Any
 
+from tensorflow_serving.model_servers import metrics
 from tensorflow_serving.model_servers.inline_grpc_server import GRPC_SERVERS
 from tensorflow_serving.tools import host_idle, load_generator, processes, report
 from tensorflow_serving.tools.report import Scenario
@@ -51,7 +56,10 @@ _OWNED_SERVER_FLAGS = ("port", "rest_api_port", "model_name", "model_base_path",
 _SERVER_BINARY = "tensorflow_serving/model_servers/tensorflow_model_server"
 _MAX_ROUNDS = 9
 PARTIES = ("limit", "floor", "minimal", "standin", "server")
+DEFAULT_SCENARIOS = "grpc:1:1,grpc:1:32,grpc:32:1,rest:1:32"
 _UPSTREAM_MAX_BATCH_SIZE = 1000  # BatchingParameters default when the file does not set it
+# What the benchmark adds when the server batches and the flags turn no Prometheus page on.
+_MONITORING_CONFIG = "prometheus_config { enable: true }\n"
 
 
 def say(message: str) -> None:
@@ -80,6 +88,7 @@ def server_settings(server_flags: list[str]) -> dict[str, Any]:
     for name in ("session", "intra_op", "inter_op"):
         parser.add_argument(f"--tensorflow_{name}_parallelism", type=int, default=0)
     parser.add_argument("--keep_model_warm_micros", type=int, default=0)
+    parser.add_argument("--monitoring_config_file", default="")
     known, _ = parser.parse_known_args(server_flags)
     owned = [f"--{n}" for n in _OWNED_SERVER_FLAGS if getattr(known, n) is not None]
     if owned:
@@ -103,7 +112,34 @@ def server_settings(server_flags: list[str]) -> dict[str, Any]:
         "inter_op_threads": known.tensorflow_inter_op_parallelism or session,
         "max_batch_size": max_batch,
         "keep_model_warm_micros": known.keep_model_warm_micros,
+        "monitoring_config_file": known.monitoring_config_file,
+        "metrics_path": _metrics_path(known.monitoring_config_file),
     }
+
+
+def _metrics_path(monitoring_config_file: str) -> str | None:
+    """The Prometheus page a --monitoring_config_file turns on; None without one or when off."""
+    if not monitoring_config_file:
+        return None
+    return metrics.prometheus_path(
+        metrics.read_monitoring_config(_user_path(monitoring_config_file))
+    )
+
+
+def scenarios_from_args(args: argparse.Namespace) -> list[Scenario]:
+    """--scenarios, or the sweep of --protocols x --batch_size x --concurrency.
+
+    Raises SystemExit when both ways are given, ValueError for a bad item.
+    """
+    if args.concurrency:
+        if args.scenarios is not None:
+            raise SystemExit("give --scenarios or --concurrency (a sweep), not both")
+        protocols = args.protocols if args.protocols is not None else "grpc,rest"
+        batch = args.batch_size if args.batch_size is not None else 1
+        return report.sweep_scenarios(protocols, batch, args.concurrency)
+    if args.protocols is not None or args.batch_size is not None:
+        raise SystemExit("--protocols and --batch_size go with --concurrency")
+    return report.parse_scenarios(args.scenarios or DEFAULT_SCENARIOS)
 
 
 def latest_version_dir(base_path: str, version: int | None) -> str:
@@ -145,7 +181,8 @@ class Benchmark:
 
     def __init__(self, args: argparse.Namespace):
         self.args = args
-        self.scenarios = report.parse_scenarios(args.scenarios)
+        self.scenarios = scenarios_from_args(args)
+        self.sweep = bool(args.concurrency)
         self.parties = {p.strip() for p in args.parties.split(",") if p.strip()}
         unknown = self.parties - set(PARTIES)
         if unknown:
@@ -183,7 +220,9 @@ class Benchmark:
         """
         a = self.args
         if batches is None:
-            batches = report.limit_batches(self.scenarios, self.settings["max_batch_size"])
+            batches = report.limit_batches(
+                self.scenarios, self.settings["max_batch_size"], between=self.sweep
+            )
         result_path = os.path.join(self.work, f"limit_{when}.json")
         cmd = [
             *processes.python_module("tensorflow_serving.tools.inprocess_limit"),
@@ -240,7 +279,11 @@ class Benchmark:
         return gapped
 
     def _spec(
-        self, scenario: Scenario, port: int, server_pid: int | None
+        self,
+        scenario: Scenario,
+        port: int,
+        server_pid: int | None,
+        metrics_page: tuple[int, str] | None = None,
     ) -> load_generator.LoadSpec:
         a = self.args
         paths = self.payloads[str(scenario.batch)]
@@ -260,20 +303,36 @@ class Benchmark:
             procs=a.client_procs,
             cpus=frozenset(self.client_cpus) if self.client_cpus else None,
             server_pid=server_pid,
+            metrics_page=metrics_page,
         )
 
-    def _drive(self, who: str, scenario: Scenario, port: int, pid: int) -> dict[str, Any]:
-        """Checks one request, then runs the scenario's load against `port`."""
-        spec = self._spec(scenario, port, pid)
+    def _drive(
+        self,
+        who: str,
+        scenario: Scenario,
+        port: int,
+        pid: int,
+        metrics_page: tuple[int, str] | None = None,
+    ) -> dict[str, Any]:
+        """Checks one request, then runs the scenario's load against `port`
+        (with `metrics_page`, counting the server's batches too)."""
+        spec = self._spec(scenario, port, pid, metrics_page)
         ok, detail = load_generator.send_one(spec)
         if not ok:
             say(f"{who} {scenario.name}: request rejected: {detail}")
             return {"failure": f"request rejected: {detail}", "requests_ok": 0}
         result = load_generator.run_load(spec).to_dict()
         lat = result.get("latency_ms") or {}
+        batches = result.get("server_batches") or {}
+        if metrics_page and not batches and not result.get("failure"):
+            say(
+                f"{who} {scenario.name}: no {metrics.BATCH_SIZE_METRIC} histogram on "
+                f"127.0.0.1:{metrics_page[0]}{metrics_page[1]}; mean batch unknown"
+            )
         say(
             f"{who} {scenario.name}: {result['throughput_ips']:,.0f} inf/s, "
             f"p50 {lat.get('p50')} ms, errors {result['errors']}"
+            + (f", mean batch {batches['mean']}" if batches.get("mean") else "")
             + (f", FAILED: {result['failure']}" if result.get("failure") else "")
         )
         return result
@@ -374,7 +433,22 @@ class Benchmark:
                 stand_in_us[scenario.batch] = 1e6 * scenario.batch / record["inferences_per_s"]
         return self.measure_minimal(stand_in_us) if stand_in_us else {}
 
-    def _server_command(self, grpc_port: int, rest_port: int) -> list[str]:
+    def _metrics_flags(self) -> tuple[list[str], str | None]:
+        """(flags to add, the Prometheus page's path): a page to count the server's batches.
+
+        With batching on and no --monitoring_config_file of the user's, the
+        benchmark writes one that turns the page on at its default path.
+        """
+        if self.settings["max_batch_size"] is None:
+            return [], None
+        if self.settings["monitoring_config_file"]:
+            return [], self.settings["metrics_path"]
+        path = os.path.join(self.work, "monitoring.txt")
+        with open(path, "w") as handle:
+            handle.write(_MONITORING_CONFIG)
+        return [f"--monitoring_config_file={path}"], metrics.DEFAULT_PROMETHEUS_PATH
+
+    def _server_command(self, grpc_port: int, rest_port: int, extra: list[str]) -> list[str]:
         a = self.args
         if a.server_binary:
             base = shlex.split(a.server_binary)
@@ -389,6 +463,7 @@ class Benchmark:
             f"--model_name={a.model_name}",
             f"--model_base_path={self.model_base_path}",
             *own,
+            *extra,
             *self.server_flags,
         ]
 
@@ -398,7 +473,9 @@ class Benchmark:
         rest_port = processes.free_port()
         while rest_port == grpc_port:
             rest_port = processes.free_port()
-        cmd = self._server_command(grpc_port, rest_port)
+        metrics_flags, metrics_path = self._metrics_flags()
+        metrics_page = (rest_port, metrics_path) if metrics_path else None
+        cmd = self._server_command(grpc_port, rest_port, metrics_flags)
         log_path = os.path.join(self.work, "server.log")
         say("server: " + " ".join(shlex.quote(c) for c in cmd))
         server = processes.start(cmd, self.server_cpus, log_path, cwd=self.cwd)
@@ -407,7 +484,9 @@ class Benchmark:
             self._wait_until_serving(server, grpc_port, rest_port, log_path)
             for scenario in self.scenarios:
                 port = grpc_port if scenario.protocol == "grpc" else rest_port
-                results[scenario.name] = self._drive("server", scenario, port, server.pid)
+                results[scenario.name] = self._drive(
+                    "server", scenario, port, server.pid, metrics_page
+                )
         finally:
             code = processes.stop(server)
             if code not in (0, None, -15) or self.args.keep_server_log:
@@ -524,6 +603,7 @@ class Benchmark:
                 idle, [s.concurrency for s in self.scenarios]
             ),
             "table": report.render_table(summaries),
+            "sweep_tables": report.render_sweep_tables(summaries) if self.sweep else None,
         }
 
 
@@ -542,9 +622,19 @@ def build_parser() -> argparse.ArgumentParser:
     add("--saved_model_tags", default="serve")
     add(
         "--scenarios",
-        default="grpc:1:1,grpc:1:32,grpc:32:1,rest:1:32",
-        help="comma list of protocol:batch:concurrency (protocol grpc or rest)",
+        default=None,
+        help=f"comma list of protocol:batch:concurrency (protocol grpc or rest; default "
+        f"{DEFAULT_SCENARIOS})",
     )
+    add(
+        "--concurrency",
+        default="",
+        help="a sweep instead of --scenarios: comma list of concurrencies (e.g. "
+        "1,2,4,8,16,24,32,48,64), run for each of --protocols at --batch_size rows per "
+        "request; adds one table per protocol",
+    )
+    add("--protocols", default=None, help="with --concurrency: grpc, rest or both (default)")
+    add("--batch_size", type=int, default=None, help="with --concurrency: rows per request (1)")
     add("--duration", type=float, default=5.0, help="measured seconds per scenario and party")
     add("--requests", type=int, default=0, help="measure this many requests instead of --duration")
     add("--warmup", type=float, default=2.0, help="seconds of unrecorded load first")
@@ -616,6 +706,11 @@ def main(argv: list[str] | None = None) -> int:
     print(result["table"])
     print()
     print(report.LEGEND)
+    if result["sweep_tables"]:
+        print()
+        print(result["sweep_tables"])
+        print()
+        print(report.SWEEP_LEGEND)
     if result["noisy"]:
         print(
             f"\nNOISY: other processes took >= {report.NOISE_CORES} cores of the server's CPU "

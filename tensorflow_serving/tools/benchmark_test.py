@@ -13,6 +13,7 @@ import pytest
 from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two
 from tensorflow_serving.test_util import testing
 from tensorflow_serving.tools import benchmark, host_idle
+from tensorflow_serving.tools import report as report_lib
 
 SHORT = ["--duration=1.5", "--warmup=0.5", "--limit_runs=1", "--limit_seconds=0.5"]
 
@@ -50,7 +51,11 @@ def test_full_run_reports_limit_floor_ceiling_and_server(tmp_path, capsys):
         "inter_op_threads": 1,
         "max_batch_size": 8,
         "keep_model_warm_micros": 0,
+        "monitoring_config_file": "",
+        "metrics_path": None,
     }
+    # The server batches: the benchmark turned its Prometheus page on to count the batches.
+    assert any(flag.startswith("--monitoring_config_file=") for flag in report["server_command"])
     assert report["model_dir"].endswith(os.path.join("half_plus_two", "123"))
     assert [i["alias"] for i in report["signature_inputs"]] == ["x"]
     assert sorted(report["limits"]) == ["1", "2", "4"]  # b_eff of grpc:1:4 is 4
@@ -73,6 +78,10 @@ def test_full_run_reports_limit_floor_ceiling_and_server(tmp_path, capsys):
             assert result["server_cpu"]["us_per_inference"] > 0, (name, party)
             assert result["client_cpu"]["cores"] > 0, (name, party)
         assert s["ceiling_ips"] > 0 and s["server_vs_ceiling"] > 0 and s["server_vs_limit"] > 0
+        batches = s["server"]["server_batches"]
+        assert batches["batches"] > 0 and batches["mean"] == s["mean_batch"], (name, batches)
+        assert s["batch"] <= s["mean_batch"] <= s["b_eff"], (name, s["mean_batch"])
+        assert s["server_vs_limit_at_mean_batch"] > 0, name
     assert by_name["grpc:1:1"]["ideal_p50_ms"] > 0
     # One client: a second ceiling from the limit measured with the floor's p50 of idle time.
     gap = by_name["grpc:1:1"]["gapped_limit"]
@@ -117,6 +126,7 @@ def test_full_run_reports_limit_floor_ceiling_and_server(tmp_path, capsys):
                 party,
             )
     assert report["table"] in stdout
+    assert report["sweep_tables"] is None, "no --concurrency, no sweep tables"
     assert isinstance(report["noisy"], list)  # noise is reported, never asserted away
     # How idle vCPUs wait is reported with every run; the note only where they halt at once.
     idle = host_idle.read_idle_settings()
@@ -165,6 +175,72 @@ def test_tf2_model_server_only_with_a_request_count_in_two_rounds(tmp_path, caps
         assert f"| {s['scenario']} | all 2 rounds (median: round {s['round']}) |" in stdout
 
 
+def test_a_concurrency_sweep_prints_a_table_per_protocol_with_the_servers_mean_batch(
+    tmp_path, capsys
+):
+    base = tmp_path / "half_plus_two"
+    export_half_plus_two.export_half_plus_two_tf1(str(base), 1)
+    batching = tmp_path / "batching.txt"
+    batching.write_text("max_batch_size { value: 8 }\nnum_batch_threads { value: 1 }\n")
+    out = tmp_path / "report.json"
+    code, stdout = _run(
+        capsys,
+        [
+            f"--model_base_path={base}",
+            "--model_name=hpt",
+            "--concurrency=1,6",
+            "--protocols=grpc,rest",
+            "--batch_size=1",
+            "--parties=limit,server",
+            "--requests=300",
+            "--warmup=0.3",
+            "--limit_runs=1",
+            "--limit_seconds=0.3",
+            "--limit_passes=1",
+            f"--server_flags=--enable_batching --batching_parameters_file={batching}",
+            f"--out={out}",
+        ],
+    )
+    assert code == 0, stdout
+    report = json.loads(out.read_text())
+    assert [s["scenario"] for s in report["scenarios"]] == [
+        "grpc:1:1",
+        "grpc:1:6",
+        "rest:1:1",
+        "rest:1:6",
+    ]
+    # Powers of two up to each merged batch, so every mean batch lies between measured sizes.
+    assert sorted(report["limits"], key=int) == ["1", "2", "4", "6"]
+    for s in report["scenarios"]:
+        assert s["server"]["errors"] == 0 and s["server"]["server_batches"]["batches"] > 0
+        assert 1 <= s["mean_batch"] <= 6, s["mean_batch"]
+        assert s["limit_at_mean_batch_ips"] > 0 and s["server_vs_limit_at_mean_batch"] > 0
+        assert s["server"]["server_cpu"]["cores"] > 0
+    one_client = [s for s in report["scenarios"] if s["concurrency"] == 1]
+    assert all(s["mean_batch"] == 1.0 for s in one_client), "one client: batches of one"
+    assert report["sweep_tables"] in stdout
+    assert report["sweep_tables"].startswith("gRPC, 1 row per request:")
+    assert "\n\nREST, 1 row per request:" in report["sweep_tables"]
+    assert report["sweep_tables"].count(report_lib.SWEEP_HEADER) == 2
+
+
+def test_a_sweep_or_scenarios_not_both():
+    args = benchmark.build_parser().parse_args
+    sweep = benchmark.scenarios_from_args(args(["--model_base_path=m", "--concurrency=2,1"]))
+    assert [s.name for s in sweep] == ["grpc:1:2", "grpc:1:1", "rest:1:2", "rest:1:1"]
+    rest = args(["--model_base_path=m", "--concurrency=4", "--protocols=rest", "--batch_size=8"])
+    assert [s.name for s in benchmark.scenarios_from_args(rest)] == ["rest:8:4"]
+    default = benchmark.scenarios_from_args(args(["--model_base_path=m"]))
+    assert ",".join(s.name for s in default) == benchmark.DEFAULT_SCENARIOS
+    both = args(["--model_base_path=m", "--concurrency=4", "--scenarios=grpc:1:1"])
+    with pytest.raises(SystemExit, match="not both"):
+        benchmark.scenarios_from_args(both)
+    with pytest.raises(SystemExit, match="go with --concurrency"):
+        benchmark.scenarios_from_args(args(["--model_base_path=m", "--protocols=rest"]))
+    with pytest.raises(ValueError, match="'grpc:1:x'"):
+        benchmark.scenarios_from_args(args(["--model_base_path=m", "--concurrency=1,x"]))
+
+
 @pytest.mark.parametrize("rounds", ["0", "10"])
 def test_rounds_out_of_range_are_refused(rounds, tmp_path):
     with pytest.raises(SystemExit, match="--rounds"):
@@ -185,10 +261,24 @@ def test_batching_without_a_file_uses_upstreams_cap():
         "inter_op_threads": 2,
         "max_batch_size": 1000,
         "keep_model_warm_micros": 0,
+        "monitoring_config_file": "",
+        "metrics_path": None,
     }
     warm = benchmark.server_settings(["--keep_model_warm_micros=100000"])
     assert warm["keep_model_warm_micros"] == 100000
     assert benchmark.server_settings([])["max_batch_size"] is None
+
+
+def test_a_users_monitoring_config_names_the_page_the_batches_are_read_from(tmp_path):
+    config = tmp_path / "monitoring.txt"
+    config.write_text('prometheus_config { enable: true, path: "/metrics" }\n')
+    settings = benchmark.server_settings(
+        ["--enable_batching", f"--monitoring_config_file={config}"]
+    )
+    assert settings["metrics_path"] == "/metrics"
+    config.write_text("prometheus_config { enable: false }\n")
+    off = benchmark.server_settings(["--enable_batching", f"--monitoring_config_file={config}"])
+    assert off["metrics_path"] is None, "the user's file turns the page off: it stays off"
 
 
 def test_the_latest_version_is_benchmarked(tmp_path):

@@ -11,11 +11,18 @@ where b_eff is the batch the model actually runs: the request's batch at
 concurrency 1 or without server batching, min(batch * concurrency,
 max_batch_size) with server batching. At concurrency 1 the ideal latency is
 floor p50 + compute p50 at the request's batch.
+
+b_eff is what batching could reach; what the server reached is its mean
+batch over the measured window (server_metrics), and its throughput over
+the model's in-process rate at that batch (limit_ips_at) is how much of the
+model's time for those batches the server delivered. A concurrency sweep
+prints that per protocol (render_sweep_tables).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Any
 
 
@@ -32,26 +39,56 @@ class Scenario:
         return f"{self.protocol}:{self.batch}:{self.concurrency}"
 
 
+PROTOCOLS = ("grpc", "rest")
+
+
+def _scenario(protocol: str, batch: str, concurrency: str, item: str) -> Scenario:
+    """One checked scenario; ValueError names `item`, the text it came from."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be grpc or rest in {item!r}")
+    try:
+        rows, clients = int(batch), int(concurrency)
+    except ValueError:
+        raise ValueError(f"batch and concurrency must be integers in {item!r}") from None
+    if rows < 1 or clients < 1:
+        raise ValueError(f"batch and concurrency must be >= 1 in {item!r}")
+    return Scenario(protocol, rows, clients)
+
+
+def _distinct(scenarios: list[Scenario]) -> list[Scenario]:
+    unique = list(dict.fromkeys(scenarios))
+    if not unique:
+        raise ValueError("no scenarios given")
+    return unique
+
+
 def parse_scenarios(text: str) -> list[Scenario]:
     """'grpc:1:1,rest:1:32' -> scenarios; ValueError names the bad item."""
     scenarios = []
     for item in text.split(","):
         item = item.strip()
         parts = item.split(":")
-        if len(parts) != 3 or parts[0] not in ("grpc", "rest"):
+        if len(parts) != 3:
             raise ValueError(f"scenario must be grpc|rest:batch:concurrency, got {item!r}")
-        try:
-            batch, concurrency = int(parts[1]), int(parts[2])
-        except ValueError:
-            raise ValueError(f"batch and concurrency must be integers in {item!r}") from None
-        if batch < 1 or concurrency < 1:
-            raise ValueError(f"batch and concurrency must be >= 1 in {item!r}")
-        scenario = Scenario(parts[0], batch, concurrency)
-        if scenario not in scenarios:
-            scenarios.append(scenario)
-    if not scenarios:
-        raise ValueError("no scenarios given")
-    return scenarios
+        scenarios.append(_scenario(*parts, item))
+    return _distinct(scenarios)
+
+
+def sweep_scenarios(protocols: str, batch: int, concurrencies: str) -> list[Scenario]:
+    """A concurrency sweep: 'grpc,rest', 1, '1,2,4' -> every protocol at each concurrency.
+
+    Protocol by protocol, concurrencies in the order given; ValueError names
+    the bad item.
+    """
+    names = [p.strip() for p in protocols.split(",") if p.strip()]
+    levels = [c.strip() for c in concurrencies.split(",")]
+    return _distinct(
+        [
+            _scenario(protocol, str(batch), level, f"{protocol}:{batch}:{level}")
+            for protocol in names
+            for level in levels
+        ]
+    )
 
 
 def effective_batch(scenario: Scenario, max_batch_size: int | None) -> int:
@@ -61,9 +98,24 @@ def effective_batch(scenario: Scenario, max_batch_size: int | None) -> int:
     return max(scenario.batch, min(scenario.batch * scenario.concurrency, max_batch_size))
 
 
-def limit_batches(scenarios: list[Scenario], max_batch_size: int | None) -> list[int]:
-    """Every batch size the in-process limit must be measured at."""
+def limit_batches(
+    scenarios: list[Scenario], max_batch_size: int | None, between: bool = False
+) -> list[int]:
+    """Every batch size the in-process limit must be measured at.
+
+    With `between`, also the powers of two between each scenario's batch and
+    its b_eff, so that a batch size the server reached in between lies
+    within 2x of a measured one on either side (see limit_ips_at).
+    """
     sizes = {s.batch for s in scenarios} | {effective_batch(s, max_batch_size) for s in scenarios}
+    if between:
+        for s in scenarios:
+            top = effective_batch(s, max_batch_size)
+            power = 1
+            while power < top:
+                if power > s.batch:
+                    sizes.add(power)
+                power *= 2
     return sorted(sizes)
 
 
@@ -93,6 +145,32 @@ def ceiling_ips(floor_rps: float | None, batch: int, compute_ips: float | None) 
     return 1.0 / (1.0 / (floor_rps * batch) + 1.0 / compute_ips)
 
 
+def limit_ips_at(limits: dict[str, dict], batch: float) -> float | None:
+    """In-process inferences/s at `batch` rows per call, which may lie between measured sizes.
+
+    A call's time is taken as linear in its rows between the two measured
+    sizes around `batch`. Where a call costs a fixed part plus a part per
+    row, a server that ran N rows in K batches of mixed sizes needs as much
+    model time as K calls of N/K rows, so this rate at the mean batch is the
+    model's rate for the mix the server ran. Outside the measured sizes, the
+    nearest one's rate; None without measurements.
+    """
+    points = sorted(
+        (int(size), int(size) / record["inferences_per_s"])
+        for size, record in limits.items()
+        if record.get("inferences_per_s")
+    )
+    if not points:
+        return None
+    if batch <= points[0][0]:
+        return points[0][0] / points[0][1]
+    for (low, low_s), (high, high_s) in itertools.pairwise(points):
+        if batch <= high:
+            seconds = low_s + (high_s - low_s) * (batch - low) / (high - low)
+            return batch / seconds
+    return points[-1][0] / points[-1][1]
+
+
 def _ratio(value: float | None, reference: float | None) -> float | None:
     if value is None or not reference:
         return None
@@ -102,6 +180,20 @@ def _ratio(value: float | None, reference: float | None) -> float | None:
 def usable(result: dict | None) -> bool:
     """A load result that measured something (no failure, some requests answered)."""
     return bool(result) and not result.get("failure") and result.get("requests_ok", 0) > 0
+
+
+def mean_batch(scenario: Scenario, max_batch_size: int | None, server: dict | None) -> float | None:
+    """Rows per model run the server averaged over its measured window.
+
+    Without server batching each request runs alone, at its own batch; with
+    it, the server's count of its batches (`server_batches` of the load
+    result, from its Prometheus page); None when that could not be read.
+    """
+    if not usable(server):
+        return None
+    if max_batch_size is None:
+        return float(scenario.batch)
+    return (server.get("server_batches") or {}).get("mean")
 
 
 def others_on_cpus(result: dict | None, cpus: list[int] | None) -> float | None:
@@ -134,7 +226,8 @@ def scenario_summary(
     server's throughput over the minimal server's. With `stand_in` (the
     stand-in's load result: the minimal server with a busy loop as long as
     the limit's time per call) its ratio to the same ceiling, and the
-    minimal server's throughput over it.
+    minimal server's throughput over it. `mean_batch` and the server's ratio
+    to the limit at that batch (limit_ips_at) come with every server result.
     """
     for result in (floor, minimal, stand_in, server):
         if result is not None and usable(result):
@@ -149,6 +242,8 @@ def scenario_summary(
     if scenario.concurrency == 1 and floor_rps and limit_at_batch:
         ideal_p50 = round(floor["latency_ms"]["p50"] + limit_at_batch["p50_ms"], 3)
     server_ips = server["throughput_ips"] if usable(server) else None
+    server_batch = mean_batch(scenario, max_batch_size, server)
+    limit_at_mean = limit_ips_at(limits, server_batch) if server_batch else None
     minimal_ips = minimal["throughput_ips"] if usable(minimal) else None
     stand_in_ips = stand_in["throughput_ips"] if usable(stand_in) else None
     gapped_ceiling = gapped_ideal_p50 = None
@@ -168,6 +263,9 @@ def scenario_summary(
         "ideal_p50_ms": ideal_p50,
         "server_vs_limit": _ratio(server_ips, compute),
         "server_vs_ceiling": _ratio(server_ips, ceiling),
+        "mean_batch": server_batch,
+        "limit_at_mean_batch_ips": round(limit_at_mean, 1) if limit_at_mean else None,
+        "server_vs_limit_at_mean_batch": _ratio(server_ips, limit_at_mean),
         "gapped_limit": gapped_limit,
         "gapped_ceiling_ips": round(gapped_ceiling, 1) if gapped_ceiling else None,
         "gapped_ideal_p50_ms": gapped_ideal_p50,
@@ -357,6 +455,60 @@ def _rounds_row(s: dict[str, Any]) -> str:
         f"| {each('server_ips', '{:,.0f}')} | - | - | - | - | - | - | - "
         f"| {each('server_vs_limit', '{:.2f}')} | {each('server_vs_ceiling', '{:.2f}')} |"
     )
+
+
+_PROTOCOL_NAMES = {"grpc": "gRPC", "rest": "REST"}
+SWEEP_HEADER = (
+    "| clients | inf/s | p50/p99 ms | errors | mean batch | server cores | client cores "
+    "| limit at mean batch | vs limit |"
+)
+
+
+def render_sweep_tables(summaries: list[dict[str, Any]]) -> str:
+    """Markdown tables of the server alone, one per protocol and request batch, a row per
+    concurrency in the order run."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for s in summaries:
+        groups.setdefault((s["protocol"], s["batch"]), []).append(s)
+    blocks = []
+    for (protocol, batch), rows in groups.items():
+        title = f"{_PROTOCOL_NAMES[protocol]}, {batch} row{'s' if batch > 1 else ''} per request:"
+        lines = [title, "", SWEEP_HEADER, "|" + "---|" * 9]
+        lines.extend(_sweep_row(s) for s in rows)
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def _sweep_row(s: dict[str, Any]) -> str:
+    server = s["server"]
+    cells = _load_cells(server)  # inf/s, req/s, latencies, errors, us/inf, cores, others, client
+    lat = (server or {}).get("latency_ms") or {}
+    return (
+        "| "
+        + " | ".join(
+            [
+                str(s["concurrency"]),
+                cells[0],
+                "/".join(_fmt(lat.get(q), "{:.2f}") for q in ("p50", "p99")),
+                cells[3],
+                _fmt(s["mean_batch"], "{:.1f}"),
+                cells[5],
+                cells[7],
+                _fmt(s["limit_at_mean_batch_ips"]),
+                _fmt(s["server_vs_limit_at_mean_batch"], "{:.2f}"),
+            ]
+        )
+        + " |"
+    )
+
+
+SWEEP_LEGEND = (
+    "mean batch: rows per batch the server ran in the measured window (its batch-size "
+    "histogram's sum/count over the window, padded sizes; without batching, the request's "
+    "batch); server cores: the server's CPU time over the window's wall time; limit at mean "
+    "batch: the model's in-process inf/s at that batch, the call time interpolated linearly "
+    "between the measured batch sizes around it; vs limit: server inf/s over it."
+)
 
 
 LEGEND = (

@@ -23,6 +23,35 @@ def test_bad_scenarios_are_refused_with_the_item(text):
         report.parse_scenarios(text)
 
 
+def test_a_sweep_is_every_protocol_at_each_concurrency_in_order():
+    assert report.sweep_scenarios("grpc, rest", 1, "1,4,2,4") == [
+        Scenario("grpc", 1, 1),
+        Scenario("grpc", 1, 4),
+        Scenario("grpc", 1, 2),
+        Scenario("rest", 1, 1),
+        Scenario("rest", 1, 4),
+        Scenario("rest", 1, 2),
+    ]
+    assert report.sweep_scenarios("rest", 8, "16") == [Scenario("rest", 8, 16)]
+
+
+@pytest.mark.parametrize(
+    ("protocols", "batch", "levels", "named"),
+    [
+        ("grpc,http", 1, "1", "'http:1:1'"),
+        ("grpc", 1, "1,x", "'grpc:1:x'"),
+        ("grpc", 1, "0", "'grpc:1:0'"),
+        ("grpc", 0, "1", "'grpc:0:1'"),
+        ("grpc", 1, "1,,2", "'grpc:1:'"),
+    ],
+)
+def test_bad_sweeps_are_refused_with_the_item(protocols, batch, levels, named):
+    with pytest.raises(ValueError, match=named):
+        report.sweep_scenarios(protocols, batch, levels)
+    with pytest.raises(ValueError, match="no scenarios"):
+        report.sweep_scenarios(" ", 1, "1")
+
+
 def test_effective_batch_follows_server_batching():
     assert report.effective_batch(Scenario("grpc", 1, 32), None) == 1
     assert report.effective_batch(Scenario("grpc", 1, 32), 32) == 32
@@ -33,6 +62,20 @@ def test_effective_batch_follows_server_batching():
     # A request larger than the cap still runs at its own size.
     assert report.effective_batch(Scenario("grpc", 64, 4), 32) == 64
     assert report.limit_batches([Scenario("grpc", 1, 32), Scenario("rest", 1, 1)], 32) == [1, 32]
+
+
+def test_a_sweep_measures_the_limit_at_powers_of_two_up_to_each_merged_batch():
+    sweep = report.sweep_scenarios("grpc", 1, "1,64")
+    assert report.limit_batches(sweep, 32) == [1, 32]
+    assert report.limit_batches(sweep, 32, between=True) == [1, 2, 4, 8, 16, 32]
+    assert report.limit_batches(report.sweep_scenarios("rest", 3, "1,8"), 1000, between=True) == [
+        3,
+        4,
+        8,
+        16,
+        24,
+    ]
+    assert report.limit_batches(sweep, None, between=True) == [1], "no batching: one size"
 
 
 def test_ceiling_serialises_transport_and_compute():
@@ -118,6 +161,24 @@ def test_idle_gap_limit_gives_a_second_lower_ceiling_at_concurrency_one():
     assert "idle gaps" not in report.render_table([busy])
 
 
+# 1 ms a call at b1, 4 ms at b32: 1,000 and 8,000 inferences/s.
+LINEAR_LIMITS = {
+    "1": {**LIMITS["1"], "inferences_per_s": 1000.0},
+    "32": {**LIMITS["32"], "inferences_per_s": 8000.0},
+}
+
+
+def test_the_limit_between_measured_batches_interpolates_the_call_time():
+    assert report.limit_ips_at(LINEAR_LIMITS, 1) == pytest.approx(1000)
+    assert report.limit_ips_at(LINEAR_LIMITS, 32) == pytest.approx(8000)
+    # 16.5 rows: 2.5 ms a call.
+    assert report.limit_ips_at(LINEAR_LIMITS, 16.5) == pytest.approx(16.5 / 0.0025)
+    # Outside the measured sizes, the nearest one's rate; nothing measured, nothing known.
+    assert report.limit_ips_at(LINEAR_LIMITS, 40) == pytest.approx(8000)
+    assert report.limit_ips_at(LINEAR_LIMITS, 0.5) == pytest.approx(1000)
+    assert report.limit_ips_at({}, 4) is None
+
+
 def _one_client(stand_in: dict | None = None) -> dict:
     """grpc:1:1 with floor 2150/s, server 600/s and the minimal server 750/s."""
     return report.scenario_summary(
@@ -181,6 +242,62 @@ def test_summary_with_batching_uses_the_merged_batch_and_no_ideal_latency():
     assert s["b_eff"] == 32
     assert s["ideal_p50_ms"] is None
     assert s["server_vs_limit"] == pytest.approx(2300 / 3670, abs=0.001)
+
+
+def test_the_servers_mean_batch_is_its_own_count_and_its_limit_is_taken_there():
+    server = {**_load(2300, 13), "server_batches": {"batches": 100, "rows": 1650, "mean": 16.5}}
+    s = report.scenario_summary(Scenario("grpc", 1, 32), 32, LINEAR_LIMITS, None, server)
+    assert s["mean_batch"] == 16.5
+    assert s["limit_at_mean_batch_ips"] == pytest.approx(6600)
+    assert s["server_vs_limit_at_mean_batch"] == pytest.approx(2300 / 6600, abs=0.001)
+    # Without server batching every request runs alone, at its own batch.
+    alone = report.scenario_summary(
+        Scenario("grpc", 1, 32), None, LINEAR_LIMITS, None, _load(900, 30)
+    )
+    assert alone["mean_batch"] == 1.0 and alone["limit_at_mean_batch_ips"] == pytest.approx(1000)
+    # Batching on but no count from the server: unknown, not guessed.
+    unknown = report.scenario_summary(
+        Scenario("grpc", 1, 32), 32, LINEAR_LIMITS, None, _load(2300, 13)
+    )
+    assert unknown["mean_batch"] is None and unknown["server_vs_limit_at_mean_batch"] is None
+
+
+def test_sweep_tables_one_per_protocol_a_row_per_concurrency():
+
+    def summary(protocol, clients, ips, mean):
+        server = {
+            **_load(ips, 2.0),
+            "server_batches": {"batches": 10, "rows": 10 * mean, "mean": mean},
+        }
+        return report.scenario_summary(
+            Scenario(protocol, 1, clients), 32, LINEAR_LIMITS, None, server
+        )
+
+    summaries = [
+        summary("grpc", 1, 800, 1.0),
+        summary("grpc", 16, 3300, 16.5),
+        summary("rest", 1, 700, 1.0),
+        report.scenario_summary(
+            Scenario("rest", 1, 16),
+            32,
+            LINEAR_LIMITS,
+            None,
+            {"failure": "workers died", "requests_ok": 0},
+        ),
+    ]
+    tables = report.render_sweep_tables(summaries)
+    grpc, rest = tables.split("\n\nREST, ")
+    assert grpc.startswith("gRPC, 1 row per request:")
+    assert "REST" not in grpc
+    assert "| 16 | 3,300 | 2.00/6.00 | 0 | 16.5 | 0.90 | 0.40 | 6,600 | 0.50 |" in grpc
+    assert "| 1 | 800 | 2.00/6.00 | 0 | 1.0 | 0.90 | 0.40 | 1,000 | 0.80 |" in grpc
+    assert "| 16 | FAILED: workers died | -/- | - | - | - | - | - | - |" in rest
+    lines = tables.splitlines()
+    assert lines.count(report.SWEEP_HEADER) == 2
+    assert all(line.count("|") == 10 for line in lines if line.startswith("|")), tables
+    assert report.render_sweep_tables([summary("rest", 4, 900, 3.0) | {"batch": 2}]).startswith(
+        "REST, 2 rows per request:"
+    )
 
 
 def test_summary_without_a_usable_server_has_no_ratios():
