@@ -59,9 +59,9 @@ def pool():
     runner.shutdown(wait=False)
 
 
-def held_slot(queue, recorder, pool):
-    """Starts a batch of one task that holds the only slot until the recorder's gate opens."""
-    first = queue.submit({"id": "held"}, 1, pool)
+def held_slot(queue, recorder, pool, size=1):
+    """Starts a batch of one task (`size` rows) holding the only slot until the gate opens."""
+    first = queue.submit({"id": "held"}, size, pool)
     assert testing.wait_for(lambda: recorder.started == 1, timeout=10)
     return first
 
@@ -106,20 +106,28 @@ def test_a_lone_request_on_the_calling_thread_is_answered_before_submit_returns(
     scheduler.stop()
 
 
-def test_timeout_zero_runs_what_is_queued_as_soon_as_the_slot_is_free(pool):
+@pytest.mark.parametrize("timeout_micros", [0, 50_000])
+def test_a_slot_that_frees_runs_what_is_queued_at_once_when_no_timeout_is_pending(
+    pool, timeout_micros
+):
     clock = FakeClock()
     scheduler = SharedBatchScheduler(1, clock)
     gate = threading.Event()
     recorder = Recorder(gate)
-    queue = scheduler.add_queue(QueueOptions(max_batch_size=32, batch_timeout_micros=0), recorder)
-    first = held_slot(queue, recorder, pool)
+    queue = scheduler.add_queue(
+        QueueOptions(max_batch_size=32, batch_timeout_micros=timeout_micros), recorder
+    )
+    first = held_slot(queue, recorder, pool, size=32)  # a full batch: starts without waiting
     queued = [queue.submit({"id": i}, 1, CALLING_THREAD) for i in range(3)]
     assert not any(task.done() for task in queued), "no free slot: they wait in the queue"
+    clock.advance(2 * timeout_micros / 1e6)  # any timeout passes while the slot is busy
+    waits = clock.waits()
     gate.set()
     assert [task.result(timeout=10) for task in queued] == [0, 1, 2]
     assert first.result(timeout=10) == "held"
     assert recorder.batches == [["held"], [0, 1, 2]]
-    assert clock.waiting() == 0
+    assert clock.waits() == waits, "the batch started without waiting again"
+    scheduler.stop()
 
 
 def test_a_timeout_holds_a_partial_batch_until_it_passes(pool):
@@ -226,27 +234,6 @@ def test_a_timeout_counts_from_the_first_task_not_the_last(pool):
     clock.advance(0.020)  # 50 ms after the first task, 20 ms after the second
     assert [first.result(timeout=10), second.result(timeout=10)] == [0, 1]
     assert recorder.batches == [[0, 1]]
-    scheduler.stop()
-
-
-def test_a_batch_whose_first_task_waited_out_the_timeout_starts_when_the_slot_frees(pool):
-    clock = FakeClock()
-    scheduler = SharedBatchScheduler(1, clock)
-    gate = threading.Event()
-    recorder = Recorder(gate)
-    queue = scheduler.add_queue(
-        QueueOptions(max_batch_size=8, batch_timeout_micros=50_000), recorder
-    )
-    held = queue.submit({"id": "held"}, 8, pool)  # a full batch: starts without waiting
-    assert testing.wait_for(lambda: recorder.started == 1, timeout=10)
-    queued = [queue.submit({"id": i}, 1, CALLING_THREAD) for i in range(3)]
-    clock.advance(0.060)  # the queued tasks' timeout passes while the slot is busy
-    waits = clock.waits()
-    gate.set()
-    assert held.result(timeout=10) == "held"
-    assert [task.result(timeout=10) for task in queued] == [0, 1, 2]
-    assert recorder.batches == [["held"], [0, 1, 2]]
-    assert clock.waits() == waits, "the timeout had passed: the batch did not wait again"
     scheduler.stop()
 
 
