@@ -24,8 +24,11 @@ When a batch starts (upstream's `batch_timeout_micros`). With 0, a slot that
 is free takes what is queued at once, up to max_batch_size. With a timeout,
 a batch that is not full starts that long after its first task was
 enqueued, or as soon as the queue holds a full batch, whichever comes first.
-The scheduler never waits beyond that: batches grow because requests queue
-while the model runs.
+The scheduler never waits beyond that for new requests: batches grow because
+requests queue while the model runs. It does wait, briefly, for requests
+already received: given the transport's `Arrivals`, a batch that is not full
+starts once every request the transport is still decoding has been queued
+(at most ARRIVAL_WAIT_SECONDS; see arrivals.py).
 
 Time comes from a `Clock` (`MONOTONIC` by default), so tests can drive the
 timeouts without sleeping.
@@ -41,10 +44,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from tensorflow_serving.batching.arrivals import Arrivals
 from tensorflow_serving.util import request_deadline, status
 from tensorflow_serving.util.executors import CALLING_THREAD
 
 _LOG = logging.getLogger(__name__)
+
+# The longest a batch that is not full waits for requests still being decoded.
+ARRIVAL_WAIT_SECONDS = 0.002
 
 
 class Clock(Protocol):
@@ -167,7 +174,9 @@ class BatchQueue:
 class SharedBatchScheduler:
     """Batch slots shared by every queue added to it. Thread-safe."""
 
-    def __init__(self, num_batch_threads: int, clock: Clock = MONOTONIC):
+    def __init__(
+        self, num_batch_threads: int, clock: Clock = MONOTONIC, arrivals: Arrivals | None = None
+    ):
         if num_batch_threads < 1:
             raise status.invalid_argument(
                 f"num_batch_threads must be >= 1, got {num_batch_threads}"
@@ -175,6 +184,7 @@ class SharedBatchScheduler:
         self._slots = num_batch_threads
         self._active = 0
         self._clock = clock
+        self._arrivals = arrivals
         # Short critical sections take the lock itself; waits use the condition on it.
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -257,8 +267,11 @@ class SharedBatchScheduler:
 
         A lent thread (`own` set) leads until `own` is answered or no longer
         queued; the scheduler's own thread (`own` None) while anything is
-        queued. The oldest queued task's queue goes first.
+        queued. The oldest queued task's queue goes first. Before a batch that
+        is not full, it waits once for the requests still arriving (see
+        `Arrivals`).
         """
+        arrivals_waited = False
         while True:
             with self._lock:
                 if self._stopping or (own is not None and own.done()):
@@ -271,7 +284,19 @@ class SharedBatchScheduler:
                 if deadline is not None and now < deadline:
                     self._wait_to_fill(queue, deadline - now)
                     continue
-                batch, dropped = queue.pop_batch()
+                wait_for_arrivals = (
+                    not arrivals_waited
+                    and self._arrivals is not None
+                    and self._arrivals.arriving() > 0
+                    and not queue.full()
+                )
+                if not wait_for_arrivals:
+                    batch, dropped = queue.pop_batch()
+            if wait_for_arrivals:
+                arrivals_waited = True
+                self._arrivals.wait_handed_over(ARRIVAL_WAIT_SECONDS)
+                continue
+            arrivals_waited = False
             _expire(dropped, now)
             if batch:
                 self._run(queue, batch)

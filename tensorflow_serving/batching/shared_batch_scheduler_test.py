@@ -9,7 +9,9 @@ import threading
 
 import pytest
 
+from tensorflow_serving.batching.arrivals import Arrivals
 from tensorflow_serving.batching.shared_batch_scheduler import (
+    ARRIVAL_WAIT_SECONDS,
     QueueOptions,
     SharedBatchScheduler,
 )
@@ -198,6 +200,45 @@ def test_timeout_zero_a_free_thread_takes_every_queued_row_at_once():
     assert [task.result(timeout=10) for task in [first, *rest]] == [0, 1, 2, 3, 4]
     assert recorder.batches == [[0, 1, 2, 3, 4]], "5 of 8 rows, in one batch"
     assert clock.waits() == 0, "timeout 0: the batch never waited for more"
+    scheduler.stop()
+
+
+def test_timeout_zero_a_batch_takes_the_requests_still_arriving():
+    clock = FakeClock()
+    arrivals = Arrivals(clock)
+    scheduler = SharedBatchScheduler(1, clock, arrivals)
+    recorder = Recorder()
+    queue = scheduler.add_queue(QueueOptions(max_batch_size=8, batch_timeout_micros=0), recorder)
+    arrivals.begin()  # a request the transport took in and is still decoding
+    late = LateRunner()
+    first = queue.submit({"id": 0}, 1, late)
+    leader = late.start()
+    assert testing.wait_for(lambda: arrivals.waiting() == 1, timeout=10)
+    assert recorder.started == 0, "the free slot waits for the request in hand"
+    arrivals.handing()
+    second = queue.submit({"id": 1}, 1, CALLING_THREAD)
+    arrivals.handed_over()
+    leader.join(10)
+    assert [first.result(timeout=10), second.result(timeout=10)] == [0, 1]
+    assert recorder.batches == [[0, 1]]
+
+
+def test_timeout_zero_a_request_that_never_arrives_delays_a_batch_once_and_briefly():
+    clock = FakeClock()
+    arrivals = Arrivals(clock)
+    scheduler = SharedBatchScheduler(1, clock, arrivals)
+    recorder = Recorder()
+    queue = scheduler.add_queue(QueueOptions(max_batch_size=8, batch_timeout_micros=0), recorder)
+    arrivals.begin()  # e.g. a handler that blocks: it never reaches the queue
+    late = LateRunner()
+    first = queue.submit({"id": 0}, 1, late)
+    leader = late.start()
+    assert testing.wait_for(lambda: clock.waiting() == 1, timeout=10)
+    clock.advance(ARRIVAL_WAIT_SECONDS)
+    assert first.result(timeout=10) == 0
+    leader.join(10)
+    assert recorder.batches == [[0]]
+    assert clock.waits() == 1, "one wait, no longer than ARRIVAL_WAIT_SECONDS"
     scheduler.stop()
 
 

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tensorflow_serving.apis import model_pb2
+from tensorflow_serving.batching.arrivals import Arrivals
 from tensorflow_serving.core.servable_handle import ServableHandle
 from tensorflow_serving.model_servers import metrics as metrics_lib
 from tensorflow_serving.util import request_deadline, status
@@ -116,6 +117,8 @@ class DataPlane:
     `runner` is where servables run work that is not batched (and lent batch
     threads): CALLING_THREAD for a transport whose threads may block.
     `max_in_flight` bounds the requests this plane holds at once (0: no bound).
+    `arrivals`, when the transport counts its requests in (see Arrivals), learns
+    on the request's thread that a request is decoded and about to start.
     """
 
     def __init__(
@@ -125,8 +128,10 @@ class DataPlane:
         runner: concurrent.futures.Executor = CALLING_THREAD,
         max_in_flight: int = 0,
         metrics: metrics_lib.ServingMetrics | None = None,
+        arrivals: Arrivals | None = None,
     ):
         self._core = core
+        self._arrivals = arrivals
         self._protocol = protocol
         self._runner = runner
         self._max_in_flight = max_in_flight
@@ -173,6 +178,8 @@ class DataPlane:
                 handle = self._core.servable_handle(call.model_spec)
             except Exception as error:
                 raise work.lookup_failed(error) from None
+            if self._arrivals is not None:
+                self._arrivals.handed_over()
             with request_deadline.at(call.deadline):
                 pending = work.start(handle, runner or self._runner)
         except Exception as error:

@@ -54,6 +54,7 @@ grpc_core_settings.choose_server_experiments()
 import grpc  # noqa: E402
 from grpc._cython import cygrpc  # noqa: E402
 
+from tensorflow_serving.batching.arrivals import Arrivals  # noqa: E402
 from tensorflow_serving.util import status  # noqa: E402
 
 _LOG = logging.getLogger(__name__)
@@ -307,8 +308,11 @@ class InlineGrpcServer:
         interceptors: Sequence[grpc.ServerInterceptor] = (),
         maximum_concurrent_rpcs: int | None = None,
         thread_name_prefix: str = "grpc",
+        arrivals: Arrivals | None = None,
     ):
         self._num_threads = max(1, num_threads)
+        # Counts each unary call from its arrival to its handler's return.
+        self._arrivals = arrivals
         self._thread_name_prefix = thread_name_prefix
         self._interceptors = tuple(interceptors)
         self._max_rpcs = maximum_concurrent_rpcs
@@ -489,11 +493,16 @@ class InlineGrpcServer:
                 f"{rpc.method}: request streaming is not served by --grpc_server=inline",
             )
         else:
-            self.start_batch(
+            arrivals = self._arrivals
+            if arrivals is not None:
+                arrivals.begin()
+            started = self.start_batch(
                 rpc.call,
                 (cygrpc.ReceiveMessageOperation(_NO_FLAGS),),
                 lambda message_event: self._on_request(rpc, handler, message_event),
             )
+            if not started and arrivals is not None:
+                arrivals.abandon()
 
     def _find_handler(self, rpc: _Rpc) -> grpc.RpcMethodHandler | None:
         details = _HandlerCallDetails(rpc.method, rpc.invocation_metadata())
@@ -517,6 +526,17 @@ class InlineGrpcServer:
         return None
 
     def _on_request(self, rpc: _Rpc, handler: grpc.RpcMethodHandler, event) -> None:
+        arrivals = self._arrivals
+        if arrivals is None:
+            self._handle_request(rpc, handler, event)
+            return
+        arrivals.handing()
+        try:
+            self._handle_request(rpc, handler, event)
+        finally:
+            arrivals.end()
+
+    def _handle_request(self, rpc: _Rpc, handler: grpc.RpcMethodHandler, event) -> None:
         data = event.batch_operations[0].message()
         if data is None:
             rpc.fail(
@@ -610,15 +630,20 @@ def check_grpc_server(name: str) -> None:
         )
 
 
-def new_grpc_server(kind: str, num_threads: int, **settings) -> InlineGrpcServer | grpc.Server:
+def new_grpc_server(
+    kind: str, num_threads: int, arrivals: Arrivals | None = None, **settings
+) -> InlineGrpcServer | grpc.Server:
     """The gRPC server `kind` names: InlineGrpcServer, or grpcio's stock thread-pool server.
 
     The model server and the benchmark's transport floor both build theirs
     here, so the floor always measures the transport the server uses.
+    `arrivals` counts the inline server's requests in (grpcio's ignores it).
     """
     check_grpc_server(kind)
     if kind == "inline":
-        return InlineGrpcServer(num_threads, thread_name_prefix="grpc", **settings)
+        return InlineGrpcServer(
+            num_threads, thread_name_prefix="grpc", arrivals=arrivals, **settings
+        )
     return grpc.server(
         concurrent.futures.ThreadPoolExecutor(max_workers=num_threads, thread_name_prefix="grpc"),
         **settings,

@@ -15,6 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tensorflow.core.protobuf import config_pb2
 
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+from tensorflow_serving.batching.arrivals import Arrivals
 from tensorflow_serving.batching.batching_session import (
     BatchingServable,
     read_batching_parameters,
@@ -255,6 +256,8 @@ class Server:
         self._prometheus_path: str | None = None
         self._health: _ReadinessHealth | None = None
         self.batch_scheduler: SharedBatchScheduler | None = None
+        # gRPC requests on their way to a batching queue (inline gRPC server only).
+        self._arrivals: Arrivals | None = None
         self._batch_threads_wanted = 0
         # Called with the (padded) size of every batch run.
         self.on_batch: Callable[[int], None] | None = None
@@ -297,7 +300,11 @@ class Server:
             return None
         batching = read_batching_parameters(options.batching_parameters_file)
         self._batch_threads_wanted = min(2 * batching.queue.max_batch_size, _MAX_BATCHING_THREADS)
-        self.batch_scheduler = SharedBatchScheduler(batching.num_batch_threads)
+        if options.grpc_server == "inline":
+            self._arrivals = Arrivals()
+        self.batch_scheduler = SharedBatchScheduler(
+            batching.num_batch_threads, arrivals=self._arrivals
+        )
         _LOG.info("Batching enabled: %s", batching)
 
         def wrap(servable_id: ServableId, bundle) -> BatchingServable:
@@ -340,8 +347,11 @@ class Server:
             ],
             interceptors=self._grpc_interceptors(options),
             maximum_concurrent_rpcs=options.max_concurrent_requests or None,
+            arrivals=self._arrivals,
         )
-        plane = DataPlane(self.core, metrics_lib.GRPC, metrics=self.metrics)
+        plane = DataPlane(
+            self.core, metrics_lib.GRPC, metrics=self.metrics, arrivals=self._arrivals
+        )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionServiceImpl(plane), self.grpc_server
         )
