@@ -31,7 +31,7 @@ from tensorflow_serving.test_util import testing
 from tensorflow_serving.test_util.model_server_process import RunningServer
 from tensorflow_serving.util import tensor_codec
 
-MODELS = ("garbage", "novars", "raises", "hangs", "vanish")
+MODELS = ("garbage", "novars", "raises", "hangs", "vanish", "loop")
 LOAD_TIMEOUT = 3
 
 
@@ -171,6 +171,18 @@ def test_base_path_that_vanishes_and_returns(server):
         os.rename(away, path)
     hp.export_half_plus_two_tf1(str(path), 2, b=20.0)
     assert wait_for(lambda: predict(server, "vanish") == (2, 21.0)), server.log_tail()
+
+
+def test_an_unreadable_entry_in_the_base_path_hides_no_version_and_is_logged_once(server):
+    base = server.base / "loop"
+    os.symlink("5", base / "5")  # a digit-named symlink loop: its type cannot be read
+    hp.export_half_plus_two_tf1(str(base), 2, b=20.0)
+    assert wait_for(lambda: predict(server, "loop") == (2, 21.0)), server.log_tail()
+    hp.export_half_plus_two_tf1(str(base), 3, b=30.0)  # one more poll after the first
+    assert wait_for(lambda: predict(server, "loop") == (3, 31.0)), server.log_tail()
+    log = server.log_path.read_text()
+    assert log.count(f"skipping {base / '5'} of servable loop") == 1, server.log_tail()
+    assert f"cannot list base path {base}" not in log
 
 
 def test_config_file_replaced_by_garbage_keeps_old_config(server):
