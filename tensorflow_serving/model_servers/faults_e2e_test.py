@@ -31,7 +31,7 @@ from tensorflow_serving.test_util import testing
 from tensorflow_serving.test_util.model_server_process import RunningServer
 from tensorflow_serving.util import tensor_codec
 
-MODELS = ("garbage", "novars", "raises", "hangs", "vanish", "loop")
+MODELS = ("garbage", "novars", "raises", "hangs", "vanish", "loop", "ctime")
 LOAD_TIMEOUT = 3
 
 
@@ -183,6 +183,27 @@ def test_an_unreadable_entry_in_the_base_path_hides_no_version_and_is_logged_onc
     log = server.log_path.read_text()
     assert log.count(f"skipping {base / '5'} of servable loop") == 1, server.log_tail()
     assert f"cannot list base path {base}" not in log
+
+
+def test_a_failed_version_fixed_without_changing_names_sizes_or_mtimes_is_retried(server):
+    """The fix changes only ctimes (as a chmod would: this test runs as root, for
+    whom permissions do not fail a load, so it restores the file's bytes and mtime)."""
+    staged = hp.export_half_plus_two_tf1(str(server.base / "ctime-staging"), 2, b=20.0)
+    pb = os.path.join(staged, "saved_model.pb")
+    with open(pb, "rb") as f:
+        good = f.read()
+    with open(pb, "wb") as f:
+        f.write(b"\xff" * len(good))  # same size: not a protobuf
+    seen = os.stat(pb)
+    os.rename(staged, server.base / "ctime" / "2")
+    assert_fault_reported(server, "ctime", "FAILED_PRECONDITION", "saved_model.pb")
+
+    fixed = server.base / "ctime" / "2" / "saved_model.pb"
+    fixed.write_bytes(good)
+    os.utime(fixed, ns=(seen.st_atime_ns, seen.st_mtime_ns))
+    assert (os.stat(fixed).st_size, os.stat(fixed).st_mtime_ns) == (seen.st_size, seen.st_mtime_ns)
+    assert wait_for(lambda: predict(server, "ctime") == (2, 21.0)), server.log_tail()
+    assert "Loading servable {name: ctime version: 2} again" in server.log_path.read_text()
 
 
 def test_config_file_replaced_by_garbage_keeps_old_config(server):
