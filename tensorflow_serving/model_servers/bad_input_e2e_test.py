@@ -251,6 +251,33 @@ def test_rest_error_messages_quote_a_bounded_part_of_a_large_body(server):
     assert_still_serving(server)
 
 
+def _http_request(path: str, body: bytes) -> bytes:
+    return b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (
+        path.encode(),
+        len(body),
+        body,
+    )
+
+
+def test_clients_that_leave_with_pipelined_requests_pending_or_send_garbage(server):
+    """Each used to log a traceback (issue 36, item 8); the last test of the module
+    checks that the log holds none. A :classify runs on a worker, so the client
+    is gone before its answer is written."""
+    examples = json.dumps({"signature_name": "classify_x_to_y", "examples": [{"x": 1.0}] * 2000})
+    small = _http_request(HP, b'{"instances": [1.0]}')
+    for first in (_http_request("/v1/models/hp:classify", examples.encode()), small):
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as sock:
+                sock.sendall(first + small * 20)
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as sock:
+            sock.sendall(b"GARBAGE\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 400 ")
+    assert_still_serving(server)
+    log = server.log_path.read_text(errors="replace")
+    assert log.count("Invalid HTTP request received.") <= 1, "one line a minute at most"
+
+
 # -- gRPC: each kind of bad tensor or model spec ---------------------------------------
 
 
