@@ -10,8 +10,8 @@ model, even when a SavedModel sits at that path.
 Served (one process for the module, --max_request_bytes=256 KiB):
 - "hp": TF1 half_plus_two version 1, label "stable";
 - "mixed": f float[-1] -> f2 = 2f, i int64[-1] -> i1 = i+1, s string[-1] -> echo;
-- "strings": s string[-1] -> number, utf16, echo (export_string_parser: ops that
-  read the bytes and fail on some);
+- "strings": s string[-1] -> number (fails on text that is no number), echo
+  (export_string_parser);
 - next to them on disk, "secret": a SavedModel that is not in the config.
 
 The property-based tests (hypothesis) draw valid and invalid requests for

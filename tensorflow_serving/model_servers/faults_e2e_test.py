@@ -215,7 +215,7 @@ def test_config_file_replaced_by_garbage_keeps_old_config(server):
     assert wait_for(lambda: rejections() > before), server.log_tail()
     assert "Invalid protobuf file" in server.log_path.read_text(), "the log says what is wrong"
     for name in MODELS:
-        assert predict(server, name)[0] in (1, 2), name
+        assert predict(server, name)[0] >= 1, name
     code, document = server.json("GET", "/v1/models/garbage")
     assert code == 200, document
 

@@ -1,12 +1,9 @@
 """Writes a small model that reads the content of a string input, for bad-input tests.
 
-Its one input `s` (string [-1]) feeds three outputs, each failing in its
-own way on bytes a client may send:
+Its one input `s` (string [-1]) feeds two outputs:
 
     number  tf.strings.to_number(s): float; fails on text that is no number,
             quoting that text (bytes that are not UTF-8 included) in its error;
-    utf16   s transcoded from UTF-8 to UTF-16-BE, strictly: fails on bytes that
-            are not UTF-8;
     echo    s itself: never fails.
 
 A request with an output filter runs only the ops of the outputs it asks for.
@@ -18,7 +15,7 @@ import tensorflow.compat.v1 as tf
 
 from tensorflow_serving.servables.tensorflow.testdata import saved_model_writer
 
-OUTPUTS = ("echo", "number", "utf16")
+OUTPUTS = ("echo", "number")
 
 
 def export_string_parser(export_dir: str) -> str:
@@ -27,9 +24,6 @@ def export_string_parser(export_dir: str) -> str:
         s = tf.placeholder(tf.string, [None], name="s")
         outputs = {
             "number": tf.strings.to_number(s, name="number"),
-            "utf16": tf.strings.unicode_transcode(
-                s, "UTF-8", "UTF-16-BE", errors="strict", name="utf16"
-            ),
             "echo": tf.identity(s, name="echo"),
         }
         saved_model_writer.save_predict_model(session, export_dir, {"s": s}, outputs)
