@@ -135,8 +135,9 @@ class InlinePredictProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self.rest_app = rest_app
         self._idle_since: float | None = None  # loop.time() of the last answer; None: busy
-        # The request being answered (inline or ASGI); pipelined ones wait in self.pipeline.
-        self._answering = None
+        # The request being answered (an _InlineCycle or uvicorn's cycle); pipelined
+        # ones wait in self.pipeline.
+        self._answering: Any = None
 
     def on_headers_complete(self) -> None:
         route = self._inline_route()
@@ -146,7 +147,8 @@ class InlinePredictProtocol(HttpToolsProtocol):
         keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
         self.cycle = self._answering = _InlineCycle(self, route, keep_alive)
 
-    def _start_asgi_task(self, cycle, app) -> None:
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        """uvicorn's, noting the request being answered."""
         self._answering = cycle
         super()._start_asgi_task(cycle, app)
 
