@@ -369,8 +369,9 @@ def test_stop_drains_and_exits_0(chapter: Container):
     assert chapter.exit_status() == 0, chapter.log_tail()
     assert "Received SIGTERM" in chapter.log_tail(100_000)
     # Answered until the server stopped listening, refused after. The one call
-    # that races the listener's shutdown may come back CANCELLED rather than
-    # UNAVAILABLE (issue 36, item 5): allowed there only, never before an OK.
+    # that reaches the server after its gRPC shutdown began, before the client
+    # saw the GOAWAY, is cancelled inside gRPC core: CANCELLED rather than
+    # UNAVAILABLE (issue 36, item 5); allowed there only, never before an OK.
     first_refused = next(
         (i for i, code in enumerate(outcomes) if code != grpc.StatusCode.OK), len(outcomes)
     )

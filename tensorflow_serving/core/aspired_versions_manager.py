@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from tensorflow_serving.core.aspired_version_policy import (
     Action,
@@ -41,6 +41,20 @@ class ManagerOptions:
     load_timeout_seconds: float = 0.0
     # How long an unload waits for requests still using the version.
     unload_drain_seconds: float = 60.0
+    # Not upstream: a version whose load failed (every retry) is tried again as
+    # soon as its files change (Loader.fingerprint) or, unchanged, this long
+    # after it failed, doubling with each failed round up to the max
+    # (5 min, 10, 20, 40, then hourly). 0: only when its files change.
+    failed_version_backoff_seconds: float = 300.0
+    failed_version_max_backoff_seconds: float = 3600.0
+
+    def failed_version_backoff(self, failed_rounds: int) -> float | None:
+        """Seconds until a version that failed `failed_rounds` rounds in a row with
+        unchanged files is tried again; None: not until they change."""
+        if self.failed_version_backoff_seconds <= 0:
+            return None
+        doubled = self.failed_version_backoff_seconds * 2 ** min(failed_rounds - 1, 32)
+        return min(doubled, max(self.failed_version_max_backoff_seconds, 0.0))
 
 
 class LoadedServable:
@@ -91,13 +105,17 @@ class LoadedServable:
 class _Harness:
     """The manager's record of one version (upstream: LoaderHarness)."""
 
-    def __init__(self, servable_id: ServableId, loader: Loader):
+    def __init__(self, servable_id: ServableId, loader: Loader, failed_rounds: int = 0):
         self.id = servable_id
         self.loader = loader
         self.state = ManagerState.START
         self.is_aspired = True
         self.error: status.ServingError | None = None
         self.loaded: LoadedServable | None = None
+        # Load rounds (first try + retries) that failed in a row with these files,
+        # and the manager clock's time the last one ended.
+        self.failed_rounds = failed_rounds
+        self.failed_at = 0.0
 
     def snapshot(self) -> VersionSnapshot:
         return VersionSnapshot(self.id, self.state, self.is_aspired, self.error is not None)
@@ -110,13 +128,17 @@ def _as_serving_error(error: BaseException) -> status.ServingError:
 
 
 class AspiredVersionsManager:
+    """`clock` (seconds, monotonic) times the backoff of failed versions only."""
+
     def __init__(
         self,
         options: ManagerOptions | None = None,
         policy: AspiredVersionPolicy | None = None,
         monitor: ServableStateMonitor | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.options = options or ManagerOptions()
+        self._clock = clock
         self.policy = policy or AvailabilityPreservingPolicy()
         self.monitor = monitor or ServableStateMonitor()
         self._lock = threading.RLock()
@@ -147,18 +169,41 @@ class AspiredVersionsManager:
                 harness.is_aspired = version in wanted
             for version, (sid, loader) in wanted.items():
                 harness = harnesses.get(version)
-                if harness is None or self._should_retry(harness, loader):
+                if harness is None:
                     harnesses[version] = _Harness(sid, loader)
-                    self._publish(harnesses[version])
+                elif harness.state == ManagerState.END:
+                    retry = self._retry(harness, loader)
+                    if retry is None:
+                        continue
+                    harnesses[version] = retry
+                else:
+                    continue
+                self._publish(harnesses[version])
         self._wake.set()
 
-    @staticmethod
-    def _should_retry(harness: _Harness, loader: Loader) -> bool:
-        """A failed version is tried again once its files changed (it was fixed); one
-        that ended because it was no longer wanted is loaded again when wanted again."""
-        return harness.state == ManagerState.END and (
-            harness.error is None or loader.fingerprint != harness.loader.fingerprint
+    def _retry(self, ended: _Harness, loader: Loader) -> _Harness | None:
+        """A new harness for an ENDed version that is wanted again, or None: not yet.
+
+        One that ended because it was no longer wanted loads again at once. A
+        failed one is tried again once its files changed (it may have been
+        fixed: its loader's fingerprint differs) or, with the same files,
+        after the options' backoff since it failed.
+        """
+        if ended.error is None:
+            return _Harness(ended.id, loader)
+        if loader.fingerprint != ended.loader.fingerprint:
+            _LOG.info("Loading servable %s again, which failed: its files changed", ended.id)
+            return _Harness(ended.id, loader)
+        backoff = self.options.failed_version_backoff(ended.failed_rounds)
+        if backoff is None or self._clock() - ended.failed_at < backoff:
+            return None
+        _LOG.info(
+            "Loading servable %s again, which failed %d time(s) with these files, after %g s",
+            ended.id,
+            ended.failed_rounds,
+            backoff,
         )
+        return _Harness(ended.id, loader, failed_rounds=ended.failed_rounds)
 
     # -- Request side -----------------------------------------------------
 
@@ -316,6 +361,8 @@ class AspiredVersionsManager:
             self._wake.set()
             return
         with self._lock:
+            harness.failed_rounds += 1
+            harness.failed_at = self._clock()
             self._set_state(harness, ManagerState.END)
         self._wake.set()
 

@@ -14,6 +14,7 @@ from tensorflow_serving.core.aspired_versions_manager import (
 from tensorflow_serving.core.loader import Loader
 from tensorflow_serving.core.servable_state import ManagerState, ServableId
 from tensorflow_serving.test_util import testing
+from tensorflow_serving.test_util.fake_clock import FakeClock
 from tensorflow_serving.util import status
 
 
@@ -115,6 +116,55 @@ def test_failed_version_is_retried_once_its_files_change(manager):
     # The manager has acted on both aspire calls, in order, by now.
     assert same_files.attempts == 0, "unchanged files are not loaded again"
     assert fixed.attempts == 1
+
+
+def test_failed_version_with_unchanged_files_is_retried_after_a_doubling_backoff():
+    clock = FakeClock(start=0.0)
+    options = ManagerOptions(
+        max_num_load_retries=0,
+        failed_version_backoff_seconds=300,
+        failed_version_max_backoff_seconds=600,
+    )
+    m = AspiredVersionsManager(options, clock=clock.now)
+    # Loads wait at a gate, so a retry shows (not END) until the test lets it fail.
+    never = threading.Event()
+    try:
+        aspire(m, FakeLoader(2, failures=99, fingerprint="same"))
+        assert wait_for(lambda: state(m, 2) == ManagerState.END)
+        # Each wait doubles (300 s, then 600), and stops doubling at the max (600).
+        for backoff in (300, 600, 600):
+            clock.advance(backoff - 1)
+            aspire(m, FakeLoader(2, failures=99, fingerprint="same", gate=never))
+            assert state(m, 2) == ManagerState.END, f"not retried before {backoff} s"
+            clock.advance(1)
+            gate = threading.Event()
+            again = FakeLoader(2, failures=99, fingerprint="same", gate=gate)
+            aspire(m, again)
+            assert state(m, 2) != ManagerState.END, f"retried after {backoff} s"
+            gate.set()
+            assert wait_for(lambda: state(m, 2) == ManagerState.END)  # noqa: B023
+            assert again.attempts == 1
+        aspire(m, FakeLoader(2, fingerprint="fixed"))
+        assert wait_for(lambda: serving(m) == [2]), "a change of files retries at once"
+    finally:
+        never.set()
+        m.stop()
+
+
+def test_a_backoff_of_zero_retries_a_failed_version_only_when_its_files_change():
+    clock = FakeClock(start=0.0)
+    options = ManagerOptions(max_num_load_retries=0, failed_version_backoff_seconds=0)
+    m = AspiredVersionsManager(options, clock=clock.now)
+    never = threading.Event()
+    try:
+        aspire(m, FakeLoader(2, failures=99, fingerprint="same"))
+        assert wait_for(lambda: state(m, 2) == ManagerState.END)
+        clock.advance(10**9)
+        aspire(m, FakeLoader(2, failures=99, fingerprint="same", gate=never))
+        assert state(m, 2) == ManagerState.END
+    finally:
+        never.set()
+        m.stop()
 
 
 def test_unload_waits_for_in_flight_requests(manager):

@@ -10,6 +10,8 @@ model, even when a SavedModel sits at that path.
 Served (one process for the module, --max_request_bytes=256 KiB):
 - "hp": TF1 half_plus_two version 1, label "stable";
 - "mixed": f float[-1] -> f2 = 2f, i int64[-1] -> i1 = i+1, s string[-1] -> echo;
+- "strings": s string[-1] -> number (fails on text that is no number), echo
+  (export_string_parser);
 - next to them on disk, "secret": a SavedModel that is not in the config.
 
 The property-based tests (hypothesis) draw valid and invalid requests for
@@ -17,6 +19,7 @@ both transports; PROPERTY_EXAMPLES (default 400 per transport) sets the count
 (--hypothesis-show-statistics shows how the answers were spread).
 """
 
+import base64
 import json
 import math
 import os
@@ -42,7 +45,10 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two as hp
-from tensorflow_serving.servables.tensorflow.testdata import saved_model_writer
+from tensorflow_serving.servables.tensorflow.testdata import (
+    export_string_parser,
+    saved_model_writer,
+)
 from tensorflow_serving.test_util import testing
 from tensorflow_serving.test_util.model_server_process import RunningServer
 from tensorflow_serving.util import tensor_codec
@@ -73,6 +79,7 @@ def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("models")
     hp.export_half_plus_two_tf1(str(base / "hp"), 1)
     export_mixed_model(str(base / "mixed" / "1"))
+    export_string_parser.export_string_parser(str(base / "strings" / "1"))
     hp.export_half_plus_two_tf1(str(base / "secret"), 1)  # on disk, never configured
     config = base / "models.config"
     config.write_text(
@@ -82,6 +89,7 @@ def server(tmp_path_factory):
             version_labels {{ key: "stable" value: 1 }}
           }}
           config {{ name: "mixed" base_path: "{base / "mixed"}" model_platform: "tensorflow" }}
+          config {{ name: "strings" base_path: "{base / "strings"}" model_platform: "tensorflow" }}
         }}"""
     )
     running = RunningServer(
@@ -241,6 +249,33 @@ def test_rest_error_messages_quote_a_bounded_part_of_a_large_body(server):
     assert code == 400 and "(truncated)" in answer["error"]
     assert len(answer["error"]) < 5000
     assert_still_serving(server)
+
+
+def _http_request(path: str, body: bytes) -> bytes:
+    return b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (
+        path.encode(),
+        len(body),
+        body,
+    )
+
+
+def test_clients_that_leave_with_pipelined_requests_pending_or_send_garbage(server):
+    """Each used to log a traceback (issue 36, item 8); the last test of the module
+    checks that the log holds none. A :classify runs on a worker, so the client
+    is gone before its answer is written."""
+    examples = json.dumps({"signature_name": "classify_x_to_y", "examples": [{"x": 1.0}] * 2000})
+    small = _http_request(HP, b'{"instances": [1.0]}')
+    for first in (_http_request("/v1/models/hp:classify", examples.encode()), small):
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as sock:
+                sock.sendall(first + small * 20)
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as sock:
+            sock.sendall(b"GARBAGE\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 400 ")
+    assert_still_serving(server)
+    log = server.log_path.read_text(errors="replace")
+    assert log.count("Invalid HTTP request received.") <= 1, "one line a minute at most"
 
 
 # -- gRPC: each kind of bad tensor or model spec ---------------------------------------
@@ -743,6 +778,73 @@ def test_random_grpc_requests_get_a_result_or_a_client_error(server, case):
         _check_mixed_outputs(request, response)
 
 
+# -- Property-based: random bytes into a model that reads its string input -----------
+
+STRINGS = "/v1/models/strings:predict"
+# Numbers too, so that some requests succeed.
+random_strings = st.lists(
+    st.binary(max_size=12) | st.integers().map(lambda i: str(i).encode()), min_size=1, max_size=4
+)
+
+
+def _rest_strings_body(draw, values: list[bytes]) -> bytes:
+    """`values` as one of the ways REST carries a string input: b64 or text, rows or columns."""
+    if draw(st.booleans()):
+        encoded = [{"b64": base64.b64encode(v).decode()} for v in values]
+    else:
+        encoded = [v.decode("utf-8", "replace") for v in values]
+    if draw(st.booleans()):
+        return json.dumps({"instances": encoded}).encode()
+    return json.dumps({"inputs": {"s": encoded}}).encode()
+
+
+@PROPERTY_SETTINGS
+@given(values=random_strings, data=st.data())
+def test_random_bytes_in_a_rest_string_input_get_200_or_400(server, values, data):
+    code, _, raw = server.request("POST", STRINGS, _rest_strings_body(data.draw, values))
+    event(f"HTTP {code}")
+    answer = json.loads(raw)
+    assert code in (200, 400), (code, values, answer)
+    if code == 400:
+        assert isinstance(answer["error"], str) and 0 < len(answer["error"]) < 2000, answer
+
+
+@PROPERTY_SETTINGS
+@given(
+    values=random_strings,
+    outputs=st.lists(st.sampled_from(export_string_parser.OUTPUTS), unique=True),
+)
+def test_random_bytes_in_a_grpc_string_input_get_ok_or_invalid_argument(server, values, outputs):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "strings"
+    request.inputs["s"].CopyFrom(_tensor(types_pb2.DT_STRING, (len(values),), string_val=values))
+    request.output_filter.extend(outputs)
+    try:
+        response = predict_stub(server).Predict(request, timeout=30)
+    except grpc.RpcError as error:
+        event(error.code().name)
+        assert error.code() == Code.INVALID_ARGUMENT, (error.code(), error.details(), values)
+        assert 0 < len(error.details()) < 2000
+        return
+    event("OK")
+    assert set(response.outputs) == set(outputs or export_string_parser.OUTPUTS)
+
+
+def test_bytes_that_are_not_utf8_in_a_string_input_are_a_client_error_on_both_transports(server):
+    """The reproduction from issue 36: TensorFlow's error quoting the bytes."""
+    body = b'{"instances": [{"b64": "wMA="}]}'
+    code, answer = rest_error(server, "POST", STRINGS, body)
+    assert code == 400, answer
+    assert "could not correctly convert string: \\xc0\\xc0" in answer["error"]
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "strings"
+    request.inputs["s"].CopyFrom(_tensor(types_pb2.DT_STRING, (1,), string_val=[b"\xc0\xc0"]))
+    with pytest.raises(grpc.RpcError) as raised:
+        predict_stub(server).Predict(request, timeout=30)
+    assert raised.value.code() == Code.INVALID_ARGUMENT
+    assert "could not correctly convert string: \\xc0\\xc0" in raised.value.details()
+
+
 def test_after_all_of_it_the_server_still_serves_and_logged_no_unexpected_failure(server):
     assert_still_serving(server)
     classify = classification_pb2.ClassificationRequest()
@@ -753,6 +855,7 @@ def test_after_all_of_it_the_server_still_serves_and_logged_no_unexpected_failur
     assert response.result.classifications[0].classes[0].score == 3.0
     log = server.log_path.read_text(errors="replace")
     assert "failed unexpectedly" not in log, log[-4000:]
+    assert "Traceback" not in log, "a client's request never logs a traceback"
 
 
 if __name__ == "__main__":

@@ -34,8 +34,12 @@ from tensorflow_serving.core.servable_handle import ServableHandle
 from tensorflow_serving.model_servers import metrics as metrics_lib
 from tensorflow_serving.util import request_deadline, status
 from tensorflow_serving.util.executors import CALLING_THREAD
+from tensorflow_serving.util.rate_limited_log import RateLimitedLog
 
 _LOG = logging.getLogger(__name__)
+# A failure the mapping does not know is a bug; a client may still repeat what
+# trips it, so each kind (API and exception type) is logged once a minute.
+_UNEXPECTED = RateLimitedLog(_LOG)
 
 
 @dataclasses.dataclass(slots=True)
@@ -104,10 +108,12 @@ class SyncWork(Work):
 
 
 def serving_error(api: str, error: BaseException) -> status.ServingError:
-    """The error as a client sees it: a ServingError as is, anything else INTERNAL (logged)."""
+    """The error as a client sees it: a ServingError as is, anything else INTERNAL
+    (logged with its traceback, at most once a minute per API and exception type)."""
     if isinstance(error, status.ServingError):
         return error
-    _LOG.error("%s failed unexpectedly", api, exc_info=error)
+    kind = f"{api}: {type(error).__name__}"
+    _UNEXPECTED.log(kind, logging.ERROR, "%s failed unexpectedly", api, exc_info=error)
     return status.internal(f"{api} failed: {type(error).__name__}: {error}")
 
 

@@ -469,10 +469,17 @@ class InlineGrpcServer:
             self._active_rpcs -= 1
 
     def _on_new_call(self, event) -> None:
+        """A call gRPC matched to our request: serve it, and ask for the next one.
+
+        A call matched before stop() but seen after it is served like any
+        call in flight: dropping it would leave the client waiting until the
+        grace ended, or CANCELLED when the dropped call object is collected.
+        """
         with self._lock:
-            if self._stage != "started" or not event.success:
-                return
-            self._server.request_call(self._cq, self._cq, self._on_new_call)
+            if not event.success:
+                return  # the request was failed by the shutdown: no call
+            if self._stage == "started":
+                self._server.request_call(self._cq, self._cq, self._on_new_call)
             self._active_rpcs += 1
             over_limit = self._max_rpcs is not None and self._active_rpcs > self._max_rpcs
         rpc = _Rpc(self, event)

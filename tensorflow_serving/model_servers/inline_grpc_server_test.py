@@ -5,12 +5,14 @@ test can make a handler block, abort, raise or stream.
 """
 
 import concurrent.futures
+import json
 import sys
 import threading
 import time
 
 import grpc
 import pytest
+from grpc._cython import cygrpc
 
 from tensorflow_serving.model_servers.inline_grpc_server import InlineGrpcServer
 from tensorflow_serving.test_util import testing
@@ -274,11 +276,39 @@ def test_stop_with_grace_finishes_running_calls_and_refuses_new_ones():
         assert testing.wait_for(lambda: server.echo.blocked == 1, timeout=10)
         stopped = server.server.stop(20)
         code, _ = error_of(server.unary("Echo"), b"late")
-        # gRPC core refuses a call that comes during the shutdown with UNAVAILABLE
-        # or, depending on timing (1 in 4 with two runs at once), CANCELLED.
+        # Refused UNAVAILABLE once the client saw the shutdown's GOAWAY. A call that
+        # reaches the server after the shutdown began but before its client saw
+        # the GOAWAY is cancelled inside gRPC core, before any code of ours sees
+        # it: CANCELLED (issue 36, item 5, left open: no API refuses it otherwise).
         assert code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
         assert not stopped.is_set()
         server.echo.release.set()
+        assert held.result() == b"released"
+        assert stopped.wait(10)
+    finally:
+        server.close()
+
+
+def _calls_received() -> int:
+    """Calls gRPC received on this process's servers, handled or not (from channelz)."""
+    servers = json.loads(cygrpc.channelz_get_servers(0)).get("server", [])
+    return sum(int(server["data"].get("callsStarted", 0)) for server in servers)
+
+
+def test_a_call_received_before_stop_is_answered_though_handled_after():
+    """gRPC hands a call it received to the server's request for the next call at
+    once; with the one thread busy, the server sees it only after stop(). Dropped
+    there, it got CANCELLED (or waited out the grace period); it is served."""
+    server = Running(Echo(), num_threads=1)
+    try:
+        held = server.unary("Block").future(b"", timeout=30)
+        assert testing.wait_for(lambda: server.echo.blocked == 1, timeout=10)
+        received = _calls_received()
+        late = server.unary("Echo").future(b"late", timeout=30)
+        assert testing.wait_for(lambda: _calls_received() == received + 1, timeout=10)
+        stopped = server.server.stop(30)
+        server.echo.release.set()
+        assert late.result() == b"echo:late"
         assert held.result() == b"released"
         assert stopped.wait(10)
     finally:

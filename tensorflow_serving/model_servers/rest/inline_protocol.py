@@ -23,6 +23,11 @@ The cycle keeps the attributes uvicorn's protocol reads from a cycle
 (body, more_body, message_event, response_complete, keep_alive,
 disconnected), so keep-alive, pipelining, disconnects, the keep-alive
 timeout and graceful shutdown work as they do for ASGI requests.
+
+A client that leaves with pipelined requests pending: uvicorn marks only
+the newest request's cycle as disconnected, so the one being answered
+wrote to a closed transport (a traceback per connection). Here every
+cycle of the connection that is not answered yet is marked.
 """
 
 from __future__ import annotations
@@ -130,6 +135,9 @@ class InlinePredictProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self.rest_app = rest_app
         self._idle_since: float | None = None  # loop.time() of the last answer; None: busy
+        # The request being answered (an _InlineCycle or uvicorn's cycle); pipelined
+        # ones wait in self.pipeline.
+        self._answering: Any = None
 
     def on_headers_complete(self) -> None:
         route = self._inline_route()
@@ -137,7 +145,12 @@ class InlinePredictProtocol(HttpToolsProtocol):
             super().on_headers_complete()
             return
         keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
-        self.cycle = _InlineCycle(self, route, keep_alive)
+        self.cycle = self._answering = _InlineCycle(self, route, keep_alive)
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        """uvicorn's, noting the request being answered."""
+        self._answering = cycle
+        super()._start_asgi_task(cycle, app)
 
     def _inline_route(self) -> Route | None:
         """The :predict route if this request can skip ASGI, else None."""
@@ -203,6 +216,12 @@ class InlinePredictProtocol(HttpToolsProtocol):
             )
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """Every request of the connection not answered yet learns that its client left."""
+        for cycle in (self._answering, *(queued for queued, _ in self.pipeline)):
+            if cycle is not None and not cycle.response_complete:
+                cycle.disconnected = True
+                cycle.message_event.set()
+        self._answering = None
         super().connection_lost(exc)
         if self.timeout_keep_alive_task is not None:
             self.timeout_keep_alive_task.cancel()

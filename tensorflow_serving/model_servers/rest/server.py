@@ -11,6 +11,7 @@ subclass, which hands small :predict requests to the app without ASGI.
 from __future__ import annotations
 
 import functools
+import logging
 import socket
 import threading
 import time
@@ -21,8 +22,25 @@ from tensorflow_serving.model_servers import metrics as metrics_lib
 from tensorflow_serving.model_servers.rest.app import HttpOptions, RestApiApp
 from tensorflow_serving.model_servers.rest.inline_protocol import InlinePredictProtocol
 from tensorflow_serving.util import status
+from tensorflow_serving.util.rate_limited_log import RateLimitedLog, RateLimitingFilter
 
 _STARTUP_SECONDS = 30.0
+# How the lines uvicorn logs per request or connection for a client's misbehaviour begin.
+CLIENT_FAILURE_MESSAGES = (
+    "Invalid HTTP request received.",
+    "Unsupported upgrade request.",
+    "No supported WebSocket library detected.",
+    "Exceeded concurrency limit.",
+)
+_UVICORN_LOGGER = "uvicorn.error"
+
+
+def limit_client_failure_logs(logger: logging.Logger | None = None) -> None:
+    """uvicorn's lines for CLIENT_FAILURE_MESSAGES: each at most once a minute, no
+    traceback. Idempotent (a process may start several REST servers, e.g. in tests)."""
+    logger = logger or logging.getLogger(_UVICORN_LOGGER)
+    if not any(isinstance(f, RateLimitingFilter) for f in logger.filters):
+        logger.addFilter(RateLimitingFilter(CLIENT_FAILURE_MESSAGES, RateLimitedLog(logger)))
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -52,6 +70,7 @@ class HttpServer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        limit_client_failure_logs()
         sock = _bind(self.options.host, self.options.port)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(

@@ -3,6 +3,7 @@
 import asyncio
 import http.client
 import json
+import logging
 import socket
 import sys
 import threading
@@ -22,6 +23,7 @@ from tensorflow_serving.model_servers.rest.handler import (
 )
 from tensorflow_serving.test_util import testing
 from tensorflow_serving.util import status
+from tensorflow_serving.util.rate_limited_log import RateLimitingFilter
 
 
 class FakeCore:
@@ -480,6 +482,54 @@ def test_a_client_gone_before_its_answer_leaves_the_server_serving(serve):
     for _ in range(3):
         assert request(server, "POST", "/v1/models/m:predict", b"{}")[0] == 200
     assert server.app.asgi_calls == 0
+
+
+def _after_loop_passes(loop: asyncio.AbstractEventLoop, passes: int = 3) -> None:
+    """Returns once `loop` ran what it had queued, and what that queued, `passes` deep."""
+    for _ in range(passes):
+        ran = threading.Event()
+        loop.call_soon_threadsafe(ran.set)
+        assert ran.wait(10)
+
+
+@pytest.mark.parametrize(
+    "first", ["/v1/models/m:predict", "/v1/models/m:classify"], ids=["inline", "asgi"]
+)
+def test_a_client_gone_with_pipelined_requests_pending_logs_nothing(serve, caplog, first):
+    """uvicorn marked only the newest pipelined request as disconnected; the one being
+    answered then wrote to the closed connection and logged a traceback (issue 36, item 8)."""
+    server, handler, _ = serve()
+    handler.gate.clear()
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    sock.sendall(_post(first, b"{}") + _post("/v1/models/m:predict", b"{}") * 3)
+    assert handler.entered.acquire(timeout=10)
+    state = server._server.server_state
+    (protocol,) = state.connections
+    with caplog.at_level(logging.INFO):
+        sock.close()
+        handler.gate.set()
+        # Gone (an inline answer is written first: reading was paused), and every
+        # request the connection started has ended.
+        assert testing.wait_for(lambda: protocol not in state.connections, timeout=10)
+        assert testing.wait_for(lambda: not state.tasks, timeout=10)
+        _after_loop_passes(protocol.loop)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert request(server, "POST", "/v1/models/m:predict", b"{}")[0] == 200
+
+
+def test_garbage_request_lines_log_one_line_a_minute_without_traceback(serve, caplog):
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    for earlier in [f for f in uvicorn_log.filters if isinstance(f, RateLimitingFilter)]:
+        uvicorn_log.removeFilter(earlier)  # a fresh limit, as in a new process
+    server, _, _ = serve()
+    with caplog.at_level(logging.INFO):
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(b"GARBAGE\r\n\r\n")
+                assert sock.recv(65536).startswith(b"HTTP/1.1 400 ")
+    lines = [r for r in caplog.records if r.name == "uvicorn.error"]
+    assert [r.getMessage() for r in lines] == ["Invalid HTTP request received."]
+    assert lines[0].exc_info is None
 
 
 def test_stop_answers_an_inline_predict_in_flight_then_closes(serve):

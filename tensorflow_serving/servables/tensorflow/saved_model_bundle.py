@@ -112,11 +112,37 @@ _TF_ERROR_CODES = {
 }
 
 
+# A run error's message is cut to this many characters: TensorFlow may quote a
+# whole input in it (e.g. a string it could not convert), and the client has it.
+MAX_MESSAGE_CHARS = 1000
+
+
+def _short(message: str) -> str:
+    """The first part of a TF error message, without the node trace, at most MAX_MESSAGE_CHARS."""
+    message = message.split("\n\t [[")[0].strip()
+    if len(message) > MAX_MESSAGE_CHARS:
+        return f"{message[:MAX_MESSAGE_CHARS]}... (truncated)"
+    return message
+
+
 def _serving_error(error: tf.errors.OpError) -> status.ServingError:
     """Maps a TF run error to the same canonical code the C++ server returns."""
-    message = error.message.split("\n\t [[")[0].strip()
     make = _TF_ERROR_CODES.get(type(error), status.internal)
-    return make(message)
+    return make(_short(error.message))
+
+
+def _undecodable_message_error(error: UnicodeDecodeError) -> status.ServingError:
+    """A run error whose message quoted bytes that are not UTF-8: INVALID_ARGUMENT.
+
+    TensorFlow's op errors quote the offending input (StringToNumber: "could
+    not correctly convert string: ..."); when those bytes are not UTF-8, the
+    message cannot become a Python str and the run raises UnicodeDecodeError
+    instead of the OpError, so its code is lost. The bytes came from the
+    request, so the request is at fault; the message keeps them escaped.
+    """
+    raw = error.object
+    message = bytes(raw).decode("utf-8", "backslashreplace") if raw else str(error)
+    return status.invalid_argument(_short(message))
 
 
 def _pool_threads(configured: int, env_name: str) -> int:
@@ -237,8 +263,10 @@ class SavedModelBundle:
     ) -> dict[str, np.ndarray]:
         """Runs `signature` on the calling thread (submit's preconditions apply).
 
-        Shape errors come back from TensorFlow as INVALID_ARGUMENT. For the
-        batching layer, which merges requests before it runs them.
+        Raises ServingError: a TF error with the C++ server's code (shape
+        errors are INVALID_ARGUMENT), and INVALID_ARGUMENT for an error
+        message TensorFlow could not decode (it quoted non-UTF-8 input bytes).
+        For the batching layer, which merges requests before it runs them.
         """
         fn, may_rerun = self._callable(signature, output_aliases)
         feeds = [inputs[alias] for alias in signature.input_order]
@@ -246,6 +274,8 @@ class SavedModelBundle:
             results = fn(*feeds)
         except tf.errors.OpError as error:
             raise _serving_error(error) from None
+        except UnicodeDecodeError as error:
+            raise _undecodable_message_error(error) from None
         if may_rerun:
             self._warmer.note(self, fn, feeds)
         return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 from collections.abc import Callable
 
 from tensorflow.core.protobuf import config_pb2
@@ -36,19 +37,43 @@ class BundleOptions:
 
 
 def directory_fingerprint(path: str) -> tuple:
-    """Names, sizes and mtimes of the files that decide what loads from `path`."""
-    items = []
-    for sub in ("", "variables"):
-        directory = os.path.join(path, sub)
-        try:
-            with os.scandir(directory) as entries:
-                for entry in entries:
-                    if entry.is_file():
-                        info = entry.stat()
-                        items.append((sub, entry.name, info.st_size, info.st_mtime_ns))
-        except OSError:
-            items.append((sub, None))
+    """Everything a fix of the version at `path` could change, as a comparable value.
+
+    For the directory itself, each entry in it and each entry of its
+    subdirectories (variables/, assets/, ...): the relative name, type and
+    permissions, size, mtime and ctime, or the error number when it cannot
+    be examined. The ctime moves with any change to a file or its metadata,
+    so a fix that touches only permissions, or restores an old mtime, still
+    changes the fingerprint.
+    """
+    items = [_stat_key(".", path)]
+    for subdirectory in _add_entries(items, path, ""):
+        _add_entries(items, os.path.join(path, subdirectory), subdirectory)
     return tuple(sorted(items, key=repr))
+
+
+def _stat_key(relative: str, full_path: str) -> tuple:
+    try:
+        info = os.stat(full_path)
+    except OSError as error:
+        return (relative, error.errno)
+    return (relative, info.st_mode, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def _add_entries(items: list[tuple], directory: str, relative: str) -> list[str]:
+    """Adds a key per entry of `directory` (or its error); returns its subdirectories' names."""
+    try:
+        names = os.listdir(directory)
+    except OSError as error:
+        items.append((relative, "listing", error.errno))
+        return []
+    subdirectories = []
+    for name in names:
+        key = _stat_key(os.path.join(relative, name), os.path.join(directory, name))
+        items.append(key)
+        if len(key) > 2 and stat.S_ISDIR(key[1]):
+            subdirectories.append(name)
+    return subdirectories
 
 
 class SavedModelLoader(Loader):

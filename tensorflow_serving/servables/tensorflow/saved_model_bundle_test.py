@@ -4,6 +4,7 @@ import os
 import sys
 import threading
 
+import grpc
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
@@ -11,10 +12,14 @@ from tensorflow.core.framework import types_pb2
 
 from tensorflow_serving.servables.tensorflow.idle_warmer import IdleWarmer
 from tensorflow_serving.servables.tensorflow.saved_model_bundle import (
+    MAX_MESSAGE_CHARS,
     load_saved_model_bundle,
     runs_on_calling_thread_only,
     runs_ops_one_at_a_time,
     session_config,
+)
+from tensorflow_serving.servables.tensorflow.testdata.export_string_parser import (
+    export_string_parser,
 )
 from tensorflow_serving.test_util import testing
 from tensorflow_serving.util import status
@@ -56,6 +61,48 @@ def test_missing_directory_and_missing_pb_are_clear(tmp_path):
 def test_wrong_tags_fail_to_load(tf1_dir):
     with pytest.raises(status.ServingError):
         load_saved_model_bundle(tf1_dir, tags=("gpu",))
+
+
+@pytest.fixture(scope="module")
+def string_parser(tmp_path_factory):
+    bundle = load_saved_model_bundle(export_string_parser(str(tmp_path_factory.mktemp("s") / "1")))
+    yield bundle
+    bundle.close()
+
+
+def _run_on_strings(bundle, values: list[bytes], output: str) -> dict[str, np.ndarray]:
+    strings = np.empty(len(values), dtype=object)
+    strings[:] = values
+    return bundle.run(bundle.signature("serving_default"), {"s": strings}, (output,))
+
+
+@pytest.mark.parametrize(
+    "value,words",
+    [
+        (b"abc", "could not correctly convert string: abc"),
+        # TensorFlow quotes the bytes; as they are not UTF-8, Python could not
+        # read its message and raised UnicodeDecodeError instead.
+        (b"\xc0\xc0", "could not correctly convert string: \\xc0\\xc0"),
+    ],
+)
+def test_a_run_failing_on_the_inputs_bytes_is_invalid_argument(string_parser, value, words):
+    with pytest.raises(status.ServingError) as raised:
+        _run_on_strings(string_parser, [b"1", value], "number")
+    assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert words in raised.value.message
+    assert "[[" not in raised.value.message, "no node trace"
+
+
+def test_a_run_error_quoting_a_long_input_is_cut_short(string_parser):
+    with pytest.raises(status.ServingError) as raised:
+        _run_on_strings(string_parser, [b"\xff" * 100_000], "number")
+    assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.message.endswith("... (truncated)")
+    assert len(raised.value.message) <= MAX_MESSAGE_CHARS + len("... (truncated)")
+
+
+def test_bytes_that_are_not_utf8_pass_through_an_op_that_does_not_read_them(string_parser):
+    assert _run_on_strings(string_parser, [b"\xc0\xc0"], "echo")["echo"].tolist() == [b"\xc0\xc0"]
 
 
 def _thread_id(_) -> np.int64:

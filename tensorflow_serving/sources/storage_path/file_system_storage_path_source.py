@@ -3,7 +3,10 @@
 A version is a sub-directory whose name is all digits (`00000123` is 123).
 Each poll turns what is on disk, filtered by the model's version policy, into
 the complete aspired-version list for the manager. A base path that is missing
-or unreadable is logged and polled again; the model keeps what it serves.
+or unreadable is logged and polled again; the model keeps what it serves. An
+entry of the base path that cannot be examined (a digit-named symlink loop, a
+link into a directory the server may not search) is skipped and logged once,
+when it is first seen so; the other versions are seen as usual.
 """
 
 from __future__ import annotations
@@ -35,16 +38,30 @@ class ServableToMonitor:
 AspiredVersionsCallback = Callable[[str, list[tuple[ServableId, str]]], None]
 
 
-def list_versions(base_path: str) -> dict[int, str]:
-    """Version number -> directory, for every all-digit sub-directory."""
+def list_versions(base_path: str, unreadable: dict[str, OSError] | None = None) -> dict[int, str]:
+    """Version number -> directory, for every all-digit sub-directory.
+
+    An all-digit entry whose type cannot be read is left out, and put in
+    `unreadable` (path -> error) when given. Raises OSError only when the
+    base path itself cannot be listed.
+    """
     versions: dict[int, str] = {}
     with os.scandir(base_path) as entries:
         for entry in entries:
-            if entry.name.isdigit() and entry.is_dir():
-                version = int(entry.name)
-                # Two spellings of one number (1 and 001): keep one, stably.
-                if version not in versions or entry.name < os.path.basename(versions[version]):
-                    versions[version] = entry.path
+            if not entry.name.isdigit():
+                continue
+            try:
+                is_dir = entry.is_dir()
+            except OSError as error:
+                if unreadable is not None:
+                    unreadable[entry.path] = error
+                continue
+            if not is_dir:
+                continue
+            version = int(entry.name)
+            # Two spellings of one number (1 and 001): keep one, stably.
+            if version not in versions or entry.name < os.path.basename(versions[version]):
+                versions[version] = entry.path
     return versions
 
 
@@ -67,6 +84,8 @@ class FileSystemStoragePathSource:
         self._callback = callback
         self._poll_wait_seconds = poll_wait_seconds
         self._servables: dict[str, ServableToMonitor] = {}
+        # Per servable, the entries that could not be read at its last poll (already logged).
+        self._unreadable: dict[str, set[str]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -76,6 +95,8 @@ class FileSystemStoragePathSource:
         with self._lock:
             dropped = set(self._servables) - {s.name for s in servables}
             self._servables = {s.name: s for s in servables}
+            for name in dropped:
+                self._unreadable.pop(name, None)
         for name in sorted(dropped):
             self._callback(name, [])
         self.poll_once()
@@ -87,8 +108,9 @@ class FileSystemStoragePathSource:
             self._poll_servable(servable)
 
     def _poll_servable(self, servable: ServableToMonitor) -> None:
+        unreadable: dict[str, OSError] = {}
         try:
-            on_disk = list_versions(servable.base_path)
+            on_disk = list_versions(servable.base_path, unreadable)
         except OSError as error:
             _LOG.warning(
                 "File system storage path source: cannot list base path %s of servable %s "
@@ -98,6 +120,7 @@ class FileSystemStoragePathSource:
                 error.strerror or error,
             )
             return
+        self._note_unreadable(servable.name, unreadable)
         if not on_disk:
             _LOG.warning(
                 "No versions of servable %s found under base path %s",
@@ -109,6 +132,25 @@ class FileSystemStoragePathSource:
             servable.name,
             [(ServableId(servable.name, v), path) for v, path in sorted(chosen.items())],
         )
+
+    def _note_unreadable(self, name: str, unreadable: dict[str, OSError]) -> None:
+        """Logs the entries that became unreadable since the last poll of `name`.
+
+        One that stays unreadable is not logged again; one that was fixed (or
+        removed) is forgotten, so that it is logged if it breaks again.
+        """
+        with self._lock:
+            before = self._unreadable.get(name, set())
+            self._unreadable[name] = set(unreadable)
+        for path in sorted(set(unreadable) - before):
+            error = unreadable[path]
+            _LOG.warning(
+                "File system storage path source: skipping %s of servable %s, which cannot "
+                "be read (%s); the other versions are polled as usual",
+                path,
+                name,
+                error.strerror or error,
+            )
 
     def start(self) -> None:
         """Polls every poll_wait_seconds; 0 (upstream) means only the first poll."""
