@@ -16,8 +16,9 @@ import signal
 import sys
 import threading
 
+from tensorflow_serving.model_servers import supervisor
 from tensorflow_serving.model_servers.inline_grpc_server import check_grpc_server
-from tensorflow_serving.model_servers.server import Server, ServerOptions, check_keep_model_warm
+from tensorflow_serving.model_servers.server_options import ServerOptions
 from tensorflow_serving.util import cpu_scheduling, status
 
 SERVER_VERSION = "2.21.0-py"
@@ -74,6 +75,11 @@ _HELP = {
     "rerun it on an idle-priority thread so the model stays in the CPU caches (faster answers "
     "to sparse traffic, at the price of a busy core meanwhile); needs one TensorFlow thread "
     "per graph run; only for hosts whose cores are otherwise idle between requests; 0: off.",
+    "num_server_processes": "Not upstream: worker processes that serve the same gRPC and REST "
+    "ports, under this process as their supervisor (it restarts a worker that dies); 0: one "
+    "per core this server may use (CPU affinity and cgroup quota); 1: this process serves "
+    "alone. Each worker holds its own copy of every model (memory x N); a connection stays "
+    "with one worker, so use several connections.",
     "grpc_server": "Not upstream: 'inline' runs each gRPC handler on the thread that polled "
     "its request (no thread hand-offs per call); 'grpcio' is grpcio's stock thread-pool "
     "server.",
@@ -151,7 +157,11 @@ def parse_options(argv: list[str]) -> tuple[ServerOptions, argparse.Namespace]:
     try:
         cpu_scheduling.check_policy(args.cpu_scheduling_policy)
         check_grpc_server(args.grpc_server)
-        check_keep_model_warm(options)
+        supervisor.check_num_server_processes(options.num_server_processes)
+        if options.num_server_processes == 1:  # a supervisor leaves this to its workers
+            from tensorflow_serving.model_servers.server import check_keep_model_warm
+
+            check_keep_model_warm(options)
     except status.ServingError as error:
         parser.error(error.message)
     return options, args
@@ -176,7 +186,7 @@ class _StopSignal:
         return self.name
 
 
-def _shut_down(server: Server, grace_seconds: float) -> int:
+def _shut_down(server, grace_seconds: float) -> int:
     """Drains and stops the server; exits hard if that does not finish in time.
 
     The exit is os._exit: every request has been answered or refused by then,
@@ -203,30 +213,47 @@ _STOP_SLACK_SECONDS = 60.0
 
 
 def main(argv: list[str] | None = None) -> int:
-    options, args = parse_options(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    options, args = parse_options(argv)
     if args.version:
         import tensorflow as tf
 
         print(f"TensorFlow ModelServer: {SERVER_VERSION}\nTensorFlow Library: {tf.__version__}")
         return 0
+    worker = supervisor.worker_identity()
     logging.basicConfig(
         level=logging.INFO,
-        format="%(asctime)s.%(msecs)03d: %(levelname).1s %(name)s] %(message)s",
+        format="%(asctime)s.%(msecs)03d: %(levelname).1s "
+        + (f"[{worker}] " if worker else "")
+        + "%(name)s] %(message)s",
         datefmt="%Y-%m-%d %H:%M:%S",
         stream=sys.stderr,
     )
+    if options.num_server_processes != 1:
+        return supervisor.Supervisor(options, argv).run()
+    return _serve(options, worker)
+
+
+def _serve(options: ServerOptions, worker: supervisor.WorkerIdentity | None) -> int:
+    """Serves in this process until SIGTERM/SIGINT (a supervisor's worker shares its ports)."""
+    from tensorflow_serving.model_servers.server import Server
+
     changed = cpu_scheduling.apply_to_process(options.cpu_scheduling_policy)
     logging.getLogger(__name__).info(
         "CPU scheduling policy %s for %d threads", options.cpu_scheduling_policy, changed
     )
     stop_signal = _StopSignal()
-    server = Server()
+    server = Server(reuse_port=worker is not None)
     try:
         server.build_and_start(options)
     except status.ServingError as error:
-        print(f"Failed to start server. Error: {error.code.name}: {error.message}", file=sys.stderr)
+        message = f"{error.code.name}: {error.message}"
+        if worker is None:
+            print(f"Failed to start server. Error: {message}", file=sys.stderr)
+        supervisor.report_started(error=message)
         server.stop(grace_seconds=0)
         return 1
+    supervisor.report_started()
     name = stop_signal.wait()
     logging.getLogger(__name__).info("Received %s: draining in-flight requests", name)
     os._exit(_shut_down(server, _GRACE_SECONDS))

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import logging
 import os
@@ -40,6 +39,7 @@ from tensorflow_serving.model_servers.server_core import (
     single_model_config,
 )
 from tensorflow_serving.model_servers.server_credentials import server_credentials
+from tensorflow_serving.model_servers.server_options import ServerOptions
 from tensorflow_serving.servables.tensorflow.idle_warmer import IdleWarmer
 from tensorflow_serving.servables.tensorflow.saved_model_bundle import (
     runs_on_calling_thread_only,
@@ -54,59 +54,6 @@ _LOG = logging.getLogger(__name__)
 
 _MAX_MESSAGE_BYTES = 2**31 - 1  # upstream: SetMaxMessageSize(kint32max)
 _MAX_BATCHING_THREADS = 128
-
-
-@dataclasses.dataclass
-class ServerOptions:
-    """Every server flag, with upstream's defaults (see main.py for the help text)."""
-
-    port: int = 8500
-    grpc_socket_path: str = ""
-    grpc_channel_arguments: str = ""
-    grpc_max_threads: int = 4 * (os.cpu_count() or 1)
-    enable_grpc_healthcheck_service: bool = False
-    rest_api_port: int = 0
-    rest_api_num_threads: int = 4 * (os.cpu_count() or 1)
-    rest_api_timeout_in_ms: int = 30000
-    rest_api_enable_cors_support: bool = False
-    enable_batching: bool = False
-    batching_parameters_file: str = ""
-    allow_version_labels_for_unavailable_models: bool = False
-    model_config_file: str = ""
-    model_config_file_poll_wait_seconds: int = 0
-    model_name: str = "default"
-    model_base_path: str = ""
-    num_load_threads: int = 0
-    num_unload_threads: int = 0
-    max_num_load_retries: int = 5
-    load_retry_interval_micros: int = 60 * 1000 * 1000
-    file_system_poll_wait_seconds: int = 1
-    tensorflow_session_parallelism: int = 0
-    tensorflow_intra_op_parallelism: int = 0
-    tensorflow_inter_op_parallelism: int = 0
-    saved_model_tags: str = "serve"
-    enable_model_warmup: bool = True
-    num_request_iterations_for_warmup: int = 1
-    monitoring_config_file: str = ""
-    ssl_config_file: str = ""
-    # Not upstream: largest request body (REST) / message (gRPC) accepted; 0: no
-    # limit of ours (gRPC then keeps upstream's 2 GiB - 1).
-    max_request_bytes: int = 256 * 1024 * 1024
-    bind_address: str = "0.0.0.0"
-    # Not upstream: a version load that takes longer fails (0: no limit).
-    load_timeout_seconds: float = 0.0
-    # Not upstream: gRPC calls in flight (running or queued) before new ones
-    # get RESOURCE_EXHAUSTED at once instead of queueing without bound (0: no cap).
-    max_concurrent_requests: int = 1024
-    # Not upstream: Linux scheduling policy of every server thread, "batch"
-    # (SCHED_BATCH) or "normal" (see util/cpu_scheduling.py).
-    cpu_scheduling_policy: str = "batch"
-    # Not upstream: "inline" (handlers run on the completion-queue threads, see
-    # inline_grpc_server.py) or "grpcio" (grpcio's stock thread-pool server).
-    grpc_server: str = "inline"
-    # Not upstream: for this long after each request, an idle-priority thread
-    # reruns it so the model stays in the CPU caches (0: off; see idle_warmer.py).
-    keep_model_warm_micros: int = 0
 
 
 def _receive_limit(options: ServerOptions) -> int:
@@ -246,7 +193,14 @@ class _MonitoredServerCore(ServerCore):
 
 
 class Server:
-    def __init__(self) -> None:
+    """The model server of one process: ServerCore, gRPC and REST.
+
+    `reuse_port`: listen with SO_REUSEPORT, beside the other workers of a
+    supervisor (supervisor.py) on the same ports.
+    """
+
+    def __init__(self, reuse_port: bool = False) -> None:
+        self._reuse_port = reuse_port
         self.core: ServerCore | None = None
         self.grpc_server: InlineGrpcServer | grpc.Server | None = None
         self.grpc_port: int | None = None
@@ -342,7 +296,7 @@ class Server:
             options=[
                 ("grpc.max_receive_message_length", _receive_limit(options)),
                 ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", 1 if self._reuse_port else 0),
                 *channel_args,
             ],
             interceptors=self._grpc_interceptors(options),
@@ -411,6 +365,7 @@ class Server:
                 enable_cors=options.rest_api_enable_cors_support,
                 prometheus_path=self._prometheus_path,
                 max_request_bytes=options.max_request_bytes,
+                reuse_port=self._reuse_port,
             ),
             self.metrics,
         )

@@ -79,6 +79,8 @@ class HttpOptions:
     max_request_bytes: int = 0
     # An idle keep-alive connection closes this long after its last answer (uvicorn's default).
     keep_alive_seconds: float = 5.0
+    # Listen with SO_REUSEPORT, beside the other workers of a supervisor.
+    reuse_port: bool = False
 
     def pending_limit(self) -> int:
         return self.max_pending or max(256, 64 * self.num_threads)

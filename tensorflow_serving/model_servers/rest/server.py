@@ -43,11 +43,13 @@ def limit_client_failure_logs(logger: logging.Logger | None = None) -> None:
         logger.addFilter(RateLimitingFilter(CLIENT_FAILURE_MESSAGES, RateLimitedLog(logger)))
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     """Binds before the thread starts, so a taken port fails build_and_start."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as error:
@@ -71,7 +73,7 @@ class HttpServer:
 
     def start(self) -> None:
         limit_client_failure_logs()
-        sock = _bind(self.options.host, self.options.port)
+        sock = _bind(self.options.host, self.options.port, self.options.reuse_port)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self.app,

@@ -1,0 +1,66 @@
+"""ServerOptions: every flag of tensorflow_model_server, with upstream's defaults.
+
+Its own module so that the command line can be parsed, and a supervisor of
+several server processes can run, without importing TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+
+@dataclasses.dataclass
+class ServerOptions:
+    """Every server flag, with upstream's defaults (see main.py for the help text)."""
+
+    port: int = 8500
+    grpc_socket_path: str = ""
+    grpc_channel_arguments: str = ""
+    grpc_max_threads: int = 4 * (os.cpu_count() or 1)
+    enable_grpc_healthcheck_service: bool = False
+    rest_api_port: int = 0
+    rest_api_num_threads: int = 4 * (os.cpu_count() or 1)
+    rest_api_timeout_in_ms: int = 30000
+    rest_api_enable_cors_support: bool = False
+    enable_batching: bool = False
+    batching_parameters_file: str = ""
+    allow_version_labels_for_unavailable_models: bool = False
+    model_config_file: str = ""
+    model_config_file_poll_wait_seconds: int = 0
+    model_name: str = "default"
+    model_base_path: str = ""
+    num_load_threads: int = 0
+    num_unload_threads: int = 0
+    max_num_load_retries: int = 5
+    load_retry_interval_micros: int = 60 * 1000 * 1000
+    file_system_poll_wait_seconds: int = 1
+    tensorflow_session_parallelism: int = 0
+    tensorflow_intra_op_parallelism: int = 0
+    tensorflow_inter_op_parallelism: int = 0
+    saved_model_tags: str = "serve"
+    enable_model_warmup: bool = True
+    num_request_iterations_for_warmup: int = 1
+    monitoring_config_file: str = ""
+    ssl_config_file: str = ""
+    # Not upstream: largest request body (REST) / message (gRPC) accepted; 0: no
+    # limit of ours (gRPC then keeps upstream's 2 GiB - 1).
+    max_request_bytes: int = 256 * 1024 * 1024
+    bind_address: str = "0.0.0.0"
+    # Not upstream: a version load that takes longer fails (0: no limit).
+    load_timeout_seconds: float = 0.0
+    # Not upstream: gRPC calls in flight (running or queued) before new ones
+    # get RESOURCE_EXHAUSTED at once instead of queueing without bound (0: no cap).
+    max_concurrent_requests: int = 1024
+    # Not upstream: Linux scheduling policy of every server thread, "batch"
+    # (SCHED_BATCH) or "normal" (see util/cpu_scheduling.py).
+    cpu_scheduling_policy: str = "batch"
+    # Not upstream: "inline" (handlers run on the completion-queue threads, see
+    # inline_grpc_server.py) or "grpcio" (grpcio's stock thread-pool server).
+    grpc_server: str = "inline"
+    # Not upstream: for this long after each request, an idle-priority thread
+    # reruns it so the model stays in the CPU caches (0: off; see idle_warmer.py).
+    keep_model_warm_micros: int = 0
+    # Not upstream: worker processes serving the same ports (0: one per usable
+    # core; 1: this process serves; see supervisor.py).
+    num_server_processes: int = 1
