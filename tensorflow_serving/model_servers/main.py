@@ -234,6 +234,20 @@ def main(argv: list[str] | None = None) -> int:
     return _serve(options, worker)
 
 
+def _with_group_config(options: ServerOptions, worker: supervisor.WorkerIdentity) -> ServerOptions:
+    """A worker starting after a config reload serves the group's config, not its flags'.
+
+    Unless --model_config_file is polled: the file then stays the truth.
+    """
+    from tensorflow_serving.model_servers.worker_group import persisted_config
+
+    path = persisted_config(worker.directory)
+    if path is None or options.model_config_file_poll_wait_seconds > 0:
+        return options
+    logging.getLogger(__name__).info("Serving the group's reloaded config %s", path)
+    return dataclasses.replace(options, model_config_file=path)
+
+
 def _serve(options: ServerOptions, worker: supervisor.WorkerIdentity | None) -> int:
     """Serves in this process until SIGTERM/SIGINT (a supervisor's worker shares its ports)."""
     from tensorflow_serving.model_servers.server import Server
@@ -243,7 +257,9 @@ def _serve(options: ServerOptions, worker: supervisor.WorkerIdentity | None) -> 
         "CPU scheduling policy %s for %d threads", options.cpu_scheduling_policy, changed
     )
     stop_signal = _StopSignal()
-    server = Server(reuse_port=worker is not None)
+    if worker is not None:
+        options = _with_group_config(options, worker)
+    server = Server(worker)
     try:
         server.build_and_start(options)
     except status.ServingError as error:

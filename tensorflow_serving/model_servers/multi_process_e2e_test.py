@@ -7,12 +7,21 @@ so the test knows which connections a kill may break.
 
 import http.client
 import json
+import re
 import signal
 import subprocess
 import sys
 
+import grpc
 import pytest
 
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_management_pb2,
+    model_service_pb2_grpc,
+)
+from tensorflow_serving.config import model_server_config_pb2
+from tensorflow_serving.model_servers import worker_group
 from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two as hp
 from tensorflow_serving.test_util import process_sockets, testing
 from tensorflow_serving.test_util.model_server_process import RunningServer, server_command
@@ -103,6 +112,50 @@ def test_a_killed_worker_breaks_only_its_own_connections_and_is_replaced(server)
     assert "exited with signal SIGKILL" in server.log_path.read_text()
     for connection in open_connections(server, CONNECTIONS):
         connection.close()
+
+
+def own_status(directory: str, index: int, model: str):
+    """Worker `index`'s own state of `model`, from its private control socket."""
+    channel = grpc.insecure_channel(f"unix:{worker_group.control_socket(directory, index)}")
+    stub = model_service_pb2_grpc.ModelServiceStub(channel)
+    request = get_model_status_pb2.GetModelStatusRequest(model_spec={"name": model})
+    try:
+        return stub.GetModelStatus(request, timeout=30, metadata=(worker_group.LOCAL_ONLY,))
+    finally:
+        channel.close()
+
+
+def group_directory(server: RunningServer) -> str:
+    match = re.search(r"their control sockets in (\S+)\)", server.log_path.read_text())
+    assert match, server.log_tail()
+    return match.group(1)
+
+
+def test_a_reload_sent_to_one_worker_reaches_every_worker_and_later_ones(server, tmp_path):
+    config = model_server_config_pb2.ModelServerConfig()
+    config.model_config_list.config.add(
+        name="hp2", base_path=str(tmp_path / "hp"), model_platform="tensorflow"
+    )
+    stub = model_service_pb2_grpc.ModelServiceStub(server.channel)
+    stub.HandleReloadConfigRequest(
+        model_management_pb2.ReloadConfigRequest(config=config), timeout=120
+    )
+    directory = group_directory(server)
+    available = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+    for index in range(WORKERS):
+        states = [v.state for v in own_status(directory, index, "hp2").model_version_status]
+        assert states == [available], f"worker {index} applied the reload before the answer"
+    victim = workers_listening(server)[0]
+    subprocess.run(["kill", "-9", str(victim)], check=True)
+    assert testing.wait_for(
+        lambda: (
+            len(workers_listening(server)) == WORKERS and victim not in workers_listening(server)
+        ),
+        timeout=120,
+    ), server.log_tail()
+    for index in range(WORKERS):
+        states = [v.state for v in own_status(directory, index, "hp2").model_version_status]
+        assert states == [available], f"worker {index} serves the reloaded config after a restart"
 
 
 def test_sigterm_stops_every_worker_and_the_supervisor_exits_0(server):

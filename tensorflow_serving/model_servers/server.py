@@ -40,6 +40,8 @@ from tensorflow_serving.model_servers.server_core import (
 )
 from tensorflow_serving.model_servers.server_credentials import server_credentials
 from tensorflow_serving.model_servers.server_options import ServerOptions
+from tensorflow_serving.model_servers.supervisor import WorkerIdentity
+from tensorflow_serving.model_servers.worker_group import WorkerGroup, control_socket
 from tensorflow_serving.servables.tensorflow.idle_warmer import IdleWarmer
 from tensorflow_serving.servables.tensorflow.saved_model_bundle import (
     runs_on_calling_thread_only,
@@ -195,12 +197,15 @@ class _MonitoredServerCore(ServerCore):
 class Server:
     """The model server of one process: ServerCore, gRPC and REST.
 
-    `reuse_port`: listen with SO_REUSEPORT, beside the other workers of a
-    supervisor (supervisor.py) on the same ports.
+    `worker`: this process is one of a supervisor's workers (supervisor.py):
+    it listens with SO_REUSEPORT beside the others, on a private control
+    socket too, and answers control calls for the group (WorkerGroup).
     """
 
-    def __init__(self, reuse_port: bool = False) -> None:
-        self._reuse_port = reuse_port
+    def __init__(self, worker: WorkerIdentity | None = None) -> None:
+        self._worker = worker
+        self._reuse_port = worker is not None
+        self._group: WorkerGroup | None = None
         self.core: ServerCore | None = None
         self.grpc_server: InlineGrpcServer | grpc.Server | None = None
         self.grpc_port: int | None = None
@@ -239,6 +244,10 @@ class Server:
             server_core_options(options, self._batching_wrapper(options), self._warmer)
         )
         self.metrics.attach_core(self.core)
+        if self._worker is not None:
+            self._group = WorkerGroup(
+                self.core, self._worker.index, self._worker.count, self._worker.directory
+            )
         if self.batch_scheduler is not None:
             self.metrics.attach_batching(self.batch_scheduler.enqueued)
         # TF's objects make Python's full collections slow; loaded models are
@@ -288,7 +297,7 @@ class Server:
         return workers
 
     def _start_grpc(self, options: ServerOptions, channel_args) -> None:
-        if not options.port and not options.grpc_socket_path:
+        if not options.port and not options.grpc_socket_path and self._worker is None:
             return
         self.grpc_server = new_grpc_server(
             options.grpc_server,
@@ -310,10 +319,10 @@ class Server:
             PredictionServiceImpl(plane), self.grpc_server
         )
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelServiceImpl(self.core), self.grpc_server
+            ModelServiceImpl(self.core, self._group), self.grpc_server
         )
         if options.enable_grpc_healthcheck_service:
-            self._health = _ReadinessHealth(self.core)
+            self._health = _ReadinessHealth(self._group or self.core)
             health_pb2_grpc.add_HealthServicer_to_server(self._health.servicer, self.grpc_server)
             self._health.start()
         if options.port:
@@ -328,6 +337,9 @@ class Server:
         if options.grpc_socket_path:
             self.grpc_server.add_insecure_port(f"unix:{options.grpc_socket_path}")
             _LOG.info("Running gRPC ModelServer at UNIX socket %s ...", options.grpc_socket_path)
+        if self._worker is not None:
+            path = control_socket(self._worker.directory, self._worker.index)
+            self.grpc_server.add_insecure_port(f"unix:{path}")
         self.grpc_server.start()
 
     @staticmethod
@@ -368,6 +380,7 @@ class Server:
                 reuse_port=self._reuse_port,
             ),
             self.metrics,
+            control=self._group,
         )
         self.http_port = self.http_server.port
         _LOG.info("Exporting HTTP/REST API at:localhost:%d ...", self.http_port)

@@ -31,10 +31,12 @@ import logging
 import math
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 
@@ -44,6 +46,8 @@ _LOG = logging.getLogger(__name__)
 
 # "index/count" in a worker's environment.
 WORKER_ENV = "TFS_PY_WORKER"
+# The group's private directory (control sockets, the reloaded config).
+DIRECTORY_ENV = "TFS_PY_WORKER_DIR"
 # The write end of the worker's status pipe: "ready\n", or "failed <message>\n".
 STATUS_FD_ENV = "TFS_PY_WORKER_STATUS_FD"
 # Restart back-off: doubles from the first to the last while a worker dies
@@ -140,6 +144,7 @@ def _read(path: str) -> str | None:
 class WorkerIdentity:
     index: int
     count: int
+    directory: str
 
     def __str__(self) -> str:
         return f"worker {self.index}/{self.count}"
@@ -151,7 +156,7 @@ def worker_identity() -> WorkerIdentity | None:
     if not value:
         return None
     index, count = value.split("/")
-    return WorkerIdentity(int(index), int(count))
+    return WorkerIdentity(int(index), int(count), os.environ.get(DIRECTORY_ENV, ""))
 
 
 def report_started(error: str | None = None) -> None:
@@ -247,6 +252,7 @@ class Supervisor:
         self._selector = selectors.DefaultSelector()
         self._stop_requested = ""
         self._wakeup_r, self._wakeup_w = os.pipe()
+        self._directory = ""
 
     def run(self) -> int:
         try:
@@ -259,13 +265,20 @@ class Supervisor:
             )
             return 1
         self._install_signals()
-        _LOG.info("Supervising %d server processes", self._count)
-        for worker in self._workers:
-            self._start(worker)
-        code = self._supervise()
-        for reservation in self._reservations:
-            reservation.close()
-        return code
+        self._directory = tempfile.mkdtemp(prefix="tensorflow_model_server-workers-")
+        _LOG.info(
+            "Supervising %d server processes (their control sockets in %s)",
+            self._count,
+            self._directory,
+        )
+        try:
+            for worker in self._workers:
+                self._start(worker)
+            return self._supervise()
+        finally:
+            for reservation in self._reservations:
+                reservation.close()
+            shutil.rmtree(self._directory, ignore_errors=True)
 
     # -- Set-up ------------------------------------------------------------
 
@@ -294,6 +307,7 @@ class Supervisor:
         env = dict(os.environ)
         env[WORKER_ENV] = f"{worker.index}/{self._count}"
         env[STATUS_FD_ENV] = str(write_fd)
+        env[DIRECTORY_ENV] = self._directory
         env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
         argv = list(self._worker_argv)
         if worker.index and self._options.grpc_socket_path:

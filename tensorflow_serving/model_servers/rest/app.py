@@ -95,6 +95,7 @@ class RestApiApp:
         options: HttpOptions,
         metrics: metrics_lib.ServingMetrics | None = None,
         handler_type: type[HttpRestApiHandler] = HttpRestApiHandler,
+        control=None,
     ):
         self._options = options
         self._metrics = metrics or metrics_lib.default()
@@ -109,7 +110,7 @@ class RestApiApp:
             max_in_flight=options.pending_limit(),
             metrics=self._metrics,
         )
-        self.handler = handler_type(plane)
+        self.handler = handler_type(plane, control)
         self._timeout = options.timeout_in_ms / 1000 if options.timeout_in_ms > 0 else None
         self._loop_timeouts = None if self._timeout is None else LoopTimeouts(self._timeout)
         self._extra_headers = list(CORS_HEADERS) if options.enable_cors else []

@@ -249,9 +249,11 @@ def _predict_inputs(handle: ServableHandle, doc: dict, body: bytes):
 class HttpRestApiHandler:
     """The REST API over a DataPlane. Thread-safe; holds no per-request state."""
 
-    def __init__(self, plane: DataPlane):
+    def __init__(self, plane: DataPlane, control=None):
+        """`control` answers model status and readiness (default: the plane's ServerCore;
+        a WorkerGroup answers for every worker of a supervisor)."""
         self._plane = plane
-        self._core = plane.core
+        self._core = control or plane.core
 
     @property
     def plane(self) -> DataPlane:

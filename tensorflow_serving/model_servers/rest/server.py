@@ -109,10 +109,16 @@ class HttpServer:
 
 
 def create_and_start(
-    core, options: HttpOptions, metrics: metrics_lib.ServingMetrics | None = None
+    core,
+    options: HttpOptions,
+    metrics: metrics_lib.ServingMetrics | None = None,
+    control=None,
 ) -> HttpServer:
-    """The REST server of a model server (upstream: CreateAndStartHttpServer)."""
-    app = RestApiApp(core, options, metrics)
+    """The REST server of a model server (upstream: CreateAndStartHttpServer).
+
+    `control` answers model status and readiness (see HttpRestApiHandler).
+    """
+    app = RestApiApp(core, options, metrics, control=control)
     server = HttpServer(app, options)
     try:
         server.start()
