@@ -26,6 +26,7 @@ made-up names); version and signature are the ones that answered.
 from __future__ import annotations
 
 import bisect
+import json
 import logging
 import threading
 import time
@@ -33,7 +34,12 @@ from collections.abc import Callable, Iterable
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
@@ -212,6 +218,8 @@ class ServingMetrics:
         self.available_models: Callable[[], dict] | None = None
         self.queued_rows: Callable[[], int] | None = None
         self._known_models: Callable[[], Iterable[str]] | None = None
+        # The other workers' snapshots, with --num_server_processes (attach_group).
+        self._others: Callable[[], list[bytes]] | None = None
         self._known_cache: tuple[object, frozenset[str]] = (None, frozenset())
         self.registry.register(_LiveGauges(self))
         if process:
@@ -225,6 +233,40 @@ class ServingMetrics:
         """Lets the page show loaded versions and bound model-name labels to the config."""
         self.available_models = core.manager.available_models
         self._known_models = core.model_names
+
+    def attach_group(self, others: Callable[[], list[bytes]]) -> None:
+        """Makes the page show a supervisor's whole group of workers (see WorkerGroup).
+
+        `others()` returns the other workers' `snapshot()`s (those that
+        answer); the page then sums every counter, histogram and gauge over
+        the workers, except the gauges that hold only if every worker holds
+        them (_GROUP_MIN_GAUGES), which take the smallest.
+        """
+        self._others = others
+
+    def snapshot(self) -> bytes:
+        """This process's samples, for another worker's page (JSON; see attach_group)."""
+        return json.dumps(
+            [
+                [
+                    family.name,
+                    family.type,
+                    family.documentation,
+                    [
+                        [s.name, s.labels, s.value]
+                        for s in family.samples
+                        if not s.name.endswith("_created")
+                    ],
+                ]
+                for family in self.registry.collect()
+            ]
+        ).encode()
+
+    def _families(self) -> list[Metric]:
+        families = list(self.registry.collect())
+        if self._others is None:
+            return families
+        return _merged_families(families, [_families_of(raw) for raw in self._others()])
 
     def attach_batching(self, queued_rows: Callable[[], int] | None) -> None:
         """Lets the page show the rows waiting in the batching queues (read at scrape time)."""
@@ -327,7 +369,7 @@ class ServingMetrics:
         prometheus_client's standard names.
         """
         lines: list[str] = []
-        for family in self.registry.collect():
+        for family in self._families():
             upstream = family.name.startswith(_UPSTREAM_PREFIX)
             kind = family.type
             name = family.name
@@ -353,6 +395,53 @@ class ServingMetrics:
                     lines.append(f"{sample_name} {floatToGoString(sample.value)}")
         lines.append("")
         return "\n".join(lines).encode("utf-8")
+
+
+# Gauges of a group of workers that hold only as far as every worker holds them.
+_GROUP_MIN_GAUGES = frozenset({":tensorflow:serving:loaded_versions", "process_start_time_seconds"})
+
+
+def _families_of(raw: bytes) -> list[Metric]:
+    families = []
+    for name, kind, documentation, samples in json.loads(raw):
+        family = Metric(name, documentation, kind)
+        for sample_name, labels, value in samples:
+            family.add_sample(sample_name, labels, value)
+        families.append(family)
+    return families
+
+
+def _merged_families(own: list[Metric], others: list[list[Metric]]) -> list[Metric]:
+    """Each family's samples combined over the workers (see ServingMetrics.attach_group)."""
+    merged: dict[str, Metric] = {}
+    values: dict[str, dict[tuple, float]] = {}
+    seen: dict[tuple, int] = {}  # (family, sample key) -> workers that reported it
+    workers = 1 + len(others)
+    for families in [own, *others]:
+        for family in families:
+            if family.name not in merged:
+                merged[family.name] = Metric(family.name, family.documentation, family.type)
+                values[family.name] = {}
+            pick_min = family.type == "gauge" and family.name in _GROUP_MIN_GAUGES
+            table = values[family.name]
+            for sample in family.samples:
+                if sample.name.endswith("_created"):
+                    continue
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                seen[(family.name, key)] = seen.get((family.name, key), 0) + 1
+                if key not in table:
+                    table[key] = sample.value
+                elif pick_min:
+                    table[key] = min(table[key], sample.value)
+                else:
+                    table[key] += sample.value
+    for name, family in merged.items():
+        min_gauge = family.type == "gauge" and name in _GROUP_MIN_GAUGES
+        for key, value in values[name].items():
+            if min_gauge and seen[(name, key)] < workers:
+                value = 0.0  # a worker without the sample does not hold it
+            family.add_sample(key[0], dict(key[1]), value)
+    return list(merged.values())
 
 
 _DEFAULT: ServingMetrics | None = None

@@ -63,6 +63,25 @@ def test_requests_are_counted_with_upstream_names(serving_metrics):
     )
 
 
+def test_a_group_page_sums_the_workers_and_a_loaded_version_counts_only_if_on_every_one():
+    workers = [metrics.ServingMetrics(process=False) for _ in range(3)]
+    for index, worker in enumerate(workers):
+        worker.available_models = lambda index=index: {"hp": [1]} if index < 2 else {"hp": []}
+        for _ in range(index + 1):
+            worker.record_request("hp", "predict", "REST", "OK", 0.002, "1", "serving_default")
+        worker.observe_batch(4)
+    page = workers[0]
+    page.attach_group(lambda: [worker.snapshot() for worker in workers[1:]])
+    samples = page_samples(page)
+    assert value(samples, ":tensorflow:serving:request_count_total", **REQUEST, status="OK") == 6
+    assert value(samples, ":tensorflow:serving:request_latency_count", **REQUEST) == 6
+    assert value(samples, ":tensorflow:serving:loaded_versions", model_name="hp") == 0
+    page.attach_group(lambda: [workers[1].snapshot()])  # worker 2 does not answer
+    samples = page_samples(page)
+    assert value(samples, ":tensorflow:serving:request_count_total", **REQUEST, status="OK") == 3
+    assert value(samples, ":tensorflow:serving:loaded_versions", model_name="hp") == 1
+
+
 def test_unconfigured_model_names_do_not_become_labels(serving_metrics):
     class FakeManager:
         def available_models(self):

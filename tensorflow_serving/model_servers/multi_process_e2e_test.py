@@ -34,10 +34,13 @@ BODY = b'{"instances": [1.0, 2.0]}'
 @pytest.fixture
 def server(tmp_path):
     hp.export_half_plus_two_tf1(str(tmp_path / "hp"), 1)  # y = 0.5x + 2
+    monitoring = tmp_path / "monitoring.config"
+    monitoring.write_text("prometheus_config { enable: true }\n")
     running = RunningServer(
         tmp_path,
         "workers",
         [
+            f"--monitoring_config_file={monitoring}",
             "--model_name=hp",
             f"--model_base_path={tmp_path / 'hp'}",
             f"--num_server_processes={WORKERS}",
@@ -86,6 +89,22 @@ def test_every_worker_listens_on_both_ports_and_answers(server):
     }
     assert owners <= set(pids) and None not in owners
     assert "worker 0/2" in server.log_path.read_text() and "worker 1/2" in server.log_tail()
+
+
+def test_the_metrics_page_counts_every_workers_requests_whichever_worker_serves_it(server):
+    pids = workers_listening(server)
+    connections = open_connections(server, 16)
+    owners = {
+        process_sockets.connection_owner(pids, server.rest_port, c.sock.getsockname()[1])
+        for c in connections
+    }
+    for connection in connections:
+        connection.close()
+    assert len(owners) == WORKERS, "16 connections reached both workers"
+    for _ in range(4):  # each page request may land on either worker
+        count = server.metric(":tensorflow:serving:request_count", API="predict", status="OK")
+        assert count == 16
+        assert server.metric(":tensorflow:serving:loaded_versions", model_name="hp") == 1
 
 
 def test_a_killed_worker_breaks_only_its_own_connections_and_is_replaced(server):

@@ -41,7 +41,11 @@ from tensorflow_serving.model_servers.server_core import (
 from tensorflow_serving.model_servers.server_credentials import server_credentials
 from tensorflow_serving.model_servers.server_options import ServerOptions
 from tensorflow_serving.model_servers.supervisor import WorkerIdentity
-from tensorflow_serving.model_servers.worker_group import WorkerGroup, control_socket
+from tensorflow_serving.model_servers.worker_group import (
+    METRICS_SERVICE,
+    WorkerGroup,
+    control_socket,
+)
 from tensorflow_serving.servables.tensorflow.idle_warmer import IdleWarmer
 from tensorflow_serving.servables.tensorflow.saved_model_bundle import (
     runs_on_calling_thread_only,
@@ -248,6 +252,7 @@ class Server:
             self._group = WorkerGroup(
                 self.core, self._worker.index, self._worker.count, self._worker.directory
             )
+            self.metrics.attach_group(self._group.other_metrics)
         if self.batch_scheduler is not None:
             self.metrics.attach_batching(self.batch_scheduler.enqueued)
         # TF's objects make Python's full collections slow; loaded models are
@@ -338,6 +343,18 @@ class Server:
             self.grpc_server.add_insecure_port(f"unix:{options.grpc_socket_path}")
             _LOG.info("Running gRPC ModelServer at UNIX socket %s ...", options.grpc_socket_path)
         if self._worker is not None:
+            self.grpc_server.add_generic_rpc_handlers(
+                (
+                    grpc.method_handlers_generic_handler(
+                        METRICS_SERVICE,
+                        {
+                            "Metrics": grpc.unary_unary_rpc_method_handler(
+                                lambda request, context: self.metrics.snapshot()
+                            )
+                        },
+                    ),
+                )
+            )
             path = control_socket(self._worker.directory, self._worker.index)
             self.grpc_server.add_insecure_port(f"unix:{path}")
         self.grpc_server.start()

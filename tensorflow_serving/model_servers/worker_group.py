@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import grpc
 from google.protobuf import text_format
@@ -42,6 +42,9 @@ from tensorflow_serving.util import status
 
 # Invocation metadata of a call from one worker to another.
 LOCAL_ONLY = ("tfs-py-worker-local", "1")
+# A worker's own metrics (ServingMetrics.snapshot), for the group's Prometheus page.
+METRICS_SERVICE = "tensorflow_serving_py.WorkerControl"
+METRICS_METHOD = f"/{METRICS_SERVICE}/Metrics"
 _CONFIG_FILE = "model_config.txt"
 _LOCK_FILE = "reload.lock"
 _AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
@@ -80,20 +83,28 @@ class WorkerGroup:
         directory: str,
         timeout: float = 10.0,
         siblings: Mapping[int, model_service_pb2_grpc.ModelServiceStub] | None = None,
+        metrics_of: Mapping[int, Callable[..., bytes]] | None = None,
     ):
         self._core = core
         self._index = index
         self._directory = directory
         self._timeout = timeout
+        channels = {
+            other: grpc.insecure_channel(f"unix:{control_socket(directory, other)}")
+            for other in range(count)
+            if other != index and (siblings is None or metrics_of is None)
+        }
         if siblings is None:
             siblings = {
-                other: model_service_pb2_grpc.ModelServiceStub(
-                    grpc.insecure_channel(f"unix:{control_socket(directory, other)}")
-                )
-                for other in range(count)
-                if other != index
+                other: model_service_pb2_grpc.ModelServiceStub(channel)
+                for other, channel in channels.items()
+            }
+        if metrics_of is None:
+            metrics_of = {
+                other: channel.unary_unary(METRICS_METHOD) for other, channel in channels.items()
             }
         self._siblings = dict(siblings)
+        self._metrics_of = dict(metrics_of)
 
     def model_names(self) -> tuple[str, ...]:
         return self._core.model_names()
@@ -137,6 +148,16 @@ class WorkerGroup:
                     raise status.ServingError(
                         error.code(), f"worker {other}: {error.details()}"
                     ) from None
+
+    def other_metrics(self) -> list[bytes]:
+        """The snapshots of the other workers that answer (for ServingMetrics.attach_group)."""
+        snapshots = []
+        for _, method in sorted(self._metrics_of.items()):
+            try:
+                snapshots.append(method(b"", timeout=self._timeout, metadata=(LOCAL_ONLY,)))
+            except grpc.RpcError:
+                continue  # not serving now: its counts are gone with it
+        return snapshots
 
     def _persist(self, config: model_server_config_pb2.ModelServerConfig) -> None:
         path = os.path.join(self._directory, _CONFIG_FILE)
