@@ -97,6 +97,13 @@ def test_deployment_runs_several_replicas_of_the_runtime_image():
     assert {"MODEL_NAME", "MODEL_BASE_PATH"} <= env.keys()
 
 
+def test_the_server_runs_one_worker_per_core_of_its_cpu_limit():
+    container = _container()
+    assert "--num_server_processes=0" in container["args"]
+    limits = container["resources"]["limits"]
+    assert int(limits["cpu"]) >= 2, "a CPU limit the workers are counted from"
+
+
 def test_services_reach_the_pods_grpc_and_rest_ports():
     container = _container()
     env = _env(container)
