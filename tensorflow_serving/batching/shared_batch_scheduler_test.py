@@ -203,7 +203,11 @@ def test_timeout_zero_a_free_thread_takes_every_queued_row_at_once():
     scheduler.stop()
 
 
-def test_timeout_zero_a_batch_takes_the_requests_still_arriving():
+def lead_while_one_arrives():
+    """A free slot about to take a lone queued task while another request is arriving.
+
+    Returns (clock, arrivals, scheduler, recorder, queue, the queued task, the leader).
+    """
     clock = FakeClock()
     arrivals = Arrivals(clock)
     scheduler = SharedBatchScheduler(1, clock, arrivals)
@@ -212,7 +216,11 @@ def test_timeout_zero_a_batch_takes_the_requests_still_arriving():
     arrivals.begin()  # a request the transport took in and is still decoding
     late = LateRunner()
     first = queue.submit({"id": 0}, 1, late)
-    leader = late.start()
+    return clock, arrivals, scheduler, recorder, queue, first, late.start()
+
+
+def test_timeout_zero_a_batch_takes_the_requests_still_arriving():
+    _, arrivals, scheduler, recorder, queue, first, leader = lead_while_one_arrives()
     assert testing.wait_for(lambda: arrivals.waiting() == 1, timeout=10)
     assert recorder.started == 0, "the free slot waits for the request in hand"
     arrivals.handing()
@@ -221,18 +229,12 @@ def test_timeout_zero_a_batch_takes_the_requests_still_arriving():
     leader.join(10)
     assert [first.result(timeout=10), second.result(timeout=10)] == [0, 1]
     assert recorder.batches == [[0, 1]]
+    scheduler.stop()
 
 
 def test_timeout_zero_a_request_that_never_arrives_delays_a_batch_once_and_briefly():
-    clock = FakeClock()
-    arrivals = Arrivals(clock)
-    scheduler = SharedBatchScheduler(1, clock, arrivals)
-    recorder = Recorder()
-    queue = scheduler.add_queue(QueueOptions(max_batch_size=8, batch_timeout_micros=0), recorder)
-    arrivals.begin()  # e.g. a handler that blocks: it never reaches the queue
-    late = LateRunner()
-    first = queue.submit({"id": 0}, 1, late)
-    leader = late.start()
+    # e.g. a handler that blocks: its request never reaches the queue
+    clock, _, scheduler, recorder, _, first, leader = lead_while_one_arrives()
     assert testing.wait_for(lambda: clock.waiting() == 1, timeout=10)
     clock.advance(ARRIVAL_WAIT_SECONDS)
     assert first.result(timeout=10) == 0
