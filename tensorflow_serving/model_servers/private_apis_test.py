@@ -101,14 +101,15 @@ def test_cygrpc_has_every_name_inline_grpc_server_uses():
 # What rest/inline_protocol.py relies on. Listed here rather than imported from
 # it, so that these checks run whatever that module's name and place.
 _PROTOCOL_METHODS = (  # overridden (and called through super()) or called
+    "connection_made",
+    "on_message_begin",
     "on_headers_complete",
     "on_body",
     "on_message_complete",
     "on_response_complete",
     "connection_lost",
-    "_unset_keepalive_if_required",
     "_start_asgi_task",
-    "timeout_keep_alive_handler",
+    "send_400_response",
 )
 _PROTOCOL_ATTRIBUTES = (  # read or set on the protocol instance
     "cycle",
@@ -118,20 +119,21 @@ _PROTOCOL_ATTRIBUTES = (  # read or set on the protocol instance
     "headers",
     "url",
     "server_state",
+    "connections",
     "transport",
     "loop",
     "flow",
     "pipeline",
-    "timeout_keep_alive_task",
-    "timeout_keep_alive",
+    "logger",
 )
 _SERVER_STATE_ATTRIBUTES = ("default_headers", "total_requests")
-# The attributes uvicorn's protocol reads from a request's cycle; the inline
-# cycle keeps the same ones.
+# The attributes uvicorn's protocol (and ours) read from a request's cycle;
+# the inline cycle keeps the same ones.
 _CYCLE_ATTRIBUTES = (
     "body",
     "more_body",
     "message_event",
+    "response_started",
     "response_complete",
     "keep_alive",
     "disconnected",

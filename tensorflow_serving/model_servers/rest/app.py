@@ -77,10 +77,20 @@ class HttpOptions:
     max_pending: int = 0  # 0: 64 per worker thread, at least 256
     # --max_request_bytes: longer bodies get 413 and are not read further (0: no limit).
     max_request_bytes: int = 0
-    # An idle keep-alive connection closes this long after its last answer (uvicorn's default).
-    keep_alive_seconds: float = 5.0
     # Listen with SO_REUSEPORT, beside the other workers of a supervisor.
     reuse_port: bool = False
+    # What one connection may cost (inline_protocol.py); for each, 0: no limit.
+    # An idle keep-alive connection closes this long after its last answer.
+    keep_alive_seconds: float = 5.0
+    # A request's line and headers must arrive within this long (from the
+    # connection's start, or from the request's first byte on a kept-alive one).
+    header_timeout_seconds: float = 0.0
+    # A request's body must arrive within this long after its headers.
+    body_timeout_seconds: float = 0.0
+    # A longer request line and headers get 431 and the connection closes.
+    max_header_bytes: int = 0
+    # Connections open at once; beyond it a new one gets 503 and is closed.
+    max_connections: int = 0
 
     def pending_limit(self) -> int:
         return self.max_pending or max(256, 64 * self.num_threads)
@@ -116,6 +126,11 @@ class RestApiApp:
         self._extra_headers = list(CORS_HEADERS) if options.enable_cors else []
         # POST path -> its :predict Route, or None; on the loop only (Routes are frozen).
         self._inline_routes: dict[str, Route | None] = {}
+
+    @property
+    def options(self) -> HttpOptions:
+        """The options it serves with (the HTTP protocol reads the connection limits)."""
+        return self._options
 
     @property
     def extra_headers(self) -> list[tuple[bytes, bytes]]:

@@ -5,7 +5,9 @@ uvicorn (uvloop + httptools) serves a RestApiApp (app.py) on a thread of the
 model server's process, so gRPC and REST share one ServerCore and one set of
 loaded models. No web framework: routing is upstream's URL regexes
 (routes.py). uvicorn's HTTP protocol is replaced by inline_protocol.py's
-subclass, which hands small :predict requests to the app without ASGI.
+subclass, which hands small :predict requests to the app without ASGI and
+bounds each connection's header bytes and time (HttpOptions), and keeps the
+keep-alive timer itself.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import uvicorn
 
 from tensorflow_serving.model_servers import metrics as metrics_lib
 from tensorflow_serving.model_servers.rest.app import HttpOptions, RestApiApp
+from tensorflow_serving.model_servers.rest.connection_limits import ConnectionCap
 from tensorflow_serving.model_servers.rest.inline_protocol import InlinePredictProtocol
 from tensorflow_serving.util import status
 from tensorflow_serving.util.rate_limited_log import RateLimitedLog, RateLimitingFilter
@@ -78,14 +81,18 @@ class HttpServer:
         config = uvicorn.Config(
             self.app,
             loop="uvloop",
-            http=functools.partial(InlinePredictProtocol, rest_app=self.app),
+            http=functools.partial(
+                InlinePredictProtocol,
+                rest_app=self.app,
+                cap=ConnectionCap(self.options.max_connections),
+            ),
+            ws="none",  # the API has no WebSocket: every connection stays with our protocol
             lifespan="off",
             log_config=None,
             log_level="warning",
             access_log=False,
             server_header=False,
             backlog=2048,
-            timeout_keep_alive=self.options.keep_alive_seconds,
             timeout_graceful_shutdown=30,
         )
         self._server = uvicorn.Server(config)

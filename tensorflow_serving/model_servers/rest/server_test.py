@@ -547,5 +547,175 @@ def test_stop_answers_an_inline_predict_in_flight_then_closes(serve):
     assert not stopping.is_alive()
 
 
+# -- What one connection may cost (inline_protocol.py, connection_limits.py) -------------------
+
+HEADER_LIMIT = 4096
+SHORT = 0.2  # seconds: each phase's timeout in the timeout tests
+
+
+def _until_closed(sock: socket.socket) -> bytes:
+    """What the server sends before it closes the connection (a reset after it counts)."""
+    sock.settimeout(10)
+    received = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return received
+        if not chunk:
+            return received
+        received += chunk
+
+
+def _status_of(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+def _header_section(size: int, end: bool = True) -> bytes:
+    """`size` bytes of a GET's request line and headers (one X-Big header pads it); `end`:
+    with the blank line that ends them."""
+    start = b"GET /v1/models/m HTTP/1.1\r\nHost: x\r\nX-Big: "
+    ending = b"\r\n\r\n" if end else b""
+    return start + b"a" * (size - len(start) - len(ending)) + ending
+
+
+@pytest.mark.parametrize("ends", [True, False], ids=["headers_end_in_the_read", "never_end"])
+def test_a_header_section_past_the_limit_gets_431_and_the_connection_closes(serve, ends):
+    server, handler, _ = serve(max_header_bytes=HEADER_LIMIT)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(_header_section(HEADER_LIMIT + 1, end=ends))
+        answer = _until_closed(sock)
+    assert _status_of(answer) == 431
+    assert b"connection: close" in answer
+    assert b"--rest_api_max_header_bytes=4096" in answer
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(_header_section(HEADER_LIMIT))
+        assert _read_responses(sock, 1)[0][0] == 200
+
+
+def test_other_clients_are_answered_while_one_streams_an_endless_header(serve):
+    server, _, _ = serve(max_header_bytes=HEADER_LIMIT)
+    attack: dict = {}
+
+    def stream_header() -> None:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sent = 0
+            try:
+                sock.sendall(b"GET / HTTP/1.1\r\nX-Big: ")
+                while sent < 64 * 1024 * 1024:
+                    sock.sendall(b"a" * 65536)
+                    sent += 65536
+            except OSError:
+                pass  # cut off by the server
+            attack["sent"] = sent
+            attack["answer"] = _until_closed(sock)
+
+    attacker = threading.Thread(target=stream_header)
+    attacker.start()
+    try:
+        for _ in range(20):
+            assert request(server, "POST", "/v1/models/m:predict", b"{}")[0] == 200
+    finally:
+        attacker.join(30)
+    assert _status_of(attack["answer"]) == 431
+    assert attack["sent"] < 64 * 1024 * 1024
+
+
+def test_an_oversized_header_behind_a_pending_answer_closes_without_answering_out_of_turn(serve):
+    server, handler, _ = serve(max_header_bytes=HEADER_LIMIT)
+    sock = _send_held_predict(server, handler)
+    try:
+        sock.sendall(_header_section(2 * HEADER_LIMIT, end=False))
+        assert not _until_closed(sock).startswith(b"HTTP/1.1 431")
+    finally:
+        handler.gate.set()
+        sock.close()
+
+
+def _phase_timeouts(serve):
+    return serve(header_timeout_seconds=SHORT, body_timeout_seconds=SHORT, keep_alive_seconds=SHORT)
+
+
+@pytest.mark.parametrize(
+    "sent,answered",
+    [
+        (b"", None),
+        (b"GET /v1/models/m HTTP/1.1\r\nHost: x\r\n", 408),
+        (_post("/v1/models/m:predict", b'{"instances": [1]}')[:-3], 408),
+        (_post("/v1/models/m:classify", b'{"examples": []}')[:-3], 408),
+    ],
+    ids=["nothing", "mid_headers", "mid_body_inline", "mid_body_asgi"],
+)
+def test_a_connection_stuck_in_a_phase_is_closed_after_its_timeout(serve, sent, answered):
+    server, handler, _ = _phase_timeouts(serve)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(sent)
+        answer = _until_closed(sock)
+    if answered is None:
+        assert answer == b""
+    else:
+        assert _status_of(answer) == answered and b"connection: close" in answer
+        assert b"did not arrive within 200 ms" in answer
+    assert not handler.entered.acquire(blocking=False)  # no stuck request reached the model
+
+
+def test_a_kept_alive_connection_is_closed_after_its_idle_timeout_then_mid_headers(serve):
+    server, _, _ = _phase_timeouts(serve)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(_post("/v1/models/m:predict", b"{}"))
+        assert _read_responses(sock, 1)[0][0] == 200
+        assert _until_closed(sock) == b""  # idle: closed, nothing to answer
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(_post("/v1/models/m:predict", b"{}") + b"GET /v1/models/m HTTP/1.1\r\n")
+        assert _read_responses(sock, 1)[0][0] == 200
+        assert _status_of(_until_closed(sock)) == 408  # the next request's headers stalled
+
+
+def test_a_pipelined_body_is_timed_only_once_the_server_reads_it(serve):
+    """uvicorn stops reading behind a pending answer: that wait is not the client's."""
+    server, handler, _ = _phase_timeouts(serve)
+    sock = _send_held_predict(server, handler)
+    try:
+        classify = _post("/v1/models/m:classify", b'{"examples": []}')
+        sock.sendall(classify[:-3])  # pipelined behind the held :predict
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as later:
+            later.sendall(b"GET /v1/models/m HTTP/1.1\r\n")
+            assert _status_of(_until_closed(later)) == 408  # a timeout has passed since
+        sock.sendall(classify[-3:])
+        handler.gate.set()
+        answers = _read_responses(sock, 2)
+    finally:
+        handler.gate.set()
+        sock.close()
+    assert [json.loads(body)["api"] for _, _, body in answers] == ["predict", "classify"]
+
+
+def test_connections_past_the_cap_get_503_and_close_while_open_ones_serve(serve):
+    server, _, _ = serve(max_connections=2)
+    open_ones = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in "ab"]
+    try:
+        for sock in open_ones:
+            sock.sendall(_post("/v1/models/m:predict", b"{}"))
+            assert _read_responses(sock, 1)[0][0] == 200
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as refused:
+            answer = _until_closed(refused)
+        assert _status_of(answer) == 503 and b"--rest_api_max_connections=2" in answer
+        for sock in open_ones:
+            sock.sendall(_post("/v1/models/m:predict", b"{}"))
+            assert _read_responses(sock, 1)[0][0] == 200
+    finally:
+        open_ones.pop().close()
+    # A closed connection's place is free again once the server has seen it go.
+    assert testing.wait_for(lambda: _answers_on_a_new_connection(server), timeout=10)
+    open_ones[0].close()
+
+
+def _answers_on_a_new_connection(server) -> bool:
+    try:
+        return request(server, "POST", "/v1/models/m:predict", b"{}")[0] == 200
+    except (ConnectionError, http.client.HTTPException):
+        return False
+
+
 if __name__ == "__main__":
     sys.exit(testing.main(__file__))
