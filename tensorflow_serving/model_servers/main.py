@@ -19,7 +19,7 @@ import threading
 from tensorflow_serving.model_servers import supervisor
 from tensorflow_serving.model_servers.inline_grpc_server import check_grpc_server
 from tensorflow_serving.model_servers.server_options import ServerOptions
-from tensorflow_serving.util import cpu_scheduling, status
+from tensorflow_serving.util import cpu_scheduling, open_files, status
 
 SERVER_VERSION = "2.21.0-py"
 
@@ -83,6 +83,20 @@ _HELP = {
     "grpc_server": "Not upstream: 'inline' runs each gRPC handler on the thread that polled "
     "its request (no thread hand-offs per call); 'grpcio' is grpcio's stock thread-pool "
     "server.",
+    "rest_api_max_header_bytes": "Not upstream: longest request line plus headers of a REST "
+    "request, in bytes; a longer one gets 431 and its connection is closed without reading "
+    "the rest. 0: no limit.",
+    "rest_api_header_timeout_in_ms": "Not upstream: a REST request's line and headers must "
+    "arrive within this many ms (from the connection's start, or from the request's first "
+    "byte on a kept-alive connection), else 408 and the connection is closed. 0: no limit.",
+    "rest_api_body_timeout_in_ms": "Not upstream: a REST request's body must arrive within "
+    "this many ms after its headers, else 408 and the connection is closed. 0: no limit.",
+    "rest_api_keep_alive_timeout_in_ms": "Not upstream: an idle REST connection is closed this "
+    "many ms after its last answer. 0: kept open.",
+    "rest_api_max_connections": "Not upstream: REST connections open at once; a new one beyond "
+    "it gets 503 and is closed. 0: three quarters of the open-file limit (which the server "
+    "raises to its hard limit at start), leaving at least 256 files to gRPC, model files and "
+    "logs.",
 }
 
 # Upstream flags that need hardware or runtimes this server does not have:
@@ -229,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         datefmt="%Y-%m-%d %H:%M:%S",
         stream=sys.stderr,
     )
+    open_files.raise_to_hard_limit()  # a supervisor's workers inherit the raised limit
     if options.num_server_processes != 1:
         return supervisor.Supervisor(options, argv).run()
     return _serve(options, worker)

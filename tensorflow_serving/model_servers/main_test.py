@@ -5,9 +5,13 @@ import sys
 import pytest
 
 from tensorflow_serving.model_servers import main
-from tensorflow_serving.model_servers.server import parse_channel_arguments, server_core_options
+from tensorflow_serving.model_servers.server import (
+    http_options,
+    parse_channel_arguments,
+    server_core_options,
+)
 from tensorflow_serving.test_util import testing
-from tensorflow_serving.util import status
+from tensorflow_serving.util import open_files, status
 
 
 def test_defaults_are_upstreams():
@@ -80,6 +84,27 @@ def test_keep_model_warm_needs_one_thread_per_graph_run(capsys, monkeypatch):
         assert message in capsys.readouterr().err
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})  # a server pinned to one CPU
     assert main.parse_options(["--keep_model_warm_micros=1"])[0].keep_model_warm_micros == 1
+
+
+def test_rest_connection_limits_come_from_their_flags():
+    options, _ = main.parse_options(
+        [
+            "--rest_api_max_header_bytes=1000",
+            "--rest_api_header_timeout_in_ms=1500",
+            "--rest_api_body_timeout_in_ms=2500",
+            "--rest_api_keep_alive_timeout_in_ms=500",
+            "--rest_api_max_connections=7",
+        ]
+    )
+    rest = http_options(options, num_threads=4, prometheus_path=None)
+    assert rest.max_header_bytes == 1000
+    assert (rest.header_timeout_seconds, rest.body_timeout_seconds) == (1.5, 2.5)
+    assert (rest.keep_alive_seconds, rest.max_connections) == (0.5, 7)
+
+
+def test_the_rest_connection_cap_defaults_to_a_share_of_the_open_file_limit():
+    rest = http_options(main.parse_options([])[0], num_threads=4, prometheus_path=None)
+    assert rest.max_connections == open_files.default_max_connections(open_files.soft_limit())
 
 
 def test_unknown_flag_is_an_error_with_usage(capsys):

@@ -54,7 +54,7 @@ from tensorflow_serving.servables.tensorflow.saved_model_bundle import (
 from tensorflow_serving.servables.tensorflow.saved_model_bundle_source_adapter import (
     BundleOptions,
 )
-from tensorflow_serving.util import status
+from tensorflow_serving.util import open_files, status
 
 _LOG = logging.getLogger(__name__)
 
@@ -67,6 +67,37 @@ def _receive_limit(options: ServerOptions) -> int:
     if options.max_request_bytes <= 0:
         return _MAX_MESSAGE_BYTES
     return min(options.max_request_bytes, _MAX_MESSAGE_BYTES)
+
+
+def rest_max_connections(options: ServerOptions) -> int:
+    """--rest_api_max_connections; 0: the share of the open-file limit open_files gives REST."""
+    if options.rest_api_max_connections > 0:
+        return options.rest_api_max_connections
+    return open_files.default_max_connections(open_files.soft_limit())
+
+
+def http_options(
+    options: ServerOptions,
+    num_threads: int,
+    prometheus_path: str | None,
+    reuse_port: bool = False,
+) -> HttpOptions:
+    """The REST server's options from the flags (times in seconds, the connection cap resolved)."""
+    return HttpOptions(
+        port=options.rest_api_port,
+        host=options.bind_address,
+        num_threads=num_threads,
+        timeout_in_ms=options.rest_api_timeout_in_ms,
+        enable_cors=options.rest_api_enable_cors_support,
+        prometheus_path=prometheus_path,
+        max_request_bytes=options.max_request_bytes,
+        keep_alive_seconds=options.rest_api_keep_alive_timeout_in_ms / 1000,
+        header_timeout_seconds=options.rest_api_header_timeout_in_ms / 1000,
+        body_timeout_seconds=options.rest_api_body_timeout_in_ms / 1000,
+        max_header_bytes=options.rest_api_max_header_bytes,
+        max_connections=rest_max_connections(options),
+        reuse_port=reuse_port,
+    )
 
 
 def parse_channel_arguments(text: str) -> list[tuple[str, int | str]]:
@@ -384,23 +415,18 @@ class Server:
                     "the HTTP/REST port and --rest_api_port is 0"
                 )
             return
+        num_threads = max(options.rest_api_num_threads, self._batch_threads_wanted)
+        rest = http_options(options, num_threads, self._prometheus_path, self._reuse_port)
         self.http_server = http_server_lib.create_and_start(
-            self.core,
-            HttpOptions(
-                port=options.rest_api_port,
-                host=options.bind_address,
-                num_threads=max(options.rest_api_num_threads, self._batch_threads_wanted),
-                timeout_in_ms=options.rest_api_timeout_in_ms,
-                enable_cors=options.rest_api_enable_cors_support,
-                prometheus_path=self._prometheus_path,
-                max_request_bytes=options.max_request_bytes,
-                reuse_port=self._reuse_port,
-            ),
-            self.metrics,
-            control=self._group,
+            self.core, rest, self.metrics, control=self._group
         )
         self.http_port = self.http_server.port
         _LOG.info("Exporting HTTP/REST API at:localhost:%d ...", self.http_port)
+        _LOG.info(
+            "REST connections: at most %d open (open-file limit %d)",
+            rest.max_connections,
+            open_files.soft_limit(),
+        )
 
     def wait_for_termination(self) -> None:
         self._terminated.wait()

@@ -64,3 +64,12 @@ class ServerOptions:
     # Not upstream: worker processes serving the same ports (0: one per usable
     # core; 1: this process serves; see supervisor.py).
     num_server_processes: int = 1
+    # Not upstream: what one REST connection may cost (rest/inline_protocol.py);
+    # for each, 0: no limit.
+    rest_api_max_header_bytes: int = 64 * 1024
+    rest_api_header_timeout_in_ms: int = 20000
+    rest_api_body_timeout_in_ms: int = 60000
+    rest_api_keep_alive_timeout_in_ms: int = 5000
+    # Not upstream: REST connections open at once; 0: derived from the
+    # open-file limit (server.rest_max_connections).
+    rest_api_max_connections: int = 0

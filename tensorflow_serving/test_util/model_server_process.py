@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -40,10 +41,29 @@ def server_command() -> list[str]:
     return [sys.executable, "-m", "tensorflow_serving.model_servers.main"]
 
 
-class RunningServer:
-    """One server process: started with flags, stopped by its own pid."""
+def _open_files_limit(soft: int, hard: int) -> Callable[[], None]:
+    """A preexec_fn: the child starts with this RLIMIT_NOFILE."""
 
-    def __init__(self, tmp_path, name: str, flags: list[str], rest: bool = True):
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    return limit
+
+
+class RunningServer:
+    """One server process: started with flags, stopped by its own pid.
+
+    `open_files`: the (soft, hard) open-file limit it starts with; None: this process's.
+    """
+
+    def __init__(
+        self,
+        tmp_path,
+        name: str,
+        flags: list[str],
+        rest: bool = True,
+        open_files: tuple[int, int] | None = None,
+    ):
         self.grpc_port = testing.free_port()
         self.rest_port = testing.free_port() if rest else 0
         self.log_path = tmp_path / f"{name}.log"
@@ -58,6 +78,7 @@ class RunningServer:
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            preexec_fn=None if open_files is None else _open_files_limit(*open_files),
         )
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}")
 
