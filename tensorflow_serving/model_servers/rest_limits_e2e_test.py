@@ -19,6 +19,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two as hp
 from tensorflow_serving.test_util import testing
 from tensorflow_serving.test_util.model_server_process import RunningServer
+from tensorflow_serving.test_util.raw_http import read_responses, status_of, until_closed
 from tensorflow_serving.util import open_files, tensor_codec
 
 SOFT, HARD = 512, 1024
@@ -66,41 +67,8 @@ def connect(server) -> socket.socket:
 def answer(sock: socket.socket, request: bytes) -> tuple[int, bytes]:
     """The status and body of the answer to `request` on a kept-alive connection."""
     sock.sendall(request)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += _recv(sock)
-    head, body = data.split(b"\r\n\r\n", 1)
-    length = next(
-        int(line.split(b":")[1])
-        for line in head.split(b"\r\n")
-        if line.startswith(b"content-length")
-    )
-    while len(body) < length:
-        body += _recv(sock)
-    return status_of(head), body
-
-
-def _recv(sock: socket.socket) -> bytes:
-    chunk = sock.recv(65536)
-    assert chunk, "the server closed the connection"
-    return chunk
-
-
-def until_closed(sock: socket.socket) -> bytes:
-    """What the server sends before it closes the connection (a reset after it counts)."""
-    received = b""
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            return received
-        if not chunk:
-            return received
-        received += chunk
-
-
-def status_of(response: bytes) -> int:
-    return int(response.split(b" ", 2)[1])
+    ((code, _, body),) = read_responses(sock, 1)
+    return code, body
 
 
 LIVE = b"GET /v1/health/live HTTP/1.1\r\nHost: x\r\n\r\n"

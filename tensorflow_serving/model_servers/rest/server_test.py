@@ -22,6 +22,7 @@ from tensorflow_serving.model_servers.rest.handler import (
     RestResponse,
 )
 from tensorflow_serving.test_util import testing
+from tensorflow_serving.test_util.raw_http import read_responses, status_of, until_closed
 from tensorflow_serving.util import status
 from tensorflow_serving.util.rate_limited_log import RateLimitingFilter
 
@@ -320,28 +321,6 @@ def _post(path: str, body: bytes, extra: bytes = b"") -> bytes:
     )
 
 
-def _read_responses(sock: socket.socket, count: int) -> list[tuple[int, dict, bytes]]:
-    """`count` HTTP/1.1 responses (Content-Length framed) from one socket, in order."""
-    data = b""
-    answers = []
-    while len(answers) < count:
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            assert chunk, f"connection closed after {len(answers)} responses"
-            data += chunk
-        head, data = data.split(b"\r\n\r\n", 1)
-        lines = head.decode().split("\r\n")
-        headers = dict(line.lower().split(": ", 1) for line in lines[1:])
-        length = int(headers["content-length"])
-        while len(data) < length:
-            chunk = sock.recv(65536)
-            assert chunk
-            data += chunk
-        answers.append((int(lines[0].split()[1]), headers, data[:length]))
-        data = data[length:]
-    return answers
-
-
 def _send_held_predict(server, handler) -> socket.socket:
     """A socket whose :predict the handler holds (gate closed) until the test opens the gate."""
     handler.gate.clear()
@@ -372,7 +351,7 @@ def test_small_predicts_on_a_keep_alive_connection_skip_asgi(serve):
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         for name in ("a", "b", "c"):
             sock.sendall(_post(f"/v1/models/{name}:predict", b'{"instances": [1]}'))
-            ((code, headers, body),) = _read_responses(sock, 1)
+            ((code, headers, body),) = read_responses(sock, 1)
             assert code == 200
             assert json.loads(body) == {"model": name, "api": "predict", "bytes": 18}
             assert headers["content-type"] == "application/json"
@@ -399,9 +378,9 @@ def test_keep_alive_connections_close_only_after_an_idle_spell(serve):
         while time.monotonic() - started < 1.5:  # three keep-alive spans of steady traffic
             time.sleep(0.15)
             sock.sendall(_post("/v1/models/m:predict", b'{"instances": [1]}'))
-            assert _read_responses(sock, 1)[0][0] == 200
+            assert read_responses(sock, 1)[0][0] == 200
             sock.sendall(b"GET /v1/health/live HTTP/1.1\r\nHost: x\r\n\r\n")  # ASGI path
-            assert _read_responses(sock, 1)[0][0] == 200
+            assert read_responses(sock, 1)[0][0] == 200
         sock.settimeout(10)
         assert sock.recv(1) == b""  # closed by the server once idle
 
@@ -413,10 +392,10 @@ def test_each_path_reaches_its_own_model_however_many_paths_clients_use(serve):
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         for name in names:
             sock.sendall(_post(f"/v1/models/{name}:predict", b"{}"))
-            ((code, _, body),) = _read_responses(sock, 1)
+            ((code, _, body),) = read_responses(sock, 1)
             assert code == 200 and json.loads(body)["model"] == name
         sock.sendall(_post("/v1/models/m0:predictx", b"{}"))
-        assert _read_responses(sock, 1)[0][0] == 400
+        assert read_responses(sock, 1)[0][0] == 400
     assert server.app.asgi_calls == 1
 
 
@@ -428,7 +407,7 @@ def test_a_body_that_arrives_in_pieces_is_answered_whole(serve):
         for piece in (whole[:cut], whole[cut:-3], whole[-3:]):
             sock.sendall(piece)
             time.sleep(0.05)
-        ((code, _, body),) = _read_responses(sock, 1)
+        ((code, _, body),) = read_responses(sock, 1)
     assert code == 200 and json.loads(body)["bytes"] == len(b'{"instances": [1, 2, 3]}')
     assert server.app.asgi_calls == 0
 
@@ -441,7 +420,7 @@ def test_pipelined_requests_are_answered_in_order(serve):
             + _post("/v1/models/second:predict", b"{}")
             + b"GET /v1/health/live HTTP/1.1\r\nHost: x\r\n\r\n"
         )
-        answers = _read_responses(sock, 3)
+        answers = read_responses(sock, 3)
     assert [json.loads(body).get("model") for _, _, body in answers] == ["first", "second", None]
     assert [code for code, _, _ in answers] == [200, 200, 200]
 
@@ -454,7 +433,7 @@ def test_connection_close_and_http_1_0_close_after_the_answer(serve):
     ):
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
             sock.sendall(request_bytes)
-            ((code, headers, _),) = _read_responses(sock, 1)
+            ((code, headers, _),) = read_responses(sock, 1)
             assert code == 200 and headers["connection"] == "close"
             assert _closed(sock)
     assert server.app.asgi_calls == 0
@@ -467,7 +446,7 @@ def test_expect_continue_and_bad_lengths_take_the_asgi_path(serve):
         sock.sendall(with_expect[:-2])  # the headers only: the client waits for 100 Continue
         assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue")
         sock.sendall(b"{}")
-        ((code, _, body),) = _read_responses(sock, 1)
+        ((code, _, body),) = read_responses(sock, 1)
     assert code == 200 and json.loads(body)["bytes"] == 2
     code, _, body = request(server, "POST", "/v1/models/m:predict", b"x" * 101)
     assert code == 413 and "--max_request_bytes=100" in json.loads(body)["error"]
@@ -539,7 +518,7 @@ def test_stop_answers_an_inline_predict_in_flight_then_closes(serve):
     stopping.start()
     assert testing.wait_for(lambda: _refuses_connections(server.port), timeout=10)
     handler.gate.set()
-    ((code, headers, _),) = _read_responses(sock, 1)
+    ((code, headers, _),) = read_responses(sock, 1)
     stopping.join(10)
     assert code == 200 and headers["connection"] == "close"
     assert _closed(sock)
@@ -551,24 +530,6 @@ def test_stop_answers_an_inline_predict_in_flight_then_closes(serve):
 
 HEADER_LIMIT = 4096
 SHORT = 0.2  # seconds: each phase's timeout in the timeout tests
-
-
-def _until_closed(sock: socket.socket) -> bytes:
-    """What the server sends before it closes the connection (a reset after it counts)."""
-    sock.settimeout(10)
-    received = b""
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            return received
-        if not chunk:
-            return received
-        received += chunk
-
-
-def _status_of(answer: bytes) -> int:
-    return int(answer.split(b" ", 2)[1])
 
 
 def _header_section(size: int, end: bool = True) -> bytes:
@@ -584,13 +545,13 @@ def test_a_header_section_past_the_limit_gets_431_and_the_connection_closes(serv
     server, handler, _ = serve(max_header_bytes=HEADER_LIMIT)
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(_header_section(HEADER_LIMIT + 1, end=ends))
-        answer = _until_closed(sock)
-    assert _status_of(answer) == 431
+        answer = until_closed(sock)
+    assert status_of(answer) == 431
     assert b"connection: close" in answer
     assert b"--rest_api_max_header_bytes=4096" in answer
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(_header_section(HEADER_LIMIT))
-        assert _read_responses(sock, 1)[0][0] == 200
+        assert read_responses(sock, 1)[0][0] == 200
 
 
 def test_other_clients_are_answered_while_one_streams_an_endless_header(serve):
@@ -608,7 +569,7 @@ def test_other_clients_are_answered_while_one_streams_an_endless_header(serve):
             except OSError:
                 pass  # cut off by the server
             attack["sent"] = sent
-            attack["answer"] = _until_closed(sock)
+            attack["answer"] = until_closed(sock)
 
     attacker = threading.Thread(target=stream_header)
     attacker.start()
@@ -617,7 +578,7 @@ def test_other_clients_are_answered_while_one_streams_an_endless_header(serve):
             assert request(server, "POST", "/v1/models/m:predict", b"{}")[0] == 200
     finally:
         attacker.join(30)
-    assert _status_of(attack["answer"]) == 431
+    assert status_of(attack["answer"]) == 431
     assert attack["sent"] < 64 * 1024 * 1024
 
 
@@ -626,7 +587,7 @@ def test_an_oversized_header_behind_a_pending_answer_closes_without_answering_ou
     sock = _send_held_predict(server, handler)
     try:
         sock.sendall(_header_section(2 * HEADER_LIMIT, end=False))
-        assert not _until_closed(sock).startswith(b"HTTP/1.1 431")
+        assert not until_closed(sock).startswith(b"HTTP/1.1 431")
     finally:
         handler.gate.set()
         sock.close()
@@ -650,11 +611,11 @@ def test_a_connection_stuck_in_a_phase_is_closed_after_its_timeout(serve, sent, 
     server, handler, _ = _phase_timeouts(serve)
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(sent)
-        answer = _until_closed(sock)
+        answer = until_closed(sock)
     if answered is None:
         assert answer == b""
     else:
-        assert _status_of(answer) == answered and b"connection: close" in answer
+        assert status_of(answer) == answered and b"connection: close" in answer
         assert b"did not arrive within 200 ms" in answer
     assert not handler.entered.acquire(blocking=False)  # no stuck request reached the model
 
@@ -663,12 +624,12 @@ def test_a_kept_alive_connection_is_closed_after_its_idle_timeout_then_mid_heade
     server, _, _ = _phase_timeouts(serve)
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(_post("/v1/models/m:predict", b"{}"))
-        assert _read_responses(sock, 1)[0][0] == 200
-        assert _until_closed(sock) == b""  # idle: closed, nothing to answer
+        assert read_responses(sock, 1)[0][0] == 200
+        assert until_closed(sock) == b""  # idle: closed, nothing to answer
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(_post("/v1/models/m:predict", b"{}") + b"GET /v1/models/m HTTP/1.1\r\n")
-        assert _read_responses(sock, 1)[0][0] == 200
-        assert _status_of(_until_closed(sock)) == 408  # the next request's headers stalled
+        assert read_responses(sock, 1)[0][0] == 200
+        assert status_of(until_closed(sock)) == 408  # the next request's headers stalled
 
 
 def test_a_pipelined_body_is_timed_only_once_the_server_reads_it(serve):
@@ -680,10 +641,10 @@ def test_a_pipelined_body_is_timed_only_once_the_server_reads_it(serve):
         sock.sendall(classify[:-3])  # pipelined behind the held :predict
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as later:
             later.sendall(b"GET /v1/models/m HTTP/1.1\r\n")
-            assert _status_of(_until_closed(later)) == 408  # a timeout has passed since
+            assert status_of(until_closed(later)) == 408  # a timeout has passed since
         sock.sendall(classify[-3:])
         handler.gate.set()
-        answers = _read_responses(sock, 2)
+        answers = read_responses(sock, 2)
     finally:
         handler.gate.set()
         sock.close()
@@ -696,13 +657,13 @@ def test_connections_past_the_cap_get_503_and_close_while_open_ones_serve(serve)
     try:
         for sock in open_ones:
             sock.sendall(_post("/v1/models/m:predict", b"{}"))
-            assert _read_responses(sock, 1)[0][0] == 200
+            assert read_responses(sock, 1)[0][0] == 200
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as refused:
-            answer = _until_closed(refused)
-        assert _status_of(answer) == 503 and b"--rest_api_max_connections=2" in answer
+            answer = until_closed(refused)
+        assert status_of(answer) == 503 and b"--rest_api_max_connections=2" in answer
         for sock in open_ones:
             sock.sendall(_post("/v1/models/m:predict", b"{}"))
-            assert _read_responses(sock, 1)[0][0] == 200
+            assert read_responses(sock, 1)[0][0] == 200
     finally:
         open_ones.pop().close()
     # A closed connection's place is free again once the server has seen it go.
