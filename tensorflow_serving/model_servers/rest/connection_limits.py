@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
+
+from tensorflow_serving.util.rate_limited_log import RateLimitedLog
 
 _LOG = logging.getLogger(__name__)
 
@@ -77,36 +78,23 @@ class Deadline:
 class ConnectionCap:
     """The most REST connections open at once, and a warning while new ones are refused.
 
-    The warning names the cap and how many were refused; it is logged for
-    the first refusal and then at most once per `warn_interval` seconds, so
-    a flood of connections costs a line now and then, not one each.
+    The warning names the cap; through `log` (a RateLimitedLog) it costs at
+    most a line per interval, which says how many refusals it left out, so
+    a flood of connections cannot flood the log.
     """
 
-    def __init__(
-        self,
-        limit: int,
-        warn_interval: float = 60.0,
-        clock: Callable[[], float] = time.monotonic,
-    ):
+    def __init__(self, limit: int, log: RateLimitedLog | None = None):
         self.limit = limit
-        self._warn_interval = warn_interval
-        self._clock = clock
-        self._refused = 0
-        self._warned_at: float | None = None
+        self._log = log or RateLimitedLog(_LOG)
 
     def admits(self, open_connections: int) -> bool:
         """Whether `open_connections` (the new one included) fit; 0 as the limit: no cap."""
         if not self.limit or open_connections <= self.limit:
             return True
-        self._refused += 1
-        now = self._clock()
-        if self._warned_at is None or now - self._warned_at >= self._warn_interval:
-            _LOG.warning(
-                "%d REST connections are open, the cap (--rest_api_max_connections): "
-                "refused %d new one(s) with 503 since the last such warning",
-                self.limit,
-                self._refused,
-            )
-            self._refused = 0
-            self._warned_at = now
+        self._log.log(
+            "rest_connection_cap",
+            logging.WARNING,
+            "%d REST connections are open, the cap (--rest_api_max_connections): a new one got 503",
+            self.limit,
+        )
         return False

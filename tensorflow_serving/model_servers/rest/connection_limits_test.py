@@ -7,6 +7,8 @@ import sys
 from tensorflow_serving.model_servers.rest import connection_limits
 from tensorflow_serving.model_servers.rest.connection_limits import ConnectionCap, Deadline
 from tensorflow_serving.test_util import testing
+from tensorflow_serving.test_util.fake_clock import FakeClock
+from tensorflow_serving.util.rate_limited_log import RateLimitedLog
 
 
 def _counting_timers(loop: asyncio.AbstractEventLoop) -> list[float]:
@@ -60,27 +62,20 @@ def test_a_deadline_moved_earlier_fires_then_and_a_cleared_one_never():
     assert asyncio.run(scenario()) == ["moved earlier", "last"]
 
 
-class _Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_the_cap_admits_up_to_its_limit_and_warns_at_most_once_per_interval(caplog):
-    clock = _Clock()
-    cap = ConnectionCap(2, warn_interval=60, clock=clock)
+def test_the_cap_admits_up_to_its_limit_and_its_warning_is_rate_limited(caplog):
+    clock = FakeClock()
+    log = RateLimitedLog(logging.getLogger(connection_limits.__name__), 60, clock.now)
+    cap = ConnectionCap(2, log)
     with caplog.at_level(logging.WARNING, logger=connection_limits.__name__):
         assert cap.admits(1) and cap.admits(2)
         assert not cap.admits(3)
         assert not cap.admits(3)
-        clock.now = 59.0
+        clock.advance(59)
         assert not cap.admits(3)
-        assert len(caplog.records) == 1 and "refused 1 new one(s)" in caplog.text
-        clock.now = 60.0
+        assert len(caplog.records) == 1
+        clock.advance(1)
         assert not cap.admits(3)
-    assert len(caplog.records) == 2 and "refused 3 new one(s)" in caplog.records[1].getMessage()
+    assert len(caplog.records) == 2 and "2 more like it" in caplog.records[1].getMessage()
     assert "2 REST connections are open, the cap" in caplog.text
 
 
