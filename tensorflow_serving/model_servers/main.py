@@ -16,10 +16,15 @@ import signal
 import sys
 import threading
 
-from tensorflow_serving.model_servers import supervisor
-from tensorflow_serving.model_servers.inline_grpc_server import check_grpc_server
-from tensorflow_serving.model_servers.server_options import ServerOptions
-from tensorflow_serving.util import cpu_scheduling, open_files, status
+from tensorflow_serving.model_servers import grpc_core_settings
+
+# Before anything imports grpc (util.status does): gRPC reads them only then.
+grpc_core_settings.choose_server_experiments()
+
+from tensorflow_serving.model_servers import supervisor  # noqa: E402
+from tensorflow_serving.model_servers.inline_grpc_server import check_grpc_server  # noqa: E402
+from tensorflow_serving.model_servers.server_options import ServerOptions  # noqa: E402
+from tensorflow_serving.util import cpu_scheduling, open_files, status  # noqa: E402
 
 SERVER_VERSION = "2.21.0-py"
 
