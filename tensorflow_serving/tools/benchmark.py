@@ -317,7 +317,7 @@ class Benchmark:
         """Checks one request, then runs the scenario's load against `port`
         (with `metrics_page`, counting the server's batches too)."""
         spec = self._spec(scenario, port, pid, metrics_page)
-        ok, detail = load_generator.send_one(spec)
+        ok, detail, _ = load_generator.send_one(spec)
         if not ok:
             say(f"{who} {scenario.name}: request rejected: {detail}")
             return {"failure": f"request rejected: {detail}", "requests_ok": 0}
@@ -506,7 +506,7 @@ class Benchmark:
                 raise SystemExit(
                     f"server exited ({server.returncode}):\n{processes.log_tail(log_path)}"
                 )
-            ok, detail = load_generator.send_one(probe)
+            ok, detail, _ = load_generator.send_one(probe)
             if ok:
                 return
             time.sleep(0.5)

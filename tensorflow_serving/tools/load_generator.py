@@ -22,6 +22,9 @@ the model server), so their numbers differ only by what the server does.
   process tree read from /proc.
 - Batches: optionally the batches the server ran over the window, from its
   Prometheus page (server_metrics.BatchSizeMeter).
+
+This is the `python` engine; c_load_generators.py drives h2load and wrk
+under the same LoadSpec and returns the same LoadResult.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import queue
 import resource
 import socket
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from tensorflow_serving.tools import processes, server_metrics
 from tensorflow_serving.tools.percentiles import percentile
@@ -130,6 +133,10 @@ class LoadResult:
     # With spec.metrics_page: server_metrics.batch_delta's record (batches, rows, mean).
     server_batches: dict[str, float | None] | None = None
     failure: str | None = None  # the run itself failed (workers did not start, ...)
+    engine: str = "python"  # who generated the load (c_load_generators.ENGINES)
+    connections: int = 0  # TCP connections to the server
+    engine_note: str | None = None  # what this engine does not measure or check
+    engine_command: list[str] | None = None  # the C engine's command line
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -312,7 +319,7 @@ def _worker(spec: LoadSpec, wid: int, slots: int, quota: int | None, ctl) -> Non
 
 
 # --------------------------------------------------------------------------- parent side
-class _WindowMeters:
+class WindowMeters:
     """The measured window's server CPU, every CPU's busy share, and the server's batches.
 
     start() at the window's start; the first stop() reads them all, later
@@ -350,8 +357,16 @@ class _WindowMeters:
             self.batches = self._batches.stop()
 
 
-def send_one(spec: LoadSpec) -> tuple[bool, str]:
-    """Sends the run's request once and reads the whole answer: (ok, detail)."""
+class Check(NamedTuple):
+    """One request's answer, checked: ok, what was wrong (or the size), the answer's bytes."""
+
+    ok: bool
+    detail: str
+    answer_bytes: int = 0
+
+
+def send_one(spec: LoadSpec) -> Check:
+    """Sends the run's request once and reads the whole answer."""
     spec.validate()
     if spec.protocol == "grpc":
         import grpc
@@ -360,8 +375,8 @@ def send_one(spec: LoadSpec) -> tuple[bool, str]:
             try:
                 answer = channel.unary_unary(GRPC_PREDICT)(spec.body, timeout=spec.timeout_s)
             except grpc.RpcError as error:
-                return False, f"gRPC {error.code().name}: {error.details()}"
-        return True, f"{len(answer)} bytes"
+                return Check(False, f"gRPC {error.code().name}: {error.details()}")
+        return Check(True, f"{len(answer)} bytes", len(answer))
     import http.client
     import json
 
@@ -371,15 +386,15 @@ def send_one(spec: LoadSpec) -> tuple[bool, str]:
         response = conn.getresponse()
         data = response.read()
     except OSError as error:
-        return False, f"{type(error).__name__}: {error}"
+        return Check(False, f"{type(error).__name__}: {error}")
     finally:
         conn.close()
     if response.status != 200:
-        return False, f"HTTP {response.status}: {data[:300].decode(errors='replace')}"
+        return Check(False, f"HTTP {response.status}: {data[:300].decode(errors='replace')}")
     answer = json.loads(data)
     if "predictions" not in answer and "outputs" not in answer:
-        return False, f"no predictions/outputs in {data[:200]!r}"
-    return True, f"{len(data)} bytes"
+        return Check(False, f"no predictions/outputs in {data[:200]!r}")
+    return Check(True, f"{len(data)} bytes", len(data))
 
 
 def run_load(spec: LoadSpec) -> LoadResult:
@@ -408,7 +423,7 @@ def run_load(spec: LoadSpec) -> LoadResult:
         worker.start()
 
     def fail(message: str) -> LoadResult:
-        return _empty_result(spec, procs, message)
+        return empty_result(spec, procs, message)
 
     try:
         deadline = time.monotonic() + 60
@@ -428,7 +443,7 @@ def run_load(spec: LoadSpec) -> LoadResult:
         ctl["schedule"][:] = [t_start, t_measure, t_end]
         ctl["go"].set()
 
-        meters = _WindowMeters(spec)
+        meters = WindowMeters(spec)
         time.sleep(max(0.0, t_measure - time.monotonic()))
         meters.start()
         results = []
@@ -459,7 +474,14 @@ def run_load(spec: LoadSpec) -> LoadResult:
     return result
 
 
-def _empty_result(spec: LoadSpec, procs: int, failure: str) -> LoadResult:
+def connections(spec: LoadSpec, procs: int) -> int:
+    """TCP connections the python engine opens: a gRPC channel per process, a REST
+    connection per request in flight."""
+    return procs if spec.protocol == "grpc" else spec.concurrency
+
+
+def empty_result(spec: LoadSpec, procs: int, failure: str, engine: str = "python") -> LoadResult:
+    """The result of a run that could not happen, saying why."""
     return LoadResult(
         protocol=spec.protocol,
         batch=spec.batch,
@@ -474,6 +496,8 @@ def _empty_result(spec: LoadSpec, procs: int, failure: str) -> LoadResult:
         latency_ms={},
         client_cpu={},
         failure=failure,
+        engine=engine,
+        connections=connections(spec, procs),
     )
 
 
@@ -508,15 +532,6 @@ def _summarize(
     def ms(value: float | None) -> float | None:
         return None if value is None else round(value * 1e3, 3)
 
-    allowed = len(spec.cpus) if spec.cpus else (os.cpu_count() or 1)
-    client_cores = client_cpu_s / max(client_wall, 1e-9)
-    server = None
-    if server_cpu_s is not None:
-        server = {
-            "cores": round(server_cpu_s / max(meter_wall, 1e-9), 3),
-            "us_per_request": round(server_cpu_s / max(ok, 1) * 1e6, 1),
-            "us_per_inference": round(server_cpu_s / max(ok * spec.batch, 1) * 1e6, 1),
-        }
     return LoadResult(
         protocol=spec.protocol,
         batch=spec.batch,
@@ -535,12 +550,36 @@ def _summarize(
             "mean": ms(sum(ordered) / len(ordered) if ordered else None),
             "max": ms(ordered[-1] if ordered else None),
         },
-        client_cpu={
-            "cores": round(client_cores, 3),
-            "us_per_request": round(client_cpu_s / max(ok + errors, 1) * 1e6, 1),
-            "cpus": sorted(spec.cpus) if spec.cpus else None,
-            # Busy >= 90% of the cores it may use: the client, not the server, may be the limit.
-            "saturated": client_cores > 0.9 * min(allowed, procs),
-        },
-        server_cpu=server,
+        client_cpu=client_cpu_record(spec, procs, client_cpu_s, client_wall, ok + errors),
+        server_cpu=server_cpu_record(spec, server_cpu_s, meter_wall, ok),
+        connections=connections(spec, procs),
     )
+
+
+def client_cpu_record(
+    spec: LoadSpec, threads: int, cpu_s: float, wall_s: float, requests: int
+) -> dict[str, Any]:
+    """The client's cores busy and CPU per request; `saturated` when it used 90% or more of
+    the cores it may use (`threads` processes or threads, the CPUs it is pinned to)."""
+    allowed = len(spec.cpus) if spec.cpus else (os.cpu_count() or 1)
+    cores = cpu_s / max(wall_s, 1e-9)
+    return {
+        "cores": round(cores, 3),
+        "us_per_request": round(cpu_s / max(requests, 1) * 1e6, 1),
+        "cpus": sorted(spec.cpus) if spec.cpus else None,
+        # The client, not the server, may be the limit.
+        "saturated": cores > 0.9 * min(allowed, threads),
+    }
+
+
+def server_cpu_record(
+    spec: LoadSpec, cpu_s: float | None, wall_s: float, ok: int
+) -> dict[str, float] | None:
+    """The server's process tree over the window: cores busy, CPU per request and inference."""
+    if cpu_s is None:
+        return None
+    return {
+        "cores": round(cpu_s / max(wall_s, 1e-9), 3),
+        "us_per_request": round(cpu_s / max(ok, 1) * 1e6, 1),
+        "us_per_inference": round(cpu_s / max(ok * spec.batch, 1) * 1e6, 1),
+    }

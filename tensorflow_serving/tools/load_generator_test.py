@@ -2,13 +2,14 @@
 
 import dataclasses
 import json
+import shutil
 import sys
 
 import numpy as np
 import pytest
 
 from tensorflow_serving.test_util import testing
-from tensorflow_serving.tools import load_generator, processes, signature_inputs
+from tensorflow_serving.tools import c_load_generators, load_generator, processes, signature_inputs
 from tensorflow_serving.tools.load_generator import LoadSpec
 
 SPEC = {
@@ -57,7 +58,7 @@ def _spec(protocol, port, batch=2, **kw):
 def test_grpc_counted_run_measures_every_request(floors):
     port, pid = floors["grpc"]
     spec = _spec("grpc", port, concurrency=4, requests=300, duration_s=None, warmup_s=0.2)
-    ok, detail = load_generator.send_one(spec)
+    ok, detail, _ = load_generator.send_one(spec)
     assert ok, detail
     result = load_generator.run_load(dataclasses.replace(spec, server_pid=pid))
     assert result.failure is None
@@ -77,7 +78,7 @@ def test_rest_timed_run(floors):
         "rest", port, batch=3, concurrency=3, duration_s=1.0, warmup_s=0.2, procs=1,
         metrics_page=(port, "/monitoring/prometheus/metrics"),
     )  # fmt: skip
-    ok, detail = load_generator.send_one(spec)
+    ok, detail, _ = load_generator.send_one(spec)
     assert ok, detail
     result = load_generator.run_load(spec)
     assert result.failure is None and result.errors == 0
@@ -93,7 +94,7 @@ def test_http_errors_are_counted_by_status(floors):
         "rest", port, rest_path="/v1/models/m:nothing", concurrency=2, requests=20,
         duration_s=None, warmup_s=0.0,
     )  # fmt: skip
-    ok, detail = load_generator.send_one(spec)
+    ok, detail, _ = load_generator.send_one(spec)
     assert not ok and detail.startswith("HTTP 404")
     result = load_generator.run_load(spec)
     assert result.requests_ok == 0 and result.errors == 20
@@ -109,6 +110,56 @@ def test_grpc_errors_are_counted_by_code(floors):
     result = load_generator.run_load(spec)
     assert result.requests_ok == 0 and result.errors == 5
     assert list(result.error_kinds) == ["grpc:INTERNAL"]
+
+
+def _skip_without(binary):
+    if shutil.which(binary) is None:
+        package = c_load_generators.DEBIAN_PACKAGES[binary]
+        pytest.skip(f"{binary} is not installed (Debian package {package}; tools/setup.sh)")
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "rest"])
+def test_h2load_engine(floors, protocol):
+    _skip_without("h2load")
+    port, pid = floors[protocol]
+    spec = _spec(protocol, port, concurrency=3, duration_s=1.0, warmup_s=0.3, server_pid=pid)
+    check = load_generator.send_one(spec)
+    assert check.ok, check.detail
+    result = c_load_generators.run_load(spec, "h2load", check.answer_bytes)
+    assert result.failure is None, result.failure
+    assert result.errors == 0 and result.requests_ok > 0, result.error_kinds
+    assert result.engine == "h2load" and result.connections == 3 and result.procs == 2
+    assert result.throughput_ips == pytest.approx(2 * result.throughput_rps, rel=0.01)
+    assert result.latency_ms["p50"] is None and result.latency_ms["mean"] > 0
+    assert "no latency percentiles" in result.engine_note
+    assert result.server_cpu["cores"] > 0 and result.client_cpu["cores"] > 0
+
+
+def test_h2load_counts_grpc_calls_that_failed_in_their_trailers(floors):
+    _skip_without("h2load")
+    port, _ = floors["grpc"]
+    good = load_generator.send_one(_spec("grpc", port, concurrency=1))
+    spec = LoadSpec(
+        protocol="grpc", port=port, body=b"\xff\xff not a proto", batch=1, concurrency=2,
+        duration_s=1.0, warmup_s=0.0,
+    )  # fmt: skip
+    result = c_load_generators.run_load(spec, "h2load", good.answer_bytes)
+    assert result.requests_ok == 0 and result.errors > 0
+    assert list(result.error_kinds) == ["grpc:no-message"]
+
+
+def test_wrk_engine(floors):
+    _skip_without("wrk")
+    port, pid = floors["rest"]
+    spec = _spec("rest", port, concurrency=3, duration_s=1.0, warmup_s=0.0, server_pid=pid)
+    result = c_load_generators.run_load(spec, "wrk")
+    assert result.failure is None, result.failure
+    assert result.errors == 0 and result.requests_ok > 0, result.error_kinds
+    assert result.engine == "wrk" and result.connections == 3
+    lat = result.latency_ms
+    assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+    assert result.server_cpu["cores"] > 0 and result.client_cpu["cores"] > 0
+    assert result.engine_note is None
 
 
 @pytest.mark.parametrize(
