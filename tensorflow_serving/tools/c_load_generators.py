@@ -20,8 +20,9 @@ one of them. Same LoadSpec in, same LoadResult out as load_generator.py (the
   -m 1`, wrk `-c N`; threads (`spec.worker_count()`) never exceed connections.
 - Errors are non-2xx answers (wrk: 4xx and 5xx), plus the tools' stream,
   socket and timeout errors.
-- Latency: wrk reports p50/p90/p99 (`--latency`); h2load reports no
-  percentiles, only mean and max (`engine_note` says so in the table).
+- Latency: wrk reports p50/p90/p99 (`--latency`); h2load's summary has no
+  percentiles, so they come from its per-request log (`--log-file`: start,
+  status, microseconds; the measured period's requests only).
 - Warm-up: h2load's `--warm-up-time`; wrk has none, so a first wrk run of
   the warm-up's length is thrown away. wrk runs whole seconds.
 - Client CPU: the tool's own CPU time over its whole run (h2load: warm-up
@@ -54,15 +55,15 @@ from tensorflow_serving.tools.load_generator import (
     empty_result,
     server_cpu_record,
 )
+from tensorflow_serving.tools.percentiles import percentile
 
 # Engine -> the protocols it speaks.
 ENGINES = {"python": ("grpc", "rest"), "h2load": ("grpc", "rest"), "wrk": ("rest",)}
 DEBIAN_PACKAGES = {"h2load": "nghttp2-client", "wrk": "wrk"}
 GRPC_FRAME_HEADER = 5  # compressed flag (1 byte) + message length (4 bytes, big-endian)
-H2LOAD_NOTE = "h2load reports no latency percentiles (mean and max only)"
 H2LOAD_GRPC_NOTE = (
-    "h2load does not read grpc-status trailers; answers without a gRPC message are counted "
-    "as grpc:no-message from the DATA bytes"
+    "h2load does not read grpc-status trailers: a call that failed answers HTTP 200; answers "
+    "without a gRPC message are counted as grpc:no-message, from the DATA bytes"
 )
 # Seconds past the run's end before the engine is killed (its own child, by pid).
 _GRACE_S = 30.0
@@ -123,8 +124,9 @@ def _millis(seconds: float) -> str:
     return f"{max(1, round(seconds * 1000))}ms"
 
 
-def h2load_command(spec: LoadSpec, body_path: str) -> list[str]:
-    """h2load for `spec`: one connection per client, one request in flight on each."""
+def h2load_command(spec: LoadSpec, body_path: str, log_path: str) -> list[str]:
+    """h2load for `spec`: one connection per client, one request in flight on each, every
+    measured request logged to `log_path`."""
     if spec.protocol == "grpc":
         protocol = ["-H", "content-type: application/grpc", "-H", "te: trailers"]
     else:
@@ -143,6 +145,7 @@ def h2load_command(spec: LoadSpec, body_path: str) -> list[str]:
         "1",
         "-d",
         body_path,
+        f"--log-file={log_path}",
         *protocol,
         _url(spec),
     ]
@@ -198,12 +201,39 @@ def _ms(text: str) -> float:
     return round(duration_seconds(text) * 1e3, 3)
 
 
-def _no_percentiles(mean: float | None, top: float | None) -> dict[str, float | None]:
-    return {"p50": None, "p90": None, "p99": None, "mean": mean, "max": top}
+def _no_latency() -> dict[str, float | None]:
+    return {"p50": None, "p90": None, "p99": None, "mean": None, "max": None}
 
 
-def parse_h2load(text: str) -> EngineReport:
-    """h2load's summary -> counts, error kinds, the measured period, mean and max latency.
+def h2load_latency(log: str) -> dict[str, float | None]:
+    """Latency of the successful requests in h2load's --log-file, in ms.
+
+    A line per request of the measured period: start (us since the epoch),
+    HTTP status ('-' when the stream failed), microseconds to the answer's end.
+    """
+    micros = []
+    for line in log.splitlines():
+        fields = line.split("\t")
+        if len(fields) == 3 and fields[1].startswith("2"):
+            micros.append(int(fields[2]))
+    if not micros:
+        return _no_latency()
+    micros.sort()
+
+    def ms(value: float) -> float:
+        return round(value / 1e3, 3)
+
+    return {
+        "p50": ms(percentile(micros, 50)),
+        "p90": ms(percentile(micros, 90)),
+        "p99": ms(percentile(micros, 99)),
+        "mean": ms(sum(micros) / len(micros)),
+        "max": ms(micros[-1]),
+    }
+
+
+def parse_h2load(text: str, log: str) -> EngineReport:
+    """h2load's summary and its --log-file -> counts, error kinds, the measured period, latency.
 
     Raises ValueError when the summary is missing (h2load failed before it).
     """
@@ -229,16 +259,12 @@ def parse_h2load(text: str) -> EngineReport:
         kinds["timeout"] = timeouts
     rps = float(finished.group(1))
     data = re.search(r"\((\d+)\) data", text)
-    request_time = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", text)
-    latency = _no_percentiles(None, None)
-    if request_time and succeeded:
-        latency = _no_percentiles(_ms(request_time.group(3)), _ms(request_time.group(2)))
     return EngineReport(
         requests_ok=succeeded,
         errors=failed,
         error_kinds=kinds,
         seconds=done / rps if rps > 0 and done else None,
-        latency_ms=latency,
+        latency_ms=h2load_latency(log),
         data_bytes=int(data.group(1)) if data else None,
     )
 
@@ -267,7 +293,7 @@ def parse_wrk(text: str) -> EngineReport:
             if int(count):
                 kinds[f"socket {name}"] = int(count)
     # With nothing answered wrk prints zeros.
-    latency = _wrk_latency(text) if answered else _no_percentiles(None, None)
+    latency = _wrk_latency(text) if answered else _no_latency()
     non_2xx = kinds.get("http:4xx/5xx", 0)
     return EngineReport(
         requests_ok=answered - non_2xx,
@@ -280,7 +306,7 @@ def parse_wrk(text: str) -> EngineReport:
 
 def _wrk_latency(text: str) -> dict[str, float | None]:
     """p50/p90/p99 from wrk's latency distribution, mean and max from its thread stats."""
-    latency = _no_percentiles(None, None)
+    latency = _no_latency()
     for quantile in ("50", "90", "99"):
         found = re.search(rf"^\s+{quantile}%\s+(\S+)", text, re.MULTILINE)
         if found:
@@ -313,10 +339,9 @@ def count_messageless_answers(report: EngineReport, answer_bytes: int, in_flight
 # --------------------------------------------------------------------------- running
 @dataclasses.dataclass
 class _Finished:
-    """A C engine's run: its output, exit code, CPU seconds and wall seconds."""
+    """A C engine's run: its output, CPU seconds and wall seconds."""
 
     output: str
-    exit_code: int
     cpu_s: float
     wall_s: float
 
@@ -364,19 +389,31 @@ def _run_measured(
         child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
         out.seek(0)
         output = out.read().decode(errors="replace")
-    return _Finished(output, child.returncode, usage.ru_utime + usage.ru_stime, wall)
+    return _Finished(output, usage.ru_utime + usage.ru_stime, wall)
 
 
-def _run_h2load(spec: LoadSpec, work: str, meters: WindowMeters) -> tuple[list[str], _Finished]:
+def _run_h2load(
+    spec: LoadSpec, work: str, meters: WindowMeters
+) -> tuple[list[str], _Finished, EngineReport]:
+    """h2load's run, its command and its report; ValueError without a report."""
     body = grpc_frame(spec.body) if spec.protocol == "grpc" else spec.body
     body_path = os.path.join(work, "body")
     with open(body_path, "wb") as handle:
         handle.write(body)
-    cmd = h2load_command(spec, body_path)
-    return cmd, _run_measured(cmd, spec, meters, spec.warmup_s, spec.duration_s)
+    log_path = os.path.join(work, "requests.log")
+    cmd = h2load_command(spec, body_path, log_path)
+    finished = _run_measured(cmd, spec, meters, spec.warmup_s, spec.duration_s)
+    log = ""
+    if os.path.exists(log_path):
+        with open(log_path) as handle:
+            log = handle.read()
+    return cmd, finished, parse_h2load(finished.output, log)
 
 
-def _run_wrk(spec: LoadSpec, work: str, meters: WindowMeters) -> tuple[list[str], _Finished]:
+def _run_wrk(
+    spec: LoadSpec, work: str, meters: WindowMeters
+) -> tuple[list[str], _Finished, EngineReport]:
+    """wrk's run (after a warm-up run), its command and its report; ValueError without one."""
     body_path = os.path.join(work, "body.json")
     with open(body_path, "wb") as handle:
         handle.write(spec.body)
@@ -388,7 +425,8 @@ def _run_wrk(spec: LoadSpec, work: str, meters: WindowMeters) -> tuple[list[str]
         _run_measured(warmup, spec, None, 0.0, wrk_seconds(spec.warmup_s))
     seconds = wrk_seconds(spec.duration_s)
     cmd = wrk_command(spec, script_path, seconds)
-    return cmd, _run_measured(cmd, spec, meters, 0.0, seconds)
+    finished = _run_measured(cmd, spec, meters, 0.0, seconds)
+    return cmd, finished, parse_wrk(finished.output)
 
 
 def run_load(spec: LoadSpec, engine: str, answer_bytes: int = 0) -> LoadResult:
@@ -404,22 +442,17 @@ def run_load(spec: LoadSpec, engine: str, answer_bytes: int = 0) -> LoadResult:
         raise ValueError(f"engine {engine!r} does not run {spec.protocol} here")
     if spec.requests is not None or spec.duration_s is None:
         raise ValueError(f"{engine} runs for a duration: a request count is for the python engine")
-    threads = spec.worker_count()
     meters = WindowMeters(spec)
-    with tempfile.TemporaryDirectory(prefix="tfs_load_") as work:
-        run = _run_h2load if engine == "h2load" else _run_wrk
-        cmd, finished = run(spec, work, meters)
-    parse = parse_h2load if engine == "h2load" else parse_wrk
+    run = _run_h2load if engine == "h2load" else _run_wrk
     try:
-        report = parse(finished.output)
+        with tempfile.TemporaryDirectory(prefix="tfs_load_") as work:
+            cmd, finished, report = run(spec, work, meters)
     except ValueError as error:
-        return empty_result(spec, threads, f"{engine} exit {finished.exit_code}: {error}", engine)
+        return empty_result(spec, spec.worker_count(), f"{engine}: {error}", engine)
     note = None
-    if engine == "h2load":
-        note = H2LOAD_NOTE
-        if spec.protocol == "grpc":
-            count_messageless_answers(report, answer_bytes, spec.concurrency)
-            note = f"{H2LOAD_NOTE}; {H2LOAD_GRPC_NOTE}"
+    if engine == "h2load" and spec.protocol == "grpc":
+        count_messageless_answers(report, answer_bytes, spec.concurrency)
+        note = H2LOAD_GRPC_NOTE
     return _result(spec, engine, cmd, report, finished, meters, note)
 
 

@@ -40,12 +40,12 @@ def _flag(cmd, name):
 
 
 def test_h2load_grpc_command_opens_a_connection_per_client_with_one_stream_each():
-    cmd = engines.h2load_command(_spec("grpc", concurrency=32), "/tmp/body")
+    cmd = engines.h2load_command(_spec("grpc", concurrency=32), "/tmp/body", "/tmp/requests.log")
     assert cmd[0] == "h2load"
     assert _flag(cmd, "-c") == "32" and _flag(cmd, "-m") == "1"
     assert _flag(cmd, "-t") == "2"  # min(2, concurrency) threads by default
     assert _flag(cmd, "-D") == "5000ms" and _flag(cmd, "--warm-up-time") == "2000ms"
-    assert _flag(cmd, "-d") == "/tmp/body"
+    assert _flag(cmd, "-d") == "/tmp/body" and "--log-file=/tmp/requests.log" in cmd
     headers = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "-H"]
     assert headers == ["content-type: application/grpc", "te: trailers"]
     assert "--h1" not in cmd
@@ -53,7 +53,9 @@ def test_h2load_grpc_command_opens_a_connection_per_client_with_one_stream_each(
 
 
 def test_h2load_rest_command_speaks_http1_with_json():
-    cmd = engines.h2load_command(_spec("rest", concurrency=1, warmup_s=0.0), "/tmp/body")
+    cmd = engines.h2load_command(
+        _spec("rest", concurrency=1, warmup_s=0.0), "/tmp/body", "/tmp/requests.log"
+    )
     assert "--h1" in cmd and "--warm-up-time" not in cmd
     assert _flag(cmd, "-t") == "1" and _flag(cmd, "-c") == "1"  # threads never exceed clients
     assert _flag(cmd, "-H") == "content-type: application/json"
@@ -84,27 +86,48 @@ def test_durations_in_the_tools_units(text, seconds):
     assert engines.duration_seconds(text) == pytest.approx(seconds)
 
 
+# h2load --log-file: start (us since the epoch), HTTP status ('-': the stream failed), us taken.
+H2LOAD_LOG = """1796610729099610\t200\t600
+1796610729099921\t200\t200
+1796610729100028\t-\t9000
+1796610729100030\t503\t7000
+1796610729100100\t200\t400
+"""
+
+
+def test_h2load_latency_comes_from_its_request_log():
+    # Only the answered 2xx requests: 200, 400 and 600 us.
+    assert engines.h2load_latency(H2LOAD_LOG) == {
+        "p50": 0.4,
+        "p90": 0.56,
+        "p99": 0.596,
+        "mean": 0.4,
+        "max": 0.6,
+    }
+    assert engines.h2load_latency("")["p50"] is None
+
+
 def test_h2load_grpc_report():
-    report = engines.parse_h2load(_sample("h2load_grpc_ok.txt"))
+    report = engines.parse_h2load(_sample("h2load_grpc_ok.txt"), H2LOAD_LOG)
     assert report.requests_ok == 29105 and report.errors == 0 and report.error_kinds == {}
     assert report.seconds == pytest.approx(2.0, rel=1e-3)  # the main duration, not the warm-up
-    assert report.latency_ms == {"p50": None, "p90": None, "p99": None, "mean": 0.261, "max": 8.54}
+    assert report.latency_ms["p50"] == 0.4
     assert report.data_bytes == 3115924
 
 
 def test_h2load_rest_reports_failed_statuses_by_family():
-    report = engines.parse_h2load(_sample("h2load_rest_501.txt"))
+    report = engines.parse_h2load(_sample("h2load_rest_501.txt"), "")
     assert report.requests_ok == 0 and report.errors == 1656
     assert report.error_kinds == {"http:5xx": 1656}
-    assert report.latency_ms["mean"] is None  # nothing succeeded
+    assert report.latency_ms["p50"] is None  # nothing succeeded
 
-    ok = engines.parse_h2load(_sample("h2load_rest_ok.txt"))
-    assert ok.requests_ok == 39162 and ok.errors == 0 and ok.latency_ms["mean"] == 0.204
+    ok = engines.parse_h2load(_sample("h2load_rest_ok.txt"), "")
+    assert ok.requests_ok == 39162 and ok.errors == 0
 
 
 def test_grpc_answers_without_a_message_are_errors():
     # Every call failed in its trailers: HTTP 200 and no DATA, which h2load calls success.
-    report = engines.parse_h2load(_sample("h2load_grpc_internal.txt"))
+    report = engines.parse_h2load(_sample("h2load_grpc_internal.txt"), "")
     assert report.requests_ok == 2280 and report.errors == 0 and report.data_bytes == 0
     engines.count_messageless_answers(report, answer_bytes=102, in_flight=2)
     assert report.requests_ok == 0 and report.errors == 2280
@@ -113,7 +136,7 @@ def test_grpc_answers_without_a_message_are_errors():
 
 def test_grpc_answers_with_their_message_stay_ok():
     # 29105 answers of 102 bytes framed (107) and a few straddling the warm-up's end.
-    report = engines.parse_h2load(_sample("h2load_grpc_ok.txt"))
+    report = engines.parse_h2load(_sample("h2load_grpc_ok.txt"), "")
     engines.count_messageless_answers(report, answer_bytes=102, in_flight=4)
     assert report.requests_ok == 29105 and report.errors == 0
     # Without the checked answer's size nothing is inferred.
@@ -143,10 +166,12 @@ def test_wrk_errors():
     assert sockets.latency_ms["p50"] is None  # wrk prints zeros when nothing was answered
 
 
-@pytest.mark.parametrize("parse", [engines.parse_h2load, engines.parse_wrk])
-def test_output_without_a_report_is_an_error(parse):
+def test_output_without_a_report_is_an_error():
+    refused = "connect to 127.0.0.1 port 1 failed: Connection refused\n"
     with pytest.raises(ValueError, match="in its output"):
-        parse("connect to 127.0.0.1 port 1 failed: Connection refused\n")
+        engines.parse_h2load(refused, "")
+    with pytest.raises(ValueError, match="in its output"):
+        engines.parse_wrk(refused)
 
 
 def test_engines_by_protocol_takes_the_first_that_speaks_it():
