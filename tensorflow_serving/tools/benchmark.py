@@ -37,6 +37,7 @@ CPU and the load generator to another, so each party has a core of its own.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -48,8 +49,16 @@ from typing import Any
 
 from tensorflow_serving.model_servers import metrics
 from tensorflow_serving.model_servers.inline_grpc_server import GRPC_SERVERS
-from tensorflow_serving.tools import host_idle, load_generator, processes, report
+from tensorflow_serving.tools import (
+    c_load_generators,
+    host_idle,
+    load_generator,
+    processes,
+    report,
+    scaling,
+)
 from tensorflow_serving.tools.report import Scenario
+from tensorflow_serving.tools.scaling import ServerSetup
 
 # Flags the benchmark sets on the server itself.
 _OWNED_SERVER_FLAGS = ("port", "rest_api_port", "model_name", "model_base_path", "bind_address")
@@ -89,6 +98,7 @@ def server_settings(server_flags: list[str]) -> dict[str, Any]:
         parser.add_argument(f"--tensorflow_{name}_parallelism", type=int, default=0)
     parser.add_argument("--keep_model_warm_micros", type=int, default=0)
     parser.add_argument("--monitoring_config_file", default="")
+    parser.add_argument("--num_server_processes", type=int, default=None)
     known, _ = parser.parse_known_args(server_flags)
     owned = [f"--{n}" for n in _OWNED_SERVER_FLAGS if getattr(known, n) is not None]
     if owned:
@@ -114,6 +124,7 @@ def server_settings(server_flags: list[str]) -> dict[str, Any]:
         "keep_model_warm_micros": known.keep_model_warm_micros,
         "monitoring_config_file": known.monitoring_config_file,
         "metrics_path": _metrics_path(known.monitoring_config_file),
+        "num_server_processes": known.num_server_processes,
     }
 
 
@@ -129,7 +140,8 @@ def _metrics_path(monitoring_config_file: str) -> str | None:
 def scenarios_from_args(args: argparse.Namespace) -> list[Scenario]:
     """--scenarios, or the sweep of --protocols x --batch_size x --concurrency.
 
-    Raises SystemExit when both ways are given, ValueError for a bad item.
+    The default scenarios are the scaling mode's with --scaling. Raises
+    SystemExit when both ways are given, ValueError for a bad item.
     """
     if args.concurrency:
         if args.scenarios is not None:
@@ -139,7 +151,15 @@ def scenarios_from_args(args: argparse.Namespace) -> list[Scenario]:
         return report.sweep_scenarios(protocols, batch, args.concurrency)
     if args.protocols is not None or args.batch_size is not None:
         raise SystemExit("--protocols and --batch_size go with --concurrency")
-    return report.parse_scenarios(args.scenarios or DEFAULT_SCENARIOS)
+    default = scaling.DEFAULT_SCENARIOS if args.scaling else DEFAULT_SCENARIOS
+    return report.parse_scenarios(args.scenarios or default)
+
+
+def engine_text(args: argparse.Namespace) -> str:
+    """--engine as given; by default python, and with --scaling the C engines (wrk, h2load)."""
+    if args.engine:
+        return args.engine
+    return "wrk,h2load" if args.scaling else "python"
 
 
 def latest_version_dir(base_path: str, version: int | None) -> str:
@@ -168,6 +188,10 @@ def pick_cpus(server: str, client: str) -> tuple[set[int] | None, set[int] | Non
     return server_cpus, client_cpus
 
 
+def _frozen(cpus: set[int] | None) -> frozenset[int] | None:
+    return frozenset(cpus) if cpus else None
+
+
 def default_server_command() -> list[str]:
     """Our server: the py_binary beside this one in Bazel's runfiles, else the module."""
     candidate = os.path.join(processes.PACKAGE_ROOT, _SERVER_BINARY)
@@ -191,7 +215,28 @@ class Benchmark:
         self.settings = server_settings(self.server_flags)
         self.model_base_path = os.path.abspath(_user_path(args.model_base_path))
         self.model_dir = latest_version_dir(self.model_base_path, args.model_version)
-        self.server_cpus, self.client_cpus = pick_cpus(args.server_cpus, args.client_cpus)
+        self.engines = c_load_generators.engines_by_protocol(
+            engine_text(args), sorted({s.protocol for s in self.scenarios})
+        )
+        c_load_generators.require_binaries(self.engines.values())
+        if args.requests and set(self.engines.values()) != {"python"}:
+            raise SystemExit("--requests needs --engine=python: the C engines run for a duration")
+        if args.scaling and self.settings["num_server_processes"] is not None:
+            raise SystemExit("--scaling sets --num_server_processes: use --scaling_processes")
+        self.setups: tuple[ServerSetup, ...]
+        if args.scaling:
+            # Only the server, on both setups; the payloads still come from the model.
+            self.parties = {"server"}
+            self.setups = scaling.setups(
+                os.sched_getaffinity(0), args.server_cpus, args.client_cpus, args.scaling_processes
+            )
+            self.server_cpus = set(self.setups[0].server_cpus or ())
+            self.client_cpus = set(self.setups[0].client_cpus or ()) or None
+        else:
+            self.server_cpus, self.client_cpus = pick_cpus(args.server_cpus, args.client_cpus)
+            self.setups = (
+                ServerSetup("server", _frozen(self.server_cpus), _frozen(self.client_cpus)),
+            )
         self.cwd = os.environ.get("BUILD_WORKING_DIRECTORY") or None
         self.work = ""
         self.payloads: dict[str, dict[str, str]] = {}
@@ -283,6 +328,7 @@ class Benchmark:
         scenario: Scenario,
         port: int,
         server_pid: int | None,
+        client_cpus: frozenset[int] | None,
         metrics_page: tuple[int, str] | None = None,
     ) -> load_generator.LoadSpec:
         a = self.args
@@ -301,7 +347,7 @@ class Benchmark:
             warmup_s=a.warmup,
             timeout_s=a.timeout,
             procs=a.client_procs,
-            cpus=frozenset(self.client_cpus) if self.client_cpus else None,
+            cpus=client_cpus,
             server_pid=server_pid,
             metrics_page=metrics_page,
         )
@@ -312,16 +358,22 @@ class Benchmark:
         scenario: Scenario,
         port: int,
         pid: int,
+        client_cpus: frozenset[int] | None,
         metrics_page: tuple[int, str] | None = None,
     ) -> dict[str, Any]:
-        """Checks one request, then runs the scenario's load against `port`
-        (with `metrics_page`, counting the server's batches too)."""
-        spec = self._spec(scenario, port, pid, metrics_page)
-        ok, detail, _ = load_generator.send_one(spec)
-        if not ok:
-            say(f"{who} {scenario.name}: request rejected: {detail}")
-            return {"failure": f"request rejected: {detail}", "requests_ok": 0}
-        result = load_generator.run_load(spec).to_dict()
+        """Checks one request, then runs the scenario's load against `port` with the
+        protocol's engine, the client on `client_cpus` (with `metrics_page`, counting the
+        server's batches too)."""
+        spec = self._spec(scenario, port, pid, client_cpus, metrics_page)
+        check = load_generator.send_one(spec)
+        if not check.ok:
+            say(f"{who} {scenario.name}: request rejected: {check.detail}")
+            return {"failure": f"request rejected: {check.detail}", "requests_ok": 0}
+        engine = self.engines[scenario.protocol]
+        if engine == "python":
+            result = load_generator.run_load(spec).to_dict()
+        else:
+            result = c_load_generators.run_load(spec, engine, check.answer_bytes).to_dict()
         lat = result.get("latency_ms") or {}
         batches = result.get("server_batches") or {}
         if metrics_page and not batches and not result.get("failure"):
@@ -375,7 +427,8 @@ class Benchmark:
         try:
             if not processes.wait_for_port(port, ready_timeout, server):
                 raise SystemExit(f"{what} did not start:\n{processes.log_tail(log_path)}")
-            return {s.name: self._drive(who, s, port, server.pid) for s in scenarios}
+            client = _frozen(self.client_cpus)
+            return {s.name: self._drive(who, s, port, server.pid, client) for s in scenarios}
         finally:
             processes.stop(server)
 
@@ -467,31 +520,64 @@ class Benchmark:
             *self.server_flags,
         ]
 
-    def measure_server(self) -> tuple[dict[str, dict], list[str]]:
-        """Starts the server pinned on free ports, waits for the model, runs every scenario."""
+    def measure_server(self, setup: ServerSetup) -> tuple[dict[str, dict], list[str]]:
+        """Starts the server as `setup` says (its CPUs, its processes) on free ports, waits
+        for the model and for every process to listen, and runs every scenario with the
+        client where `setup` puts it. Each result gets `server_processes`: the server's
+        processes listening on the scenario's port just after its run."""
         grpc_port = processes.free_port()
         rest_port = processes.free_port()
         while rest_port == grpc_port:
             rest_port = processes.free_port()
+        ports = {"grpc": grpc_port, "rest": rest_port}
         metrics_flags, metrics_path = self._metrics_flags()
         metrics_page = (rest_port, metrics_path) if metrics_path else None
-        cmd = self._server_command(grpc_port, rest_port, metrics_flags)
-        log_path = os.path.join(self.work, "server.log")
-        say("server: " + " ".join(shlex.quote(c) for c in cmd))
-        server = processes.start(cmd, self.server_cpus, log_path, cwd=self.cwd)
+        cmd = self._server_command(grpc_port, rest_port, [*metrics_flags, *setup.server_flags()])
+        log_path = os.path.join(self.work, f"server_{setup.name.replace(' ', '_')}.log")
+        say(f"{setup.name}: " + " ".join(shlex.quote(c) for c in cmd))
+        server = processes.start(cmd, setup.server_cpus, log_path, cwd=self.cwd)
         results: dict[str, dict] = {}
         try:
             self._wait_until_serving(server, grpc_port, rest_port, log_path)
+            used = sorted({ports[s.protocol] for s in self.scenarios})
+            self._wait_for_processes(server, self._expected_processes(setup), used)
             for scenario in self.scenarios:
-                port = grpc_port if scenario.protocol == "grpc" else rest_port
-                results[scenario.name] = self._drive(
-                    "server", scenario, port, server.pid, metrics_page
+                port = ports[scenario.protocol]
+                result = self._drive(
+                    setup.name, scenario, port, server.pid, setup.client_cpus, metrics_page
                 )
+                result["server_processes"] = len(processes.listening_pids(port, server.pid))
+                results[scenario.name] = result
         finally:
             code = processes.stop(server)
             if code not in (0, None, -15) or self.args.keep_server_log:
                 say(f"server exited with {code}; its log ends:\n{processes.log_tail(log_path)}")
         return results, cmd
+
+    def _expected_processes(self, setup: ServerSetup) -> int:
+        """How many server processes should listen: the setup's, else --server_flags' own
+        --num_server_processes (none: one)."""
+        if setup.processes is None and self.settings["num_server_processes"] is not None:
+            setup = dataclasses.replace(setup, processes=self.settings["num_server_processes"])
+        return scaling.expected_processes(setup, scaling.cgroup_cpu_limit())
+
+    def _wait_for_processes(self, server, expected: int, ports: list[int]) -> None:
+        """Waits until `expected` processes of the server's tree listen on every one of
+        `ports`: a worker not listening yet would get none of the clients' connections."""
+        if expected <= 1:
+            return
+        deadline = time.monotonic() + self.args.ready_timeout
+        while True:
+            counts = {port: len(processes.listening_pids(port, server.pid)) for port in ports}
+            if min(counts.values()) >= expected:
+                return
+            if time.monotonic() >= deadline or server.poll() is not None:
+                say(
+                    f"only {counts} server processes listen by port after "
+                    f"{self.args.ready_timeout:.0f} s, not {expected}; measuring anyway"
+                )
+                return
+            time.sleep(0.2)
 
     def _wait_until_serving(self, server, grpc_port: int, rest_port: int, log_path: str) -> None:
         first = self.scenarios[0]
@@ -499,7 +585,7 @@ class Benchmark:
         deadline = time.monotonic() + self.args.ready_timeout
         if not processes.wait_for_port(port, self.args.ready_timeout, server):
             raise SystemExit(f"server did not open port {port}:\n{processes.log_tail(log_path)}")
-        probe = self._spec(Scenario(first.protocol, first.batch, 1), port, None)
+        probe = self._spec(Scenario(first.protocol, first.batch, 1), port, None, None)
         detail = ""
         while time.monotonic() < deadline:
             if server.poll() is not None:
@@ -517,6 +603,9 @@ class Benchmark:
 
     # ------------------------------------------------------------------ the run
     def run(self) -> dict[str, Any]:
+        """The whole run; its report (the JSON --out writes)."""
+        if self.args.scaling:
+            return self.run_scaling()
         a = self.args
         started = time.strftime("%Y-%m-%d %H:%M:%S")
         server_cmd: list[str] = []
@@ -545,7 +634,7 @@ class Benchmark:
                     stand_in = self.measure_stand_in(passes[-1])
                 servers = {}
                 if "server" in self.parties:
-                    servers, server_cmd = self.measure_server()
+                    servers, server_cmd = self.measure_server(self.setups[0])
                 gapped = {}
                 if "limit" in self.parties and a.limit_idle_gaps:
                     gapped = self.measure_gapped_limits(floors)
@@ -584,6 +673,7 @@ class Benchmark:
             "signature": a.signature_name,
             "server_command": server_cmd,
             "server_settings": self.settings,
+            "engines": self.engines,
             "server_cpus": sorted(self.server_cpus) if self.server_cpus else None,
             "client_cpus": sorted(self.client_cpus) if self.client_cpus else None,
             "load": {
@@ -604,6 +694,50 @@ class Benchmark:
             ),
             "table": report.render_table(summaries),
             "sweep_tables": report.render_sweep_tables(summaries) if self.sweep else None,
+        }
+
+    def run_scaling(self) -> dict[str, Any]:
+        """The scaling mode: every scenario against each setup, --rounds times, interleaved
+        (scaling.py); the report with each scenario's median rounds and ratios."""
+        a = self.args
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        commands: dict[str, list[str]] = {}
+        rounds: list[dict[str, dict[str, dict]]] = []
+        with tempfile.TemporaryDirectory(prefix="tfs_benchmark_") as work:
+            self.work = work
+            payloads = self.measure_limit("payloads")  # parties: server only, so no timing
+            self.payloads = payloads["payloads"]
+            for index in range(a.rounds):
+                measured = {}
+                for setup in scaling.round_order(self.setups, index):
+                    say(f"round {index + 1} of {a.rounds}: {setup.describe()}")
+                    measured[setup.name], commands[setup.name] = self.measure_server(setup)
+                rounds.append(measured)
+        summaries = scaling.summarize(self.scenarios, self.setups, rounds)
+        return {
+            "started": started,
+            "argv": sys.argv,
+            "mode": "scaling",
+            "model_base_path": self.model_base_path,
+            "model_dir": self.model_dir,
+            "signature": a.signature_name,
+            "engines": self.engines,
+            "setups": [
+                {
+                    "name": setup.name,
+                    "server_cpus": sorted(setup.server_cpus or ()),
+                    "client_cpus": sorted(setup.client_cpus) if setup.client_cpus else None,
+                    "num_server_processes": setup.processes,
+                    "server_command": commands.get(setup.name),
+                }
+                for setup in self.setups
+            ],
+            "server_settings": self.settings,
+            "load": {"duration_s": a.duration, "warmup_s": a.warmup, "data": a.data},
+            "signature_inputs": payloads["inputs"],
+            "scaling": summaries,
+            "rounds": rounds,
+            "table": scaling.render_table(summaries, self.setups),
         }
 
 
@@ -650,7 +784,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--server_cpus", default="auto", help="CPUs for limit, floors, server ('none': unpinned)")
     add("--client_cpus", default="auto", help="CPUs for the load generator ('none': unpinned)")
-    add("--client_procs", type=int, default=0, help="load processes (0: min(2, concurrency))")
+    add(
+        "--client_procs",
+        type=int,
+        default=0,
+        help="load processes, or the C engines' threads (0: min(2, concurrency))",
+    )
+    add(
+        "--engine",
+        default="",
+        help="load generator: python (default), h2load (gRPC and REST) or wrk (REST), or a "
+        "comma list, each protocol taking the first that speaks it (default with --scaling: "
+        "wrk,h2load); the C engines open a connection per client",
+    )
+    add(
+        "--scaling",
+        action="store_true",
+        help="the scaling mode: the server only, on one core with one process, then on "
+        "every core with --num_server_processes=--scaling_processes, interleaved over "
+        f"--rounds (default scenarios {scaling.DEFAULT_SCENARIOS})",
+    )
+    add(
+        "--scaling_processes",
+        type=int,
+        default=0,
+        help="with --scaling: --num_server_processes of the all-cores server (0: one per "
+        "usable core)",
+    )
     add("--floor_grpc_threads", type=int, default=8, help="handler threads of the gRPC floor")
     add(
         "--floor_grpc_server",
@@ -703,6 +863,26 @@ def main(argv: list[str] | None = None) -> int:
         result = Benchmark(args).run()
     except ValueError as error:
         raise SystemExit(f"benchmark: {error}") from None
+    if args.scaling:
+        failed = _print_scaling(result)
+    else:
+        failed = _print_tables(result)
+    if args.out:
+        out = _user_path(args.out)
+        with open(out, "w") as handle:
+            json.dump(result, handle, indent=1)
+        say(f"wrote {out}")
+    return 1 if failed else 0
+
+
+def _print_engine_notes(results: list[dict | None]) -> None:
+    for note in report.engine_notes(results):
+        print(f"\nENGINE: {note}")
+
+
+def _print_tables(result: dict[str, Any]) -> list[str]:
+    """Prints the tables, legends and warnings of a run; returns the scenarios whose server
+    measured nothing."""
     print(result["table"])
     print()
     print(report.LEGEND)
@@ -711,6 +891,13 @@ def main(argv: list[str] | None = None) -> int:
         print(result["sweep_tables"])
         print()
         print(report.SWEEP_LEGEND)
+    _print_engine_notes(
+        [
+            s.get(party)
+            for s in result["scenarios"]
+            for party in ("floor", "minimal", "stand_in", "server")
+        ]
+    )
     if result["noisy"]:
         print(
             f"\nNOISY: other processes took >= {report.NOISE_CORES} cores of the server's CPU "
@@ -719,17 +906,28 @@ def main(argv: list[str] | None = None) -> int:
         )
     if result["host_warning"]:
         print(f"\nHOST: {result['host_warning']}")
-    if args.out:
-        out = _user_path(args.out)
-        with open(out, "w") as handle:
-            json.dump(result, handle, indent=1)
-        say(f"wrote {out}")
-    failed = [
+    return [
         s["scenario"]
         for s in result["scenarios"]
         if (s["server"] and (s["server"].get("failure") or s["server"].get("requests_ok", 0) == 0))
     ]
-    return 1 if failed else 0
+
+
+def _print_scaling(result: dict[str, Any]) -> list[str]:
+    """Prints the scaling table and its legend; returns the scenarios (and setups) whose
+    server measured nothing."""
+    print(result["table"])
+    print()
+    print(scaling.LEGEND)
+    _print_engine_notes(
+        [
+            r
+            for measured in result["rounds"]
+            for by_name in measured.values()
+            for r in by_name.values()
+        ]
+    )
+    return scaling.failed(result["scaling"])
 
 
 if __name__ == "__main__":

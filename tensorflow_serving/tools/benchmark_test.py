@@ -12,7 +12,7 @@ import pytest
 
 from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two
 from tensorflow_serving.test_util import testing
-from tensorflow_serving.tools import benchmark, host_idle
+from tensorflow_serving.tools import benchmark, host_idle, scaling
 from tensorflow_serving.tools import report as report_lib
 
 SHORT = ["--duration=1.5", "--warmup=0.5", "--limit_runs=1", "--limit_seconds=0.5"]
@@ -53,6 +53,7 @@ def test_full_run_reports_limit_floor_ceiling_and_server(tmp_path, capsys):
         "keep_model_warm_micros": 0,
         "monitoring_config_file": "",
         "metrics_path": None,
+        "num_server_processes": None,
     }
     # The server batches: the benchmark turned its Prometheus page on to count the batches.
     assert any(flag.startswith("--monitoring_config_file=") for flag in report["server_command"])
@@ -224,6 +225,65 @@ def test_a_concurrency_sweep_prints_a_table_per_protocol_with_the_servers_mean_b
     assert report["sweep_tables"].count(report_lib.SWEEP_HEADER) == 2
 
 
+STAND_IN = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "testdata", "reuseport_server.py"
+)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the scaling mode needs 2 CPUs")
+def test_scaling_mode_runs_one_core_and_all_cores_with_their_processes(tmp_path, capsys):
+    """A stand-in server with worker processes on SO_REUSEPORT (testdata/reuseport_server.py):
+    one process on one core, then two on every core, interleaved over two rounds."""
+    base = tmp_path / "half_plus_two"
+    export_half_plus_two.export_half_plus_two_tf1(str(base), 1)
+    out = tmp_path / "report.json"
+    code, stdout = _run(
+        capsys,
+        [
+            f"--model_base_path={base}",
+            "--model_name=hpt",
+            "--scaling",
+            "--scaling_processes=2",
+            "--engine=python",
+            f"--server_binary={sys.executable} {STAND_IN}",
+            "--scenarios=grpc:1:4,rest:1:4",
+            "--duration=1",
+            "--warmup=0.3",
+            "--rounds=2",
+            f"--out={out}",
+        ],
+    )
+    assert code == 0, stdout
+    report = json.loads(out.read_text())
+    one, every = report["setups"]
+    assert one["num_server_processes"] == 1 and len(one["server_cpus"]) == 1
+    assert every["num_server_processes"] == 2 and len(every["server_cpus"]) >= 2
+    assert "--num_server_processes=2" in every["server_command"]
+    assert not set(one["server_cpus"]) & set(one["client_cpus"] or ())
+    assert [s["scenario"] for s in report["scaling"]] == ["grpc:1:4", "rest:1:4"]
+    for summary in report["scaling"]:
+        for name, processes in (("one core", 1), ("all cores", 2)):
+            chosen = summary["setups"][name]
+            result = chosen["result"]
+            assert result["errors"] == 0 and result["requests_ok"] > 0, (name, result)
+            assert result["server_processes"] == processes, (name, summary["scenario"])
+            # The supervisor idles: the cores busy are its workers'.
+            assert result["server_cpu"]["cores"] > 0, name
+            assert len(chosen["rounds_ips"]) == 2 and all(chosen["rounds_ips"])
+        assert summary["ips_ratio"] > 0 and len(summary["rounds_ips_ratio"]) == 2
+    assert report["table"] in stdout
+    assert "| grpc:1:4 | all cores | 2 |" in stdout
+
+
+def test_engines_are_chosen_per_protocol():
+    args = benchmark.build_parser().parse_args
+    assert benchmark.engine_text(args(["--model_base_path=m"])) == "python"
+    assert benchmark.engine_text(args(["--model_base_path=m", "--scaling"])) == "wrk,h2load"
+    assert benchmark.engine_text(args(["--model_base_path=m", "--engine=h2load"])) == "h2load"
+    scaled = benchmark.scenarios_from_args(args(["--model_base_path=m", "--scaling"]))
+    assert ",".join(s.name for s in scaled) == scaling.DEFAULT_SCENARIOS
+
+
 def test_a_sweep_or_scenarios_not_both():
     args = benchmark.build_parser().parse_args
     sweep = benchmark.scenarios_from_args(args(["--model_base_path=m", "--concurrency=2,1"]))
@@ -263,6 +323,7 @@ def test_batching_without_a_file_uses_upstreams_cap():
         "keep_model_warm_micros": 0,
         "monitoring_config_file": "",
         "metrics_path": None,
+        "num_server_processes": None,
     }
     warm = benchmark.server_settings(["--keep_model_warm_micros=100000"])
     assert warm["keep_model_warm_micros"] == 100000

@@ -157,6 +157,47 @@ def with_descendants(pid: int) -> set[int]:
     return found
 
 
+def _listening_inodes(port: int) -> set[str]:
+    """Inodes of the TCP sockets listening on `port` (any address), from /proc/net."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as handle:
+                rows = handle.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(inode)
+    return inodes
+
+
+def listening_pids(port: int, root_pid: int) -> set[int]:
+    """The processes of `root_pid`'s tree that hold a socket listening on TCP `port`.
+
+    Server workers that share a port (SO_REUSEPORT, or one socket inherited)
+    each hold one; a worker still loading, or gone, holds none.
+    """
+    inodes = _listening_inodes(port)
+    found = set()
+    for pid in with_descendants(root_pid):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                found.add(pid)
+                break
+    return found
+
+
 class CpuMeter:
     """CPU seconds used by a process tree between `start()` and `stop()`."""
 

@@ -345,6 +345,12 @@ def noisy_parties(summaries: list[dict[str, Any]], threshold: float = NOISE_CORE
     return noisy
 
 
+def engine_notes(results: list[dict | None]) -> list[str]:
+    """What the load generators of these results did not measure or check, once each."""
+    notes = [r.get("engine_note") for r in results if r]
+    return list(dict.fromkeys(n for n in notes if n))
+
+
 def _fmt(value, pattern: str = "{:,.0f}") -> str:
     return "-" if value is None else pattern.format(value)
 
