@@ -241,16 +241,10 @@ def test_scaling_mode_runs_one_core_and_all_cores_with_their_processes(tmp_path,
         capsys,
         [
             f"--model_base_path={base}",
-            "--model_name=hpt",
-            "--scaling",
-            "--scaling_processes=2",
-            "--engine=python",
             f"--server_binary={sys.executable} {STAND_IN}",
-            "--scenarios=grpc:1:4,rest:1:4",
-            "--duration=1",
-            "--warmup=0.3",
-            "--rounds=2",
             f"--out={out}",
+            *"--model_name=hpt --scaling --scaling_processes=2 --engine=python".split(),
+            *"--scenarios=grpc:1:4,rest:1:4 --duration=1 --warmup=0.3 --rounds=2".split(),
         ],
     )
     assert code == 0, stdout

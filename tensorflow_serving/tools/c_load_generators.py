@@ -52,6 +52,7 @@ from tensorflow_serving.tools.load_generator import (
     LoadSpec,
     WindowMeters,
     client_cpu_record,
+    counted_result,
     empty_result,
     server_cpu_record,
 )
@@ -471,17 +472,13 @@ def _result(
     # The engine's CPU covers its whole run (h2load: warm-up too): per request at the
     # measured rate, over that run.
     requests_in_run = (ok + report.errors) / seconds * finished.wall_s
-    return LoadResult(
-        protocol=spec.protocol,
-        batch=spec.batch,
-        concurrency=spec.concurrency,
-        procs=threads,
-        duration_s=round(seconds, 3),
-        requests_ok=ok,
-        errors=report.errors,
-        error_kinds=report.error_kinds,
-        throughput_rps=round(ok / seconds, 1),
-        throughput_ips=round(ok * spec.batch / seconds, 1),
+    return counted_result(
+        spec,
+        threads,
+        seconds,
+        ok,
+        report.errors,
+        report.error_kinds,
         latency_ms=report.latency_ms,
         client_cpu=client_cpu_record(
             spec, threads, finished.cpu_s, finished.wall_s, round(requests_in_run)

@@ -480,24 +480,38 @@ def connections(spec: LoadSpec, procs: int) -> int:
     return procs if spec.protocol == "grpc" else spec.concurrency
 
 
-def empty_result(spec: LoadSpec, procs: int, failure: str, engine: str = "python") -> LoadResult:
-    """The result of a run that could not happen, saying why."""
+def counted_result(
+    spec: LoadSpec,
+    procs: int,
+    seconds: float,
+    ok: int,
+    errors: int,
+    kinds: dict[str, int],
+    **measured: Any,
+) -> LoadResult:
+    """A run's result from what it counted over `seconds` measured (throughputs derived);
+    `measured` gives the rest: latency_ms, client_cpu, server_cpu, engine, ..."""
+    seconds = max(seconds, 1e-9)
+    measured.setdefault("connections", connections(spec, procs))
     return LoadResult(
         protocol=spec.protocol,
         batch=spec.batch,
         concurrency=spec.concurrency,
         procs=procs,
-        duration_s=0.0,
-        requests_ok=0,
-        errors=0,
-        error_kinds={},
-        throughput_rps=0.0,
-        throughput_ips=0.0,
-        latency_ms={},
-        client_cpu={},
-        failure=failure,
-        engine=engine,
-        connections=connections(spec, procs),
+        duration_s=round(seconds, 3),
+        requests_ok=ok,
+        errors=errors,
+        error_kinds=kinds,
+        throughput_rps=round(ok / seconds, 1),
+        throughput_ips=round(ok * spec.batch / seconds, 1),
+        **measured,
+    )
+
+
+def empty_result(spec: LoadSpec, procs: int, failure: str, engine: str = "python") -> LoadResult:
+    """The result of a run that could not happen, saying why."""
+    return counted_result(
+        spec, procs, 0.0, 0, 0, {}, latency_ms={}, client_cpu={}, failure=failure, engine=engine
     )
 
 
@@ -526,23 +540,18 @@ def _summarize(
         wall = max(r["t_last"] for r in results) - t_measure
     else:
         wall = spec.duration_s
-    wall = max(wall, 1e-9)
     ordered = sorted(latencies)
 
     def ms(value: float | None) -> float | None:
         return None if value is None else round(value * 1e3, 3)
 
-    return LoadResult(
-        protocol=spec.protocol,
-        batch=spec.batch,
-        concurrency=spec.concurrency,
-        procs=procs,
-        duration_s=round(wall, 3),
-        requests_ok=ok,
-        errors=errors,
-        error_kinds=kinds,
-        throughput_rps=round(ok / wall, 1),
-        throughput_ips=round(ok * spec.batch / wall, 1),
+    return counted_result(
+        spec,
+        procs,
+        wall,
+        ok,
+        errors,
+        kinds,
         latency_ms={
             "p50": ms(percentile(ordered, 50)),
             "p90": ms(percentile(ordered, 90)),
@@ -552,7 +561,6 @@ def _summarize(
         },
         client_cpu=client_cpu_record(spec, procs, client_cpu_s, client_wall, ok + errors),
         server_cpu=server_cpu_record(spec, server_cpu_s, meter_wall, ok),
-        connections=connections(spec, procs),
     )
 
 
