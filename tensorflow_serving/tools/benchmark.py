@@ -28,6 +28,12 @@ the in-process limit at that mean batch. On a machine with
 two or more CPUs the server side (limit, floors, server) is pinned to one
 CPU and the load generator to another, so each party has a core of its own.
 
+The load comes from --engine: the Python generator (load_generator.py) or
+the C ones, h2load and wrk (c_load_generators.py). --scaling runs only the
+server, on one core with one process and on every core with
+--num_server_processes, interleaved over --rounds, and prints the ratio
+(scaling.py).
+
   bazel run //tensorflow_serving/tools:benchmark -- \\
       --model_base_path=/tmp/models/mnist_tf1 --model_name=mnist \\
       --signature_name=predict_images --scenarios=grpc:1:1,grpc:1:32,grpc:32:1,rest:1:32 \\
