@@ -25,10 +25,11 @@ is free takes what is queued at once, up to max_batch_size. With a timeout,
 a batch that is not full starts that long after its first task was
 enqueued, or as soon as the queue holds a full batch, whichever comes first.
 The scheduler never waits beyond that for new requests: batches grow because
-requests queue while the model runs. It does wait, briefly, for requests
-already received: given the transport's `Arrivals`, a batch that is not full
-starts once every request the transport is still decoding has been queued
-(at most ARRIVAL_WAIT_SECONDS; see arrivals.py).
+requests queue while the model runs. It does wait for requests already
+received: given the transport's `Arrivals`, a batch that is not full starts
+once no request is between the transport and the queue (at most
+ARRIVAL_WAIT_SECONDS per batch; see arrivals.py). The core is busy with
+those requests meanwhile, so the wait costs no idle time.
 
 Time comes from a `Clock` (`MONOTONIC` by default), so tests can drive the
 timeouts without sleeping.
@@ -51,7 +52,7 @@ from tensorflow_serving.util.executors import CALLING_THREAD
 _LOG = logging.getLogger(__name__)
 
 # The longest a batch that is not full waits for requests still being decoded.
-ARRIVAL_WAIT_SECONDS = 0.002
+ARRIVAL_WAIT_SECONDS = 0.010
 
 
 class Clock(Protocol):
@@ -268,10 +269,10 @@ class SharedBatchScheduler:
         A lent thread (`own` set) leads until `own` is answered or no longer
         queued; the scheduler's own thread (`own` None) while anything is
         queued. The oldest queued task's queue goes first. Before a batch that
-        is not full, it waits once for the requests still arriving (see
-        `Arrivals`).
+        is not full, it waits while requests are still arriving (see
+        `Arrivals`), at most ARRIVAL_WAIT_SECONDS per batch.
         """
-        arrivals_waited = False
+        arrivals_until: float | None = None
         while True:
             with self._lock:
                 if self._stopping or (own is not None and own.done()):
@@ -285,18 +286,20 @@ class SharedBatchScheduler:
                     self._wait_to_fill(queue, deadline - now)
                     continue
                 wait_for_arrivals = (
-                    not arrivals_waited
-                    and self._arrivals is not None
+                    self._arrivals is not None
                     and self._arrivals.arriving() > 0
                     and not queue.full()
                 )
+                if wait_for_arrivals:
+                    if arrivals_until is None:
+                        arrivals_until = now + ARRIVAL_WAIT_SECONDS
+                    wait_for_arrivals = now < arrivals_until
                 if not wait_for_arrivals:
                     batch, dropped = queue.pop_batch()
             if wait_for_arrivals:
-                arrivals_waited = True
-                self._arrivals.wait_handed_over(ARRIVAL_WAIT_SECONDS)
+                self._arrivals.wait_handed_over(arrivals_until - now)
                 continue
-            arrivals_waited = False
+            arrivals_until = None
             _expire(dropped, now)
             if batch:
                 self._run(queue, batch)
