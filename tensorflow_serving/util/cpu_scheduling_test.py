@@ -31,6 +31,21 @@ def running_thread():
     cpu_scheduling.apply_to_process("normal")
 
 
+def test_one_thread_can_leave_the_process_policy(running_thread):
+    cpu_scheduling.apply_to_process("batch")
+    seen = []
+
+    def leave() -> None:
+        seen.append(cpu_scheduling.apply_to_this_thread("normal"))
+        seen.append(os.sched_getscheduler(0))
+
+    thread = threading.Thread(target=leave)
+    thread.start()
+    thread.join()
+    assert seen == [True, os.SCHED_OTHER]
+    assert cpu_scheduling.thread_policies(os.getpid())[running_thread.native_id] == os.SCHED_BATCH
+
+
 def test_batch_reaches_existing_and_later_threads(running_thread):
     changed = cpu_scheduling.apply_to_process("batch")
     assert changed >= 2  # this thread and running_thread at least
