@@ -16,6 +16,11 @@ What it promises:
   RESOURCE_EXHAUSTED at once.
 - `stop(grace)` refuses new calls at once and cancels the calls still running
   after `grace` seconds; the event it returns is set once every call ended.
+- Methods named in `control_methods` (status, metadata, reload, health) have
+  a completion queue and CONTROL_THREADS threads of their own, under the
+  normal CPU scheduling policy whatever the others run under: such a call is
+  answered while every other thread runs a model, and the concurrency limit
+  does not refuse it.
 
 Threads: the server owns `num_threads` threads. At most two of them wait in
 the completion queue at a time, as in gRPC C++'s sync server; the others
@@ -55,7 +60,7 @@ import grpc  # noqa: E402
 from grpc._cython import cygrpc  # noqa: E402
 
 from tensorflow_serving.batching.arrivals import Arrivals  # noqa: E402
-from tensorflow_serving.util import status  # noqa: E402
+from tensorflow_serving.util import cpu_scheduling, status  # noqa: E402
 
 _LOG = logging.getLogger(__name__)
 
@@ -66,6 +71,9 @@ _NO_FLAGS = 0
 _MIN_POLLERS = 1
 _MAX_POLLERS = 2
 _OK = grpc.StatusCode.OK
+# Threads that serve the control methods (see InlineGrpcServer): more than one,
+# so that a reload waiting for its models does not hold up a status call.
+CONTROL_THREADS = 2
 
 # The members of grpcio's private cygrpc classes this module uses on their
 # instances (names used as `cygrpc.Name` or `cygrpc.Name.member` are found in
@@ -76,6 +84,8 @@ PRIVATE_CYGRPC_API: dict[str, tuple[str, ...]] = {
         "add_http2_port",
         "start",
         "request_call",
+        "register_method",
+        "request_registered_call",
         "shutdown",
         "cancel_all_calls",
         "destroy",
@@ -112,11 +122,12 @@ class _HandlerCallDetails(grpc.HandlerCallDetails):
 class _Rpc(grpc.ServicerContext):
     """One call: its state, and the ServicerContext its handler sees."""
 
-    def __init__(self, server: InlineGrpcServer, event):
+    def __init__(self, server: InlineGrpcServer, event, method: str | None = None):
         self._server = server
         self._event = event
         self.call = event.call
-        self.method = event.call_details.method.decode("utf-8", "replace")
+        # A registered method's call details carry no name: the caller passes it.
+        self.method = method or event.call_details.method.decode("utf-8", "replace")
         self.code_: grpc.StatusCode = _OK
         self.details_: str | None = None
         self._initial_metadata = None
@@ -309,7 +320,10 @@ class InlineGrpcServer:
         maximum_concurrent_rpcs: int | None = None,
         thread_name_prefix: str = "grpc",
         arrivals: Arrivals | None = None,
+        control_methods: Iterable[str] = (),
     ):
+        """`control_methods`: full method names ("/package.Service/Method") served
+        on their own completion queue and threads, never behind the other calls."""
         self._num_threads = max(1, num_threads)
         # Counts each unary call from its arrival to its handler's return.
         self._arrivals = arrivals
@@ -321,6 +335,13 @@ class InlineGrpcServer:
         self._cq = cygrpc.CompletionQueue()
         self._server = cygrpc.Server(tuple(options), False)
         self._server.register_completion_queue(self._cq)
+        self._control_methods = tuple(dict.fromkeys(control_methods))
+        self._control_cq: cygrpc.CompletionQueue | None = None
+        if self._control_methods:
+            self._control_cq = cygrpc.CompletionQueue()
+            self._server.register_completion_queue(self._control_cq)
+            for method in self._control_methods:
+                self._server.register_method(method)
         self._lock = threading.Lock()
         self._active_rpcs = 0
         self._stage = "new"  # new -> started -> stopping -> stopped
@@ -355,12 +376,20 @@ class InlineGrpcServer:
             self._server.start()
             self._stage = "started"
             self._server.request_call(self._cq, self._cq, self._on_new_call)
+            for method in self._control_methods:
+                self._request_control_call(method)
         for index in range(self._num_threads):
-            thread = threading.Thread(
-                target=self._poll, name=f"{self._thread_name_prefix}_{index}", daemon=True
-            )
-            thread.start()
-            self._threads.append(thread)
+            self._start_thread(self._poll, f"{self._thread_name_prefix}_{index}")
+        if self._control_cq is not None:
+            for index in range(CONTROL_THREADS):
+                self._start_thread(
+                    self._poll_control, f"{self._thread_name_prefix}_control_{index}"
+                )
+
+    def _start_thread(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     def stop(self, grace: float | None) -> threading.Event:
         """Refuses new calls now; cancels the ones still running after `grace` seconds."""
@@ -394,6 +423,8 @@ class InlineGrpcServer:
             self._stage = "stopped"
             self._server.destroy()
             self._cq.shutdown()
+            if self._control_cq is not None:
+                self._control_cq.shutdown()
         self._stopped.set()
 
     def start_batch(self, call, operations: Sequence, tag: Callable) -> bool:
@@ -461,12 +492,43 @@ class InlineGrpcServer:
                 self._pollers += 1
                 self._parked.pop().release()
 
+    def _poll_control(self) -> None:
+        """Runs on each control thread: takes the control queue's events and runs their tags.
+
+        Under the normal policy, a control thread woken by the network runs at
+        once rather than after a batch-policy worker's time slice.
+        """
+        cpu_scheduling.apply_to_this_thread("normal")
+        shutdown = cygrpc.CompletionType.queue_shutdown
+        timeout = cygrpc.CompletionType.queue_timeout
+        while True:
+            event = self._control_cq.poll()
+            kind = event.completion_type
+            if kind == shutdown:
+                return
+            if kind == timeout:
+                continue
+            try:
+                event.tag(event)
+            except Exception:
+                _LOG.exception("gRPC control event handling failed")
+            event = None
+
     def _ignore(self, event) -> None:
         pass
 
     def _rpc_ended(self) -> None:
         with self._lock:
             self._active_rpcs -= 1
+
+    def _request_control_call(self, method: str) -> None:
+        """Asks for the next call of control `method`, on the control queue (under _lock)."""
+        self._server.request_registered_call(
+            self._control_cq,
+            self._control_cq,
+            method,
+            lambda event: self._on_new_control_call(method, event),
+        )
 
     def _on_new_call(self, event) -> None:
         """A call gRPC matched to our request: serve it, and ask for the next one.
@@ -486,6 +548,22 @@ class InlineGrpcServer:
         if over_limit:
             rpc.fail(grpc.StatusCode.RESOURCE_EXHAUSTED, "Concurrent RPC limit exceeded!")
             return
+        self._serve_call(rpc, self._arrivals)
+
+    def _on_new_control_call(self, method: str, event) -> None:
+        """A control call: served on this (control) thread, whatever the limit says, and not
+        counted among the arrivals (it never joins a batch)."""
+        with self._lock:
+            if not event.success:
+                return  # the request was failed by the shutdown: no call
+            if self._stage == "started":
+                self._request_control_call(method)
+            self._active_rpcs += 1
+        self._serve_call(_Rpc(self, event, method), None)
+
+    def _serve_call(self, rpc: _Rpc, arrivals: Arrivals | None) -> None:
+        """Finds the call's handler, then receives its request on the call's queue
+        (counted in `arrivals` until its handler returns)."""
         try:
             handler = self._find_handler(rpc)
         except Exception as error:
@@ -500,13 +578,12 @@ class InlineGrpcServer:
                 f"{rpc.method}: request streaming is not served by --grpc_server=inline",
             )
         else:
-            arrivals = self._arrivals
             if arrivals is not None:
                 arrivals.begin()
             started = self.start_batch(
                 rpc.call,
                 (cygrpc.ReceiveMessageOperation(_NO_FLAGS),),
-                lambda message_event: self._on_request(rpc, handler, message_event),
+                lambda message_event: self._on_request(rpc, handler, message_event, arrivals),
             )
             if not started and arrivals is not None:
                 arrivals.abandon()
@@ -532,8 +609,9 @@ class InlineGrpcServer:
                 return handler
         return None
 
-    def _on_request(self, rpc: _Rpc, handler: grpc.RpcMethodHandler, event) -> None:
-        arrivals = self._arrivals
+    def _on_request(
+        self, rpc: _Rpc, handler: grpc.RpcMethodHandler, event, arrivals: Arrivals | None
+    ) -> None:
         if arrivals is None:
             self._handle_request(rpc, handler, event)
             return
@@ -638,18 +716,28 @@ def check_grpc_server(name: str) -> None:
 
 
 def new_grpc_server(
-    kind: str, num_threads: int, arrivals: Arrivals | None = None, **settings
+    kind: str,
+    num_threads: int,
+    arrivals: Arrivals | None = None,
+    control_methods: Iterable[str] = (),
+    **settings,
 ) -> InlineGrpcServer | grpc.Server:
     """The gRPC server `kind` names: InlineGrpcServer, or grpcio's stock thread-pool server.
 
     The model server and the benchmark's transport floor both build theirs
     here, so the floor always measures the transport the server uses.
     `arrivals` counts the inline server's requests in (grpcio's ignores it).
+    `control_methods` get threads of their own on the inline server; grpcio's
+    server runs them in its one pool, like every other call.
     """
     check_grpc_server(kind)
     if kind == "inline":
         return InlineGrpcServer(
-            num_threads, thread_name_prefix="grpc", arrivals=arrivals, **settings
+            num_threads,
+            thread_name_prefix="grpc",
+            arrivals=arrivals,
+            control_methods=control_methods,
+            **settings,
         )
     return grpc.server(
         concurrent.futures.ThreadPoolExecutor(max_workers=num_threads, thread_name_prefix="grpc"),

@@ -269,6 +269,23 @@ def test_concurrency_limit_answers_resource_exhausted_at_once():
         server.close()
 
 
+def test_a_control_method_is_answered_while_every_thread_is_blocked():
+    """A control method has threads of its own, and the concurrency limit does
+    not refuse it: it is answered while both threads hold blocked calls."""
+    server = Running(
+        Echo(), num_threads=2, maximum_concurrent_rpcs=2, control_methods=[f"/{SERVICE}/Echo"]
+    )
+    try:
+        held = [server.unary("Block").future(b"", timeout=30) for _ in range(2)]
+        assert testing.wait_for(lambda: server.echo.blocked == 2, timeout=10)
+        assert server.unary("Echo")(b"status", timeout=10) == b"echo:status"
+        assert not any(future.done() for future in held)
+        server.echo.release.set()
+        assert [future.result() for future in held] == [b"released"] * 2
+    finally:
+        server.close()
+
+
 def test_stop_with_grace_finishes_running_calls_and_refuses_new_ones():
     server = Running(Echo())
     try:
