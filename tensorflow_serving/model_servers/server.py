@@ -59,6 +59,14 @@ from tensorflow_serving.util import open_files, status
 _LOG = logging.getLogger(__name__)
 
 _MAX_MESSAGE_BYTES = 2**31 - 1  # upstream: SetMaxMessageSize(kint32max)
+# Calls that use no model run (or only read its signatures): on the inline gRPC
+# server they have threads of their own, so they are answered under any load.
+GRPC_CONTROL_METHODS = (
+    "/tensorflow.serving.ModelService/GetModelStatus",
+    "/tensorflow.serving.ModelService/HandleReloadConfigRequest",
+    "/tensorflow.serving.PredictionService/GetModelMetadata",
+    "/grpc.health.v1.Health/Check",
+)
 _MAX_BATCHING_THREADS = 128
 
 
@@ -338,6 +346,7 @@ class Server:
         self.grpc_server = new_grpc_server(
             options.grpc_server,
             num_threads=self._grpc_workers(options),
+            control_methods=GRPC_CONTROL_METHODS,
             options=[
                 ("grpc.max_receive_message_length", _receive_limit(options)),
                 ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),

@@ -7,9 +7,11 @@ direct path for small :predict bodies):
   - a :predict whose body is at most INLINE_BODY_BYTES is decoded on the
     loop and its model run goes to the DataPlane with a LoopPassRunner
     (batching queue or worker thread: never the loop);
-  - a larger :predict, :classify, :regress and metadata run whole on a
-    worker thread (decoding a large body must not stall the loop);
-  - model status runs on a worker thread outside the DataPlane;
+  - a larger :predict, :classify and :regress run whole on a worker
+    thread (decoding a large body must not stall the loop);
+  - model status (outside the DataPlane) and metadata run on CONTROL_THREADS
+    threads of their own (normal CPU scheduling policy), so they are
+    answered while every worker runs a model;
   - each answer comes within --rest_api_timeout_in_ms (504 after it; beyond
     upstream, which bounds only the TensorFlow run), and the DataPlane
     bounds the requests in flight (503 past `HttpOptions.pending_limit()`).
@@ -40,13 +42,14 @@ from tensorflow_serving.model_servers.rest.loop_timeouts import LoopTimeouts
 from tensorflow_serving.model_servers.rest.routes import (
     HEALTH_LIVE_PATH,
     HEALTH_READY_PATH,
+    METADATA,
     PATH_REGEX,
     PREDICT,
     STATUS,
     Route,
     parse_route,
 )
-from tensorflow_serving.util import status
+from tensorflow_serving.util import cpu_scheduling, status
 from tensorflow_serving.util.executors import CALLING_THREAD
 
 _JSON = (b"content-type", b"application/json")
@@ -61,6 +64,8 @@ CORS_HEADERS = (
 INLINE_BODY_BYTES = 256 * 1024
 # Paths whose inline routing is remembered.
 _ROUTES_KEPT = 1024
+# Threads for model status and metadata, apart from the workers that run models.
+CONTROL_THREADS = 2
 
 
 @dataclasses.dataclass
@@ -112,6 +117,12 @@ class RestApiApp:
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=max(1, options.num_threads), thread_name_prefix="rest"
         )
+        self._control_pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=CONTROL_THREADS,
+            thread_name_prefix="rest_control",
+            initializer=cpu_scheduling.apply_to_this_thread,
+            initargs=("normal",),
+        )
         self._loop_runner = LoopPassRunner(self._pool)
         plane = DataPlane(
             core,
@@ -139,6 +150,7 @@ class RestApiApp:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._control_pool.shutdown(wait=False, cancel_futures=True)
 
     # -- The one entry ---------------------------------------------------------
 
@@ -155,19 +167,22 @@ class RestApiApp:
             return
         pending = _PendingAnswer(self, route, started, respond)
         if route.api == STATUS:
-            self._on_worker(pending, self.handler.status, route)
+            self._on_worker(self._control_pool, pending, self.handler.status, route)
             return
         work = self.handler.work_for(route, body)
         pending.call = call = Call(route.api, route.model_spec(), pending.deadline, started)
         plane = self.handler.plane
         if route.api == PREDICT and len(body) <= INLINE_BODY_BYTES:
             plane.serve(call, work, pending.on_outcome)
-        else:
-            self._on_worker(pending, plane.serve, call, work, pending.on_outcome, CALLING_THREAD)
+            return
+        pool = self._control_pool if route.api == METADATA else self._pool
+        self._on_worker(pool, pending, plane.serve, call, work, pending.on_outcome, CALLING_THREAD)
 
-    def _on_worker(self, pending: _PendingAnswer, fn, *args) -> None:
+    def _on_worker(
+        self, pool: concurrent.futures.Executor, pending: _PendingAnswer, fn, *args
+    ) -> None:
         try:
-            work = self._pool.submit(fn, *args)
+            work = pool.submit(fn, *args)
         except RuntimeError:  # the pool shut down: the server is stopping
             pending.finish(error_response(status.unavailable("The HTTP/REST server is stopping")))
             return
