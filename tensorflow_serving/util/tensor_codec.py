@@ -11,11 +11,12 @@ read `outputs[...].float_val`.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
-from tensorflow.core.framework import tensor_pb2, types_pb2
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
-from tensorflow_serving.util import status
+from tensorflow_serving.util import proto_wire, status
 
 # DataType enum -> (numpy dtype, name of the TensorProto repeated field).
 _CODECS: dict[int, tuple[np.dtype, str]] = {
@@ -53,13 +54,17 @@ _DTYPE_OF_NUMPY = {
 
 def dtype_name(dtype: int) -> str:
     """'DT_FLOAT' -> 'float', as TensorFlow's messages name types."""
-    return types_pb2.DataType.Name(dtype).removeprefix("DT_").lower()
+    return _safe_name(dtype).removeprefix("DT_").lower()
 
 
 def numpy_dtype(dtype: int) -> np.dtype:
     """The numpy dtype that holds a TensorFlow DataType."""
+    return _codec(dtype)[0]
+
+
+def _codec(dtype: int) -> tuple[np.dtype, str]:
     try:
-        return _CODECS[dtype][0]
+        return _CODECS[dtype]
     except KeyError:
         raise status.invalid_argument(f"Unsupported tensor dtype: {_safe_name(dtype)}") from None
 
@@ -87,47 +92,72 @@ MAX_RANK = 64
 # a few bytes could make the server fill terabytes. Beyond this many elements
 # (256 MiB of float32, the default --max_request_bytes) the values must be sent.
 MAX_FILL_ELEMENTS = 1 << 26
+# Values converted from a repeated field per call: a large tensor is decoded in
+# steps, so that no single call holds the interpreter for long.
+DECODE_CHUNK = 1 << 18
 # numpy's limit on the bytes an array spans, even an empty one.
 _MAX_BYTES = (1 << 63) - 1
+# The fields of a TensorProto that carry its values, besides tensor_content.
+HEADER_FIELDS = ("dtype", "tensor_shape", "version_number")
+VALUE_FIELDS = frozenset(
+    field.name
+    for field in tensor_pb2.TensorProto.DESCRIPTOR.fields
+    if field.name not in (*HEADER_FIELDS, "tensor_content")
+)
 
 
-def _shape_of(proto: tensor_pb2.TensorProto) -> tuple[int, ...]:
-    if proto.tensor_shape.unknown_rank:
+def value_field(dtype: int) -> str:
+    """The name of the repeated TensorProto field that carries values of `dtype`."""
+    return _codec(dtype)[1]
+
+
+def proto_shape(proto: tensor_pb2.TensorProto) -> tuple[int, ...]:
+    """The proto's shape; INVALID_ARGUMENT for an unknown rank, too many or negative dims."""
+    return checked_shape(proto.tensor_shape)
+
+
+def checked_shape(shape: tensor_shape_pb2.TensorShapeProto) -> tuple[int, ...]:
+    """A TensorShapeProto's dimensions; INVALID_ARGUMENT unless a numpy array can have them."""
+    if shape.unknown_rank:
         raise status.invalid_argument("Tensor shape must have a known rank")
-    if len(proto.tensor_shape.dim) > MAX_RANK:
+    if len(shape.dim) > MAX_RANK:
         raise status.invalid_argument(
-            f"Tensor has {len(proto.tensor_shape.dim)} dimensions; at most {MAX_RANK} are supported"
+            f"Tensor has {len(shape.dim)} dimensions; at most {MAX_RANK} are supported"
         )
-    dims = tuple(d.size for d in proto.tensor_shape.dim)
+    dims = tuple(d.size for d in shape.dim)
     if any(d < 0 for d in dims):
         raise status.invalid_argument(f"Tensor shape has a negative dimension: {list(dims)}")
     return dims
 
 
-def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
-    """Decodes a TensorProto; raises INVALID_ARGUMENT when its parts disagree.
+def check_tensor(proto: tensor_pb2.TensorProto) -> tuple[int, ...]:
+    """The proto's shape, once its parts agree; INVALID_ARGUMENT when they do not.
 
-    As in TensorFlow, a typed field holding one value fills the whole shape,
-    and an empty one means zeros.
+    Reads only sizes, never values: dtype, shape, the count of values (or
+    content bytes) against the shape, the cap on filled elements, and no
+    values in a field the dtype does not read (TensorFlow would ignore them).
     """
-    dtype, field = _CODECS.get(proto.dtype, (None, None))
-    if dtype is None:
-        raise status.invalid_argument(f"Unsupported tensor dtype: {_safe_name(proto.dtype)}")
-    shape = _shape_of(proto)
+    dtype, field = _codec(proto.dtype)
+    shape = proto_shape(proto)
     count = math.prod(shape)  # exact: huge shapes must not wrap around
     if math.prod(d for d in shape if d) * dtype.itemsize > _MAX_BYTES:
         raise status.invalid_argument(f"Tensor shape {list(shape)} is too large")
-    # Each read of a bytes field copies it out of the message: read it once.
-    content = proto.tensor_content
-    if content and proto.dtype != types_pb2.DT_STRING:
-        if len(content) != count * dtype.itemsize:
+    _check_no_foreign_values(proto, field)
+    if proto.dtype != types_pb2.DT_STRING and proto.tensor_content:
+        size = len(proto.tensor_content)
+        if size != count * dtype.itemsize:
             raise status.invalid_argument(
-                f"Tensor content of {len(content)} bytes does not match shape {list(shape)} "
+                f"Tensor content of {size} bytes does not match shape {list(shape)} "
                 f"of {dtype_name(proto.dtype)} ({count * dtype.itemsize} bytes)"
             )
-        return np.frombuffer(content, dtype=dtype).reshape(shape)
-    values = getattr(proto, field)
-    n = len(values)
+        return shape
+    n = len(getattr(proto, field))
+    check_value_count(n, count, shape, field)
+    return shape
+
+
+def check_value_count(n: int, count: int, shape: tuple[int, ...], field: str) -> None:
+    """`n` values in `field` for a shape of `count` elements: all, one (a fill) or none (zeros)."""
     if n != count and n > 1:
         raise status.invalid_argument(
             f"Tensor has {n} values in {field} but its shape {list(shape)} holds {count}"
@@ -137,17 +167,33 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
             f"Tensor of shape {list(shape)} ({count} elements) carries {n} value(s) in {field}; "
             f"filling more than {MAX_FILL_ELEMENTS} elements from fewer values is refused"
         )
-    if proto.dtype == types_pb2.DT_STRING:
-        flat = np.empty(n, dtype=object)
-        flat[:] = list(values)
-    elif proto.dtype == types_pb2.DT_HALF:
-        # half_val holds the bit patterns in int32s; keep the low 16 bits.
-        flat = np.array(values, dtype=np.int32).astype(np.uint16).view(np.float16)
-    elif field == "int_val" and dtype != np.int32:
-        # int8/16 and uint8/16 travel as int32: narrow like a C cast, as TensorFlow does.
-        flat = np.array(values, dtype=np.int32).astype(dtype)
-    else:
-        flat = np.array(values, dtype=dtype)
+
+
+def _check_no_foreign_values(proto: tensor_pb2.TensorProto, field: str) -> None:
+    for descriptor, _ in proto.ListFields():
+        if descriptor.name in VALUE_FIELDS and descriptor.name != field:
+            raise status.invalid_argument(
+                f"Tensor of dtype {dtype_name(proto.dtype)} carries values in "
+                f"{descriptor.name}; its values go in {field}"
+            )
+
+
+def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
+    """Decodes a TensorProto; raises INVALID_ARGUMENT when its parts disagree (check_tensor).
+
+    As in TensorFlow, a typed field holding one value fills the whole shape,
+    and an empty one means zeros. Values are converted DECODE_CHUNK at a time.
+    """
+    shape = check_tensor(proto)
+    dtype, field = _CODECS[proto.dtype]
+    # Each read of a bytes field copies it out of the message: read it once.
+    content = proto.tensor_content
+    if content and proto.dtype != types_pb2.DT_STRING:
+        return np.frombuffer(content, dtype=dtype).reshape(shape)
+    values = getattr(proto, field)
+    n = len(values)
+    count = math.prod(shape)
+    flat = values_to_array(values, proto.dtype)
     if n == count:
         return flat.reshape(shape)
     if n == 0:
@@ -159,21 +205,41 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     return np.full(shape, flat[0], dtype=flat.dtype)  # n == 1
 
 
+def values_to_array(values: Sequence, proto_dtype: int) -> np.ndarray:
+    """Values as a TensorProto's field of `proto_dtype` holds them (a repeated field, or a
+    list of the same Python values) as a flat array, converted DECODE_CHUNK per call."""
+    dtype = _CODECS[proto_dtype][0]
+    n = len(values)
+    if n <= DECODE_CHUNK:
+        return _converted(values, proto_dtype, dtype)
+    flat = np.empty(n, dtype=dtype)
+    for start in range(0, n, DECODE_CHUNK):
+        chunk = values[start : start + DECODE_CHUNK]
+        flat[start : start + len(chunk)] = _converted(chunk, proto_dtype, dtype)
+    return flat
+
+
+def _converted(values, proto_dtype: int, dtype: np.dtype) -> np.ndarray:
+    """Values of a repeated field (or a slice of one) as a flat array of `dtype`."""
+    if proto_dtype == types_pb2.DT_STRING:
+        flat = np.empty(len(values), dtype=object)
+        flat[:] = list(values)
+        return flat
+    if proto_dtype == types_pb2.DT_HALF:
+        # half_val holds the bit patterns in int32s; keep the low 16 bits.
+        return np.array(values, dtype=np.int32).astype(np.uint16).view(np.float16)
+    if _CODECS[proto_dtype][1] == "int_val" and dtype != np.int32:
+        # int8/16 and uint8/16 travel as int32: narrow like a C cast, as TensorFlow does.
+        return np.array(values, dtype=np.int32).astype(dtype)
+    return np.array(values, dtype=dtype)
+
+
 # TensorProto's packed fixed-width value fields: tag bytes (field number << 3 | 2).
 _PACKED_FIXED_WIDTH = {
     types_pb2.DT_FLOAT: bytes([5 << 3 | 2]),  # float_val = 5
     types_pb2.DT_DOUBLE: bytes([6 << 3 | 2]),  # double_val = 6
 }
 _LITTLE_ENDIAN = {types_pb2.DT_FLOAT: np.dtype("<f4"), types_pb2.DT_DOUBLE: np.dtype("<f8")}
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def to_tensor_proto(
@@ -200,7 +266,7 @@ def to_tensor_proto(
         # in one C call instead of one Python float per value, and yields the
         # same message, bit for bit.
         raw = flat.astype(_LITTLE_ENDIAN[dtype], copy=False).tobytes()
-        proto.MergeFromString(packed_tag + _varint(len(raw)) + raw)
+        proto.MergeFromString(packed_tag + proto_wire.varint(len(raw)) + raw)
     elif dtype == types_pb2.DT_STRING:
         proto.string_val.extend(v if isinstance(v, bytes) else str(v).encode() for v in flat)
     elif dtype == types_pb2.DT_HALF:

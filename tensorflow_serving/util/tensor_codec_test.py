@@ -160,5 +160,34 @@ def test_out_of_range_narrow_values_wrap_like_a_c_cast(dtype, field, values, exp
     assert bits.tolist() == expected
 
 
+def test_values_in_a_field_the_dtype_does_not_read_are_refused():
+    # TensorFlow would ignore them (and feed zeros): a client's mistake, said as such.
+    proto = _proto(types_pb2.DT_FLOAT, [2], int_val=[1, 2])
+    error = testing.serving_error(tensor_codec.to_ndarray, proto)
+    assert (
+        error.message
+        == "Tensor of dtype float carries values in int_val; its values go in float_val"
+    )
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(7, dtype=np.float32),
+        np.arange(7, dtype=np.int64).reshape(7, 1),
+        np.array([1000, -129, 5, 6, 7], dtype=np.int32).astype(np.int8),
+        np.arange(5, dtype=np.float16),
+        np.array([True, False, True]),
+        np.array([b"a", b"", b"c", b"dd", b"e"], dtype=object),
+    ],
+    ids=lambda array: str(array.dtype),
+)
+def test_a_field_decoded_in_steps_is_the_same_array(array, monkeypatch):
+    monkeypatch.setattr(tensor_codec, "DECODE_CHUNK", 2)
+    decoded = tensor_codec.to_ndarray(tensor_codec.to_tensor_proto(array))
+    assert decoded.dtype == array.dtype and decoded.shape == array.shape
+    assert decoded.tolist() == array.tolist()
+
+
 if __name__ == "__main__":
     sys.exit(testing.main(__file__))
