@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from tensorflow_serving.test_util import testing
-from tensorflow_serving.util import json_body
+from tensorflow_serving.util import json_body, json_pieces
 
 
 def test_nan_and_infinity_tokens_are_accepted():
@@ -52,6 +52,29 @@ def test_signature_name_is_optional_and_must_be_a_string():
     assert json_body.signature_name({"signature_name": "s", "inputs": 1}) == "s"
     error = testing.serving_error(json_body.signature_name, {"signature_name": 1, "inputs": 1})
     assert "'signature_name' key must be a string value." in error.message
+
+
+def test_a_body_that_would_parse_past_the_budget_is_refused_before_parsing():
+    body = b'{"instances": [' + b",".join([b"[]"] * 1000) + b"]}"
+    estimate = json_body.parsed_size_estimate(body)
+    assert estimate >= 1000 * (json_body.VALUE_BYTES + json_body.CONTAINER_BYTES)
+    assert json_body.loads_object(body, estimate)["instances"] == [[]] * 1000
+    error = testing.serving_error(json_body.loads_object, body, estimate - 1)
+    assert error.code.name == "INVALID_ARGUMENT"
+    assert error.message == (
+        f"JSON body of {len(body)} bytes takes {estimate} bytes once decoded; a request may "
+        f"decode to at most {estimate - 1} bytes (--max_decoded_request_bytes)"
+    )
+
+
+def test_a_large_body_is_parsed_in_pieces_with_the_same_value_and_errors(monkeypatch):
+    monkeypatch.setattr(json_body, "WHOLE_PARSE_BYTES", 16)
+    monkeypatch.setattr(json_pieces, "PIECE_BYTES", 16)
+    body = b'{"signature_name": "s", "instances": [[1, 2], [3, 4], [5, 6], [NaN, 7]]}'
+    doc = json_body.loads_object(body)
+    assert doc["instances"][:3] == [[1, 2], [3, 4], [5, 6]] and math.isnan(doc["instances"][3][0])
+    error = testing.serving_error(json_body.loads_object, body.replace(b"[5", b"[x"))
+    assert error.message == "JSON Parse error: Expecting value at offset: 55"
 
 
 if __name__ == "__main__":

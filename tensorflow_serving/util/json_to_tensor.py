@@ -19,6 +19,7 @@ whenever it cannot vouch for the walker's answer; then the walker decides.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,9 @@ from tensorflow_serving.util.json_value import (
 # numpy holds at most 64 dimensions (TensorFlow 254); deeper lists are refused
 # before anything walks them recursively.
 MAX_RANK = 64
+# Leaves converted per np.array call: a long list is converted in steps, so that
+# no single call holds the interpreter for long.
+CONVERT_LEAVES = tensor_codec.DECODE_CHUNK
 
 _SMALL_INTS = (types_pb2.DT_INT32, types_pb2.DT_INT16, types_pb2.DT_INT8, types_pb2.DT_UINT8)
 # The integers a JSON value may be for each integer dtype (narrow ones are filled as int32).
@@ -200,17 +204,12 @@ def _leaf(value: Any, dtype: int) -> Any:
 
 
 def array_from_leaves(leaves: list, shape: list[int], dtype: int) -> np.ndarray:
-    """The tensor of `dtype` and `shape` holding `leaves` (as collect_leaves made them)."""
-    if dtype == types_pb2.DT_STRING:
-        flat = np.empty(len(leaves), dtype=object)
-        flat[:] = leaves
-        return flat.reshape(shape)
-    if dtype in _SMALL_INTS:
-        # Upstream stores these as int32 and narrows like a C cast (wrapping).
-        return (
-            np.array(leaves, dtype=np.int32).astype(tensor_codec.numpy_dtype(dtype)).reshape(shape)
-        )
-    return np.array(leaves, dtype=tensor_codec.numpy_dtype(dtype)).reshape(shape)
+    """The tensor of `dtype` and `shape` holding `leaves` (as collect_leaves made them).
+
+    Narrow integers are stored as int32 and narrowed like a C cast (wrapping),
+    as upstream does; a long list is converted in steps (tensor_codec).
+    """
+    return tensor_codec.values_to_array(leaves, dtype).reshape(shape)
 
 
 # ---------------------------------------------------------------------------
@@ -250,8 +249,10 @@ def _fast_numeric(value: Any, dtype: int, may_have_bools: bool) -> np.ndarray | 
     if may_have_bools and dtype != types_pb2.DT_BOOL:
         return None
     try:
-        array = np.array(value)
+        array = _numpy_array(value)
     except (ValueError, TypeError, OverflowError):
+        return None
+    if array is None:
         return None
     kind = array.dtype.kind
     target = tensor_codec.numpy_dtype(dtype)
@@ -277,6 +278,31 @@ def _fast_numeric(value: Any, dtype: int, may_have_bools: bool) -> np.ndarray | 
             return None
         return array.astype(target)
     return None
+
+
+def _numpy_array(value: Any) -> np.ndarray | None:
+    """np.array(value), made in steps of about CONVERT_LEAVES leaves when `value` is a
+    long list; None when the steps' dtypes disagree in a way np.array would settle
+    otherwise than float64 (the exact walker then decides). Raises as np.array does."""
+    if not isinstance(value, list) or not value:
+        return np.array(value)
+    rows = max(1, CONVERT_LEAVES // max(1, math.prod(dense_shape(value[0]))))
+    if len(value) <= rows:
+        return np.array(value)
+    parts = [np.array(value[start : start + rows]) for start in range(0, len(value), rows)]
+    if any(part.shape[1:] != parts[0].shape[1:] for part in parts):
+        raise ValueError("the list is not dense")  # as np.array says of ragged lists
+    dtypes = {part.dtype for part in parts}
+    if len(dtypes) == 1:
+        dtype = parts[0].dtype
+    elif {d.kind for d in dtypes} <= {"i", "f"}:
+        dtype = np.dtype(np.float64)  # ints and floats: np.array makes float64 of them
+    else:
+        return None
+    array = np.empty((len(value), *parts[0].shape[1:]), dtype=dtype)
+    for index, part in enumerate(parts):
+        array[index * rows : index * rows + len(part)] = part
+    return array
 
 
 def _floating(array: np.ndarray, dtype: int) -> np.ndarray | None:

@@ -19,7 +19,7 @@ from tensorflow.core.framework.types_pb2 import (
 )
 
 from tensorflow_serving.test_util import testing
-from tensorflow_serving.util import json_to_tensor, status
+from tensorflow_serving.util import json_to_tensor, status, tensor_codec
 
 
 def test_the_signature_dtype_decides_not_the_json():
@@ -111,6 +111,35 @@ def test_fast_path_agrees_with_exact_conversion(value, dtype):
         np.testing.assert_array_equal(np.array(fast[3]), np.array(exact[3]))
     else:
         assert fast == exact
+
+
+_numbers = st.one_of(
+    st.integers(min_value=-(2**65), max_value=2**65),
+    st.floats(allow_nan=False, allow_infinity=False, width=64),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    value=st.lists(st.one_of(_numbers, st.lists(_numbers, max_size=3)), max_size=9),
+    dtype=st.sampled_from([DT_FLOAT, DT_DOUBLE, DT_INT32, DT_INT8, DT_INT64, DT_UINT32]),
+)
+def test_conversion_in_steps_agrees_with_the_exact_walker(value, dtype):
+    """Steps of two leaves: a list is cut where its steps' dtypes or shapes differ."""
+
+    def run(fn):
+        try:
+            array = fn()
+            return ("ok", array.dtype, array.shape, array.tobytes())
+        except status.ServingError as error:
+            return ("error", error.code)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(json_to_tensor, "CONVERT_LEAVES", 2)
+        patch.setattr(tensor_codec, "DECODE_CHUNK", 2)
+        fast = run(lambda: json_to_tensor.tensor_from_json(value, dtype, may_have_bools=False))
+        exact = run(lambda: json_to_tensor.tensor_from_json_exact(value, dtype))
+    assert fast == exact
 
 
 if __name__ == "__main__":
