@@ -83,12 +83,13 @@ class FutureResponses(grpc.ServerInterceptor):
 
 
 class _Undecodable:
-    """Stands in for a request whose bytes are not the RPC's message."""
+    """Stands in for a request that was not decoded: the status its client gets."""
 
-    __slots__ = ("reason",)
+    __slots__ = ("code", "message")
 
-    def __init__(self, reason: str):
-        self.reason = reason
+    def __init__(self, code: grpc.StatusCode, message: str):
+        self.code = code
+        self.message = message
 
 
 class UndecodableRequestInterceptor(grpc.ServerInterceptor):
@@ -98,10 +99,15 @@ class UndecodableRequestInterceptor(grpc.ServerInterceptor):
     deserialize with INTERNAL, "Exception deserializing request!", which reads
     as a server fault; the fault is the client's. Each unary method's
     deserializer is wrapped once (handlers are cached per method name).
+
+    `decoders` replaces the deserializer of the methods it names (full names,
+    "/package.Service/Method"); a decoder that refuses a request raises a
+    ServingError, whose code and message the client gets.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, decoders: dict[str, Callable[[bytes], object]] | None = None) -> None:
         self._handlers: dict[str, grpc.RpcMethodHandler | None] = {}
+        self._decoders = dict(decoders or {})
 
     def intercept_service(self, continuation, handler_call_details):
         method = handler_call_details.method
@@ -111,28 +117,32 @@ class UndecodableRequestInterceptor(grpc.ServerInterceptor):
             pass
         handler = continuation(handler_call_details)
         if handler is not None and handler.unary_unary and handler.request_deserializer:
-            handler = _decoding_checked(method, handler)
+            decode = self._decoders.get(method, handler.request_deserializer)
+            handler = _decoding_checked(method, handler, decode)
         self._handlers[method] = handler
         return handler
 
 
-def _decoding_checked(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    deserialize = handler.request_deserializer
+def _decoding_checked(
+    method: str, handler: grpc.RpcMethodHandler, deserialize: Callable[[bytes], object]
+) -> grpc.RpcMethodHandler:
     behavior = handler.unary_unary
 
     def safe_deserialize(data: bytes):
         try:
             return deserialize(data)
+        except status.ServingError as refusal:
+            return _Undecodable(refusal.code, refusal.message)
         except Exception as error:  # protobuf's DecodeError, or worse bytes
-            return _Undecodable(f"{type(error).__name__}: {error}")
+            return _Undecodable(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Request to {method} is not a valid protobuf message of its type "
+                f"({type(error).__name__}: {error})",
+            )
 
     def checked_behavior(request, context):
         if isinstance(request, _Undecodable):
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"Request to {method} is not a valid protobuf message of its type "
-                f"({request.reason})",
-            )
+            context.abort(request.code, request.message)
         return behavior(request, context)
 
     return grpc.unary_unary_rpc_method_handler(

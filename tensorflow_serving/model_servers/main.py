@@ -66,6 +66,10 @@ _HELP = {
     "max_request_bytes": "Not upstream: largest request accepted, in bytes: bigger REST bodies "
     "get 413 without being read, bigger gRPC messages RESOURCE_EXHAUSTED. 0: no limit of ours "
     "(gRPC keeps upstream's 2 GiB).",
+    "max_decoded_request_bytes": "Not upstream: what one request may decode to in memory, in "
+    "bytes: a Predict's tensors (elements x element size; 48 per string) or a REST body's "
+    "parsed JSON (estimated from its length and its count of values), checked before "
+    "decoding; a request over it gets INVALID_ARGUMENT / 400 at once. 0: no limit.",
     "bind_address": "Address the gRPC and REST servers listen on (not upstream; upstream "
     "always uses 0.0.0.0).",
     "load_timeout_seconds": "Not upstream: a model version whose load takes longer than this "

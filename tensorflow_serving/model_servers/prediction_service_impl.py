@@ -31,30 +31,34 @@ from tensorflow_serving.servables.tensorflow import (
     predict_util,
     regressor,
 )
-from tensorflow_serving.util import request_deadline
+from tensorflow_serving.util import predict_request_wire, request_deadline
+
+PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 
 
 class PredictWork(Work):
-    """A PredictRequest: tensors decoded before the lookup, a PredictResponse after the run."""
+    """A PredictRequest: tensors checked against the version's signature, then decoded;
+    a PredictResponse after the run."""
 
-    __slots__ = ("_request", "_inputs", "_signature")
+    __slots__ = ("_request", "_max_decoded_bytes", "_signature")
 
-    def __init__(self, request: predict_pb2.PredictRequest):
+    def __init__(self, request: predict_pb2.PredictRequest, max_decoded_bytes: int = 0):
         self._request = request
-        self._inputs = None
+        self._max_decoded_bytes = max_decoded_bytes
         self._signature = None
-
-    def check(self) -> None:
-        self._inputs = predict_util.decode_inputs(self._request)
 
     def start(
         self, handle: ServableHandle, runner: concurrent.futures.Executor
     ) -> concurrent.futures.Future:
         request = self._request
+        name = request.model_spec.signature_name or predict_util.DEFAULT_SIGNATURE
+        predict_util.check_input_tensors(
+            handle.servable.signature(name), request.inputs, handle.name, self._max_decoded_bytes
+        )
         self._signature, outputs = predict_util.submit_predict(
             handle,
             request.model_spec.signature_name,
-            self._inputs,
+            predict_util.decode_inputs(request),
             request.output_filter,
             runner,
         )
@@ -71,14 +75,24 @@ def grpc_call(api: str, model_spec: model_pb2.ModelSpec, context: grpc.ServicerC
 
 
 class PredictionServiceImpl(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """Every method returns a concurrent.futures.Future of its response."""
+    """Every method returns a concurrent.futures.Future of its response.
 
-    def __init__(self, plane: DataPlane):
+    `max_decoded_bytes` bounds what a Predict's tensors may decode to (0: no
+    limit); the server also parses large Predict messages with
+    `decode_predict_request`.
+    """
+
+    def __init__(self, plane: DataPlane, max_decoded_bytes: int = 0):
         self._plane = plane
+        self._max_decoded_bytes = max_decoded_bytes
+
+    def decode_predict_request(self, data: bytes) -> predict_pb2.PredictRequest:
+        """The Predict method's deserializer: predict_request_wire.parse under this budget."""
+        return predict_request_wire.parse(data, self._max_decoded_bytes)
 
     def Predict(self, request: predict_pb2.PredictRequest, context):
         call = grpc_call("Predict", request.model_spec, context)
-        return self._plane.serve(call, PredictWork(request))
+        return self._plane.serve(call, PredictWork(request, self._max_decoded_bytes))
 
     def Classify(self, request: classification_pb2.ClassificationRequest, context):
         call = grpc_call("Classify", request.model_spec, context)

@@ -30,7 +30,10 @@ from tensorflow_serving.model_servers.grpc_status_util import (
 )
 from tensorflow_serving.model_servers.inline_grpc_server import InlineGrpcServer, new_grpc_server
 from tensorflow_serving.model_servers.model_service_impl import ModelServiceImpl
-from tensorflow_serving.model_servers.prediction_service_impl import PredictionServiceImpl
+from tensorflow_serving.model_servers.prediction_service_impl import (
+    PREDICT_METHOD,
+    PredictionServiceImpl,
+)
 from tensorflow_serving.model_servers.rest import server as http_server_lib
 from tensorflow_serving.model_servers.rest.app import HttpOptions
 from tensorflow_serving.model_servers.server_core import (
@@ -59,6 +62,7 @@ from tensorflow_serving.util import open_files, status
 _LOG = logging.getLogger(__name__)
 
 _MAX_MESSAGE_BYTES = 2**31 - 1  # upstream: SetMaxMessageSize(kint32max)
+_MAX_BATCHING_THREADS = 128
 # Calls that use no model run (or only read its signatures): on the inline gRPC
 # server they have threads of their own, so they are answered under any load.
 GRPC_CONTROL_METHODS = (
@@ -67,7 +71,6 @@ GRPC_CONTROL_METHODS = (
     "/tensorflow.serving.PredictionService/GetModelMetadata",
     "/grpc.health.v1.Health/Check",
 )
-_MAX_BATCHING_THREADS = 128
 
 
 def _receive_limit(options: ServerOptions) -> int:
@@ -99,6 +102,7 @@ def http_options(
         enable_cors=options.rest_api_enable_cors_support,
         prometheus_path=prometheus_path,
         max_request_bytes=options.max_request_bytes,
+        max_decoded_request_bytes=options.max_decoded_request_bytes,
         keep_alive_seconds=options.rest_api_keep_alive_timeout_in_ms / 1000,
         header_timeout_seconds=options.rest_api_header_timeout_in_ms / 1000,
         body_timeout_seconds=options.rest_api_body_timeout_in_ms / 1000,
@@ -343,6 +347,10 @@ class Server:
     def _start_grpc(self, options: ServerOptions, channel_args) -> None:
         if not options.port and not options.grpc_socket_path and self._worker is None:
             return
+        plane = DataPlane(
+            self.core, metrics_lib.GRPC, metrics=self.metrics, arrivals=self._arrivals
+        )
+        predictions = PredictionServiceImpl(plane, options.max_decoded_request_bytes)
         self.grpc_server = new_grpc_server(
             options.grpc_server,
             num_threads=self._grpc_workers(options),
@@ -353,15 +361,12 @@ class Server:
                 ("grpc.so_reuseport", 1 if self._reuse_port else 0),
                 *channel_args,
             ],
-            interceptors=self._grpc_interceptors(options),
+            interceptors=self._grpc_interceptors(options, predictions),
             maximum_concurrent_rpcs=options.max_concurrent_requests or None,
             arrivals=self._arrivals,
         )
-        plane = DataPlane(
-            self.core, metrics_lib.GRPC, metrics=self.metrics, arrivals=self._arrivals
-        )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionServiceImpl(plane), self.grpc_server
+            predictions, self.grpc_server
         )
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
             ModelServiceImpl(self.core, self._group), self.grpc_server
@@ -400,9 +405,13 @@ class Server:
         self.grpc_server.start()
 
     @staticmethod
-    def _grpc_interceptors(options: ServerOptions) -> list[grpc.ServerInterceptor]:
-        """Undecodable requests as INVALID_ARGUMENT; on grpcio, Future answers awaited."""
-        interceptors: list[grpc.ServerInterceptor] = [UndecodableRequestInterceptor()]
+    def _grpc_interceptors(
+        options: ServerOptions, predictions: PredictionServiceImpl
+    ) -> list[grpc.ServerInterceptor]:
+        """Undecodable requests as INVALID_ARGUMENT, Predict messages parsed within the
+        decode budget; on grpcio, Future answers awaited."""
+        decoders = {PREDICT_METHOD: predictions.decode_predict_request}
+        interceptors: list[grpc.ServerInterceptor] = [UndecodableRequestInterceptor(decoders)]
         if options.grpc_server == "grpcio":
             interceptors.append(FutureResponses())
         return interceptors

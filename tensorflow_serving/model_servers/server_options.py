@@ -46,6 +46,11 @@ class ServerOptions:
     # Not upstream: largest request body (REST) / message (gRPC) accepted; 0: no
     # limit of ours (gRPC then keeps upstream's 2 GiB - 1).
     max_request_bytes: int = 256 * 1024 * 1024
+    # Not upstream: what a request's tensors (or a REST body's JSON) may decode
+    # to in memory, checked before decoding (0: no limit; see decode_budget.py).
+    # Four times --max_request_bytes: a numeric tensor within that is never
+    # refused by it, while strings and JSON may expand at most that much.
+    max_decoded_request_bytes: int = 1 << 30
     bind_address: str = "0.0.0.0"
     # Not upstream: a version load that takes longer fails (0: no limit).
     load_timeout_seconds: float = 0.0

@@ -24,10 +24,6 @@ from tensorflow.core.framework import types_pb2
 
 from tensorflow_serving.util import status, tensor_codec
 
-# The default --max_decoded_request_bytes: four times the default
-# --max_request_bytes, so a numeric tensor within that is never refused by it, while
-# strings and JSON may expand at most that much.
-DEFAULT_MAX_DECODED_BYTES = 1 << 30
 # A string element in memory: a bytes object's header (33 bytes, rounded up by
 # the allocator) and the 8-byte pointer the object array holds.
 STRING_ELEMENT_BYTES = 48
@@ -78,7 +74,6 @@ class DecodeBudget:
 
 
 __all__ = [
-    "DEFAULT_MAX_DECODED_BYTES",
     "FLAG",
     "STRING_ELEMENT_BYTES",
     "DecodeBudget",

@@ -82,6 +82,8 @@ class HttpOptions:
     max_pending: int = 0  # 0: 64 per worker thread, at least 256
     # --max_request_bytes: longer bodies get 413 and are not read further (0: no limit).
     max_request_bytes: int = 0
+    # --max_decoded_request_bytes: what a body may parse to (0: no limit).
+    max_decoded_request_bytes: int = 0
     # Listen with SO_REUSEPORT, beside the other workers of a supervisor.
     reuse_port: bool = False
     # What one connection may cost (inline_protocol.py); for each, 0: no limit.
@@ -131,7 +133,7 @@ class RestApiApp:
             max_in_flight=options.pending_limit(),
             metrics=self._metrics,
         )
-        self.handler = handler_type(plane, control)
+        self.handler = handler_type(plane, control, options.max_decoded_request_bytes)
         self._timeout = options.timeout_in_ms / 1000 if options.timeout_in_ms > 0 else None
         self._loop_timeouts = None if self._timeout is None else LoopTimeouts(self._timeout)
         self._extra_headers = list(CORS_HEADERS) if options.enable_cors else []

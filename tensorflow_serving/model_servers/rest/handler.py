@@ -43,6 +43,7 @@ from tensorflow_serving.util import (
     json_to_tensor,
     status,
 )
+from tensorflow_serving.util.decode_budget import DecodeBudget
 from tensorflow_serving.util.executors import CALLING_THREAD
 
 
@@ -71,10 +72,10 @@ def response_of(outcome: concurrent.futures.Future) -> RestResponse:
     return error_response(error)
 
 
-def _bad_body_first(body: bytes, error: Exception) -> Exception:
+def _bad_body_first(body: bytes, error: Exception, max_decoded_bytes: int) -> Exception:
     """A body that does not parse is reported before `error`, as upstream parses first."""
     try:
-        json_body.loads_object(body)
+        json_body.loads_object(body, max_decoded_bytes)
     except status.ServingError as bad_body:
         return bad_body
     return error
@@ -109,21 +110,26 @@ def _pretty(document: dict) -> bytes:
 
 
 class PredictWork(Work):
-    """A :predict body: decoded against the version's signature, answered as JSON."""
+    """A :predict body: decoded against the version's signature, answered as JSON.
 
-    def __init__(self, body: bytes):
+    `max_decoded_bytes` bounds the parsed body (json_body.loads; 0: no limit).
+    """
+
+    def __init__(self, body: bytes, max_decoded_bytes: int = 0):
         self._body = body
+        self._max_decoded_bytes = max_decoded_bytes
         self._format = None
         self._signature = None
 
     def lookup_failed(self, error: Exception) -> Exception:
-        return _bad_body_first(self._body, error)
+        return _bad_body_first(self._body, error, self._max_decoded_bytes)
 
     def start(
         self, handle: ServableHandle, runner: concurrent.futures.Executor
     ) -> concurrent.futures.Future:
-        decoded = _decode_body(self._body, _takes_dense(handle.servable))
-        name, inputs, self._format = _predict_request(handle, decoded, self._body)
+        body, max_bytes = self._body, self._max_decoded_bytes
+        decoded = _decode_body(body, _takes_dense(handle.servable), max_bytes)
+        name, inputs, self._format = _predict_request(handle, decoded, body, max_bytes)
         self._signature, outputs = predict_util.submit_predict(handle, name, inputs, (), runner)
         self.signature_name = self._signature.key
         return outputs
@@ -138,14 +144,15 @@ class PredictWork(Work):
 class ExamplesWork(Work):
     """A :classify or :regress body: tf.Examples in, results as JSON; runs on `runner`."""
 
-    def __init__(self, api: str, body: bytes):
+    def __init__(self, api: str, body: bytes, max_decoded_bytes: int = 0):
         self._api = api
         self._body = body
+        self._max_decoded_bytes = max_decoded_bytes
         self._requested = ""
         self._input = None
 
     def check(self) -> None:
-        document = json_body.loads_object(self._body)
+        document = json_body.loads_object(self._body, self._max_decoded_bytes)
         self._requested = json_body.signature_name(document)
         self._input = json_example.input_from_json(document)
 
@@ -200,17 +207,32 @@ class MetadataWork(Work):
         return RestResponse(200, _pretty(document), version=str(handle.version))
 
 
-def _decode_body(body: bytes, may_be_dense: bool) -> json_dense.DenseBody | dict:
+def _decode_body(
+    body: bytes, may_be_dense: bool, max_decoded_bytes: int
+) -> json_dense.DenseBody | dict:
     """A :predict body parsed: one dense tensor of numbers if json_dense takes it.
 
     Otherwise (and always unless `may_be_dense`) the general decoder's
-    document; its parse errors raise here.
+    document; its parse errors raise here, and so does a body whose parsed
+    size would pass `max_decoded_bytes` (json_body checks before parsing; a
+    dense body, at most json_dense.MAX_BODY_BYTES, once parsed).
     """
     dense = json_dense.decode(body) if may_be_dense else None
-    return dense if dense is not None else json_body.loads_object(body)
+    if dense is None:
+        return json_body.loads_object(body, max_decoded_bytes)
+    if max_decoded_bytes:
+        DecodeBudget(max_decoded_bytes).charge(
+            f"JSON body of {len(body)} bytes", json_body.parsed_size_estimate(body)
+        )
+    return dense
 
 
-def _predict_request(handle: ServableHandle, decoded: json_dense.DenseBody | dict, body: bytes):
+def _predict_request(
+    handle: ServableHandle,
+    decoded: json_dense.DenseBody | dict,
+    body: bytes,
+    max_decoded_bytes: int,
+):
     """(signature name, input arrays, request format) of a decoded :predict body.
 
     A dense body for a signature with one float input skips the Python
@@ -224,7 +246,7 @@ def _predict_request(handle: ServableHandle, decoded: json_dense.DenseBody | dic
             tensor = json_to_tensor.dense_tensor(decoded.values, spec.dtype)
             if tensor is not None:
                 return name, {alias: tensor}, decoded.format
-        decoded = json_body.loads_object(body)
+        decoded = json_body.loads_object(body, max_decoded_bytes)
     return _predict_inputs(handle, decoded, body)
 
 
@@ -249,11 +271,13 @@ def _predict_inputs(handle: ServableHandle, doc: dict, body: bytes):
 class HttpRestApiHandler:
     """The REST API over a DataPlane. Thread-safe; holds no per-request state."""
 
-    def __init__(self, plane: DataPlane, control=None):
+    def __init__(self, plane: DataPlane, control=None, max_decoded_bytes: int = 0):
         """`control` answers model status and readiness (default: the plane's ServerCore;
-        a WorkerGroup answers for every worker of a supervisor)."""
+        a WorkerGroup answers for every worker of a supervisor); `max_decoded_bytes`
+        bounds what a body may parse to (0: no limit)."""
         self._plane = plane
         self._core = control or plane.core
+        self._max_decoded_bytes = max_decoded_bytes
 
     @property
     def plane(self) -> DataPlane:
@@ -262,9 +286,9 @@ class HttpRestApiHandler:
     def work_for(self, route: Route, body: bytes) -> Work:
         """The Work of a model request (predict, classify, regress, metadata)."""
         if route.api == PREDICT:
-            return PredictWork(body)
+            return PredictWork(body, self._max_decoded_bytes)
         if route.api in (CLASSIFY, REGRESS):
-            return ExamplesWork(route.api, body)
+            return ExamplesWork(route.api, body, self._max_decoded_bytes)
         if route.api == METADATA:
             return MetadataWork(route)
         raise ValueError(f"{route.api} does not use a model version")

@@ -53,8 +53,8 @@ class ScriptedWork(Work):
 class ScriptedHandler(HttpRestApiHandler):
     """Answers every API call itself; `gate` holds requests until the test opens it."""
 
-    def __init__(self, plane, control=None):
-        super().__init__(plane, control)
+    def __init__(self, plane, control=None, max_decoded_bytes=0):
+        super().__init__(plane, control, max_decoded_bytes)
         self.gate = threading.Event()
         self.gate.set()
         self.entered = threading.Semaphore(0)

@@ -2,24 +2,29 @@
 run, and shape the answer (upstream: predict_util.h).
 
 Transport-free: the gRPC service and the REST handler both call
-`submit_predict` with numpy inputs; `decode_inputs` and `predict_response`
-are the PredictRequest / PredictResponse ends the gRPC side and warmup use.
+`submit_predict` with numpy inputs; `check_input_tensors`, `decode_inputs`
+and `predict_response` are the PredictRequest / PredictResponse ends the
+gRPC side and warmup use. A PredictRequest's tensors are checked against the
+signature and the decode budget (sizes only) before any is decoded.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
+from tensorflow.core.framework import tensor_pb2
 
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.core.servable_handle import ServableHandle
 from tensorflow_serving.servables.tensorflow.saved_model_bundle import (
     Signature,
+    dtype_mismatch,
     feed_dtype_check,
 )
 from tensorflow_serving.util import status, tensor_codec
+from tensorflow_serving.util.decode_budget import DecodeBudget
 
 DEFAULT_SIGNATURE = "serving_default"
 
@@ -30,6 +35,12 @@ def _set_text(items: Iterable[str]) -> str:
 
 def validate_inputs(signature: Signature, inputs: dict[str, np.ndarray], model_name: str) -> None:
     """Same aliases as the signature, right dtypes: upstream's wording on failure."""
+    check_aliases(signature, inputs, model_name)
+    feed_dtype_check(signature, inputs)
+
+
+def check_aliases(signature: Signature, inputs: Iterable[str], model_name: str) -> None:
+    """The request names exactly the signature's inputs: upstream's wording on failure."""
     sent = set(inputs)
     wanted = set(signature.inputs)
     if sent != wanted:
@@ -38,7 +49,30 @@ def validate_inputs(signature: Signature, inputs: dict[str, np.ndarray], model_n
             f"Send extra: {{{_set_text(sent - wanted)}}}. "
             f"Missing but required: {{{_set_text(wanted - sent)}}}."
         )
-    feed_dtype_check(signature, inputs)
+
+
+def check_input_tensors(
+    signature: Signature,
+    tensors: Mapping[str, tensor_pb2.TensorProto],
+    model_name: str,
+    max_decoded_bytes: int,
+) -> None:
+    """Checks a PredictRequest's tensors before any is decoded, from their sizes alone.
+
+    In upstream's order: the aliases against the signature, each tensor's
+    parts against each other (tensor_codec.check_tensor), its dtype against
+    the signature's (upstream's words for each); then their decoded size
+    against `max_decoded_bytes` (0: no limit).
+    """
+    check_aliases(signature, tensors, model_name)
+    budget = DecodeBudget(max_decoded_bytes)
+    for index, alias in enumerate(signature.input_order):
+        proto = tensors[alias]
+        shape = tensor_codec.check_tensor(proto)
+        want = signature.inputs[alias].dtype
+        if proto.dtype != want:
+            raise dtype_mismatch(index, want, proto.dtype)
+        budget.charge_tensor(alias, want, shape)
 
 
 def output_aliases(signature: Signature, output_filter: Iterable[str]) -> tuple[str, ...]:
@@ -87,7 +121,7 @@ def fill_model_spec(model_spec, name: str, version: int, signature_name: str | N
 
 
 def decode_inputs(request: predict_pb2.PredictRequest) -> dict[str, np.ndarray]:
-    """The request's input tensors as numpy arrays."""
+    """The request's input tensors as numpy arrays (check_input_tensors first for a client's)."""
     return {alias: tensor_codec.to_ndarray(proto) for alias, proto in request.inputs.items()}
 
 

@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+from tensorflow.core.framework import tensor_pb2, types_pb2
 
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.servables.tensorflow import predict_util
@@ -57,6 +58,51 @@ def test_predict_response_fills_model_spec_and_float_val(model):
     assert response.model_spec.version.value == model.version
     assert response.model_spec.signature_name == "serving_default"
     assert list(response.outputs["y"].float_val) == [2.5, 3.0]
+
+
+def _tensors(**protos) -> dict:
+    request = predict_pb2.PredictRequest()
+    for alias, proto in protos.items():
+        request.inputs[alias].CopyFrom(proto)
+    return request.inputs
+
+
+@pytest.mark.parametrize(
+    "inputs, budget, words",
+    [
+        ({"z": tensor_codec.to_tensor_proto(X)}, 0, "Send extra: {z}. Missing but required: {x}."),
+        (
+            {"x": tensor_codec.to_tensor_proto(np.array([b"a", b"b"], dtype=object))},
+            0,
+            "Expects arg[0] to be float but string is provided",
+        ),
+        (
+            {"x": tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[b"a", b"b"])},
+            0,
+            "Tensor has 2 values in string_val but its shape [] holds 1",
+        ),
+        (
+            {"x": tensor_codec.to_tensor_proto(np.ones([1000, 1], np.float32))},
+            3999,
+            "Input tensor x of shape [1000, 1] and dtype float takes 4000 bytes once decoded",
+        ),
+    ],
+)
+def test_tensors_are_checked_against_the_signature_and_budget_before_decoding(
+    model, inputs, budget, words
+):
+    signature = model.servable.signature(predict_util.DEFAULT_SIGNATURE)
+    error = testing.serving_error(
+        predict_util.check_input_tensors, signature, _tensors(**inputs), "hp", budget
+    )
+    assert error.code.name == "INVALID_ARGUMENT"
+    assert words in error.message
+
+
+def test_tensors_within_the_budget_pass(model):
+    signature = model.servable.signature(predict_util.DEFAULT_SIGNATURE)
+    inputs = _tensors(x=tensor_codec.to_tensor_proto(np.ones([1000, 1], np.float32)))
+    predict_util.check_input_tensors(signature, inputs, "hp", 4000)
 
 
 if __name__ == "__main__":

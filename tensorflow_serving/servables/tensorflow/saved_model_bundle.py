@@ -334,7 +334,12 @@ def feed_dtype_check(signature: Signature, inputs: dict[str, np.ndarray]) -> Non
         want = signature.inputs[alias].dtype
         got = tensor_codec.data_type_of(inputs[alias])
         if want != got:
-            raise status.invalid_argument(
-                f"Expects arg[{index}] to be {tensor_codec.dtype_name(want)} but "
-                f"{tensor_codec.dtype_name(got)} is provided"
-            )
+            raise dtype_mismatch(index, want, got)
+
+
+def dtype_mismatch(index: int, want: int, got: int) -> status.ServingError:
+    """A C++ Session's words for feed `index` of DataType `got` where `want` is expected."""
+    return status.invalid_argument(
+        f"Expects arg[{index}] to be {tensor_codec.dtype_name(want)} but "
+        f"{tensor_codec.dtype_name(got)} is provided"
+    )
