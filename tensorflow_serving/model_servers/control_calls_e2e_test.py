@@ -171,38 +171,41 @@ def assert_rest_control_calls_answer(server) -> None:
     assert server.request("GET", "/v1/health/ready")[0] == 200
 
 
-def test_grpc_control_calls_are_answered_while_every_grpc_thread_runs_the_model(server):
-    stub = prediction_service_pb2_grpc.PredictionServiceStub(server.channel)
-    before = rest_entered(server)
-    blocked = [
-        stub.Predict.future(
-            predict_request("", "x", np.array([float(i)], np.float32)), timeout=CALL_SECONDS
-        )
-        for i in range(WORKERS)
-    ]
+def answered_while_blocked(blocked: list, entered, control, release) -> None:
+    """Runs `control` once WORKERS runs counted by `entered()` are blocked in the model,
+    checks that the `blocked` calls are still waiting, then `release`s them."""
+    before = entered()
     try:
-        assert testing.wait_for(lambda: rest_entered(server) == before + WORKERS, timeout=60)
-        assert_grpc_control_calls_answer(server)
+        assert testing.wait_for(lambda: entered() == before + WORKERS, timeout=60)
+        control()
         assert not any(call.done() for call in blocked)
     finally:
-        rest_release(server, WORKERS)
+        release(WORKERS)
+
+
+def test_grpc_control_calls_are_answered_while_every_grpc_thread_runs_the_model(server):
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(server.channel)
+    requests = [predict_request("", "x", np.array([float(i)], np.float32)) for i in range(WORKERS)]
+    blocked = [stub.Predict.future(request, timeout=CALL_SECONDS) for request in requests]
+    answered_while_blocked(
+        blocked,
+        lambda: rest_entered(server),
+        lambda: assert_grpc_control_calls_answer(server),
+        lambda count: rest_release(server, count),
+    )
     assert [list(call.result().outputs["y"].float_val) for call in blocked] == [[0.0], [2.0]]
 
 
 def test_rest_control_calls_are_answered_while_every_rest_worker_runs_the_model(server):
-    before = grpc_entered(server)
-    body = {"instances": [1.0]}
+    path, body = f"/v1/models/{MODEL}:predict", {"instances": [1.0]}
     with concurrent.futures.ThreadPoolExecutor(WORKERS) as clients:
-        blocked = [
-            clients.submit(server.json, "POST", f"/v1/models/{MODEL}:predict", body)
-            for _ in range(WORKERS)
-        ]
-        try:
-            assert testing.wait_for(lambda: grpc_entered(server) == before + WORKERS, timeout=60)
-            assert_rest_control_calls_answer(server)
-            assert not any(call.done() for call in blocked)
-        finally:
-            grpc_release(server, WORKERS)
+        blocked = [clients.submit(server.json, "POST", path, body) for _ in range(WORKERS)]
+        answered_while_blocked(
+            blocked,
+            lambda: grpc_entered(server),
+            lambda: assert_rest_control_calls_answer(server),
+            lambda count: grpc_release(server, count),
+        )
         assert [call.result() for call in blocked] == [(200, {"predictions": [2.0]})] * WORKERS
 
 

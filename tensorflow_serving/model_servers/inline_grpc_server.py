@@ -449,22 +449,13 @@ class InlineGrpcServer:
         thread parked last is unparked first, so the calls of a lone client
         keep landing on the same few threads, whose caches are warm.
         """
-        shutdown = cygrpc.CompletionType.queue_shutdown
-        timeout = cygrpc.CompletionType.queue_timeout
         parking = threading.Lock()
         parking.acquire()
         while self._wait_for_polling_turn(parking):
             event = self._cq.poll()
-            kind = event.completion_type
-            self._leave_queue(kind == shutdown)
-            if kind == shutdown:
+            self._leave_queue(event.completion_type == cygrpc.CompletionType.queue_shutdown)
+            if not self._handled(event):
                 return
-            if kind == timeout:
-                continue
-            try:
-                event.tag(event)
-            except Exception:
-                _LOG.exception("gRPC event handling failed")
             event = None
 
     def _wait_for_polling_turn(self, parking: threading.Lock) -> bool:
@@ -499,20 +490,21 @@ class InlineGrpcServer:
         once rather than after a batch-policy worker's time slice.
         """
         cpu_scheduling.apply_to_this_thread("normal")
-        shutdown = cygrpc.CompletionType.queue_shutdown
-        timeout = cygrpc.CompletionType.queue_timeout
-        while True:
-            event = self._control_cq.poll()
-            kind = event.completion_type
-            if kind == shutdown:
-                return
-            if kind == timeout:
-                continue
+        while self._handled(self._control_cq.poll()):
+            pass
+
+    @staticmethod
+    def _handled(event) -> bool:
+        """Runs a polled event's tag (a failure is logged); False once its queue shut down."""
+        kind = event.completion_type
+        if kind == cygrpc.CompletionType.queue_shutdown:
+            return False
+        if kind != cygrpc.CompletionType.queue_timeout:
             try:
                 event.tag(event)
             except Exception:
-                _LOG.exception("gRPC control event handling failed")
-            event = None
+                _LOG.exception("gRPC event handling failed")
+        return True
 
     def _ignore(self, event) -> None:
         pass
