@@ -171,24 +171,26 @@ def assert_rest_control_calls_answer(server) -> None:
     assert server.request("GET", "/v1/health/ready")[0] == 200
 
 
-def answered_while_blocked(blocked: list, entered, control, release) -> None:
-    """Runs `control` once WORKERS runs counted by `entered()` are blocked in the model,
-    checks that the `blocked` calls are still waiting, then `release`s them."""
+def answered_while_blocked(block, entered, control, release) -> list:
+    """Starts WORKERS blocked calls (`block()` returns their futures), runs `control` once
+    `entered()` counts them inside the model, checks that they are still waiting, then
+    `release`s them; returns their futures."""
     before = entered()
+    blocked = block()
     try:
         assert testing.wait_for(lambda: entered() == before + WORKERS, timeout=60)
         control()
         assert not any(call.done() for call in blocked)
     finally:
         release(WORKERS)
+    return blocked
 
 
 def test_grpc_control_calls_are_answered_while_every_grpc_thread_runs_the_model(server):
     stub = prediction_service_pb2_grpc.PredictionServiceStub(server.channel)
     requests = [predict_request("", "x", np.array([float(i)], np.float32)) for i in range(WORKERS)]
-    blocked = [stub.Predict.future(request, timeout=CALL_SECONDS) for request in requests]
-    answered_while_blocked(
-        blocked,
+    blocked = answered_while_blocked(
+        lambda: [stub.Predict.future(request, timeout=CALL_SECONDS) for request in requests],
         lambda: rest_entered(server),
         lambda: assert_grpc_control_calls_answer(server),
         lambda count: rest_release(server, count),
@@ -199,9 +201,8 @@ def test_grpc_control_calls_are_answered_while_every_grpc_thread_runs_the_model(
 def test_rest_control_calls_are_answered_while_every_rest_worker_runs_the_model(server):
     path, body = f"/v1/models/{MODEL}:predict", {"instances": [1.0]}
     with concurrent.futures.ThreadPoolExecutor(WORKERS) as clients:
-        blocked = [clients.submit(server.json, "POST", path, body) for _ in range(WORKERS)]
-        answered_while_blocked(
-            blocked,
+        blocked = answered_while_blocked(
+            lambda: [clients.submit(server.json, "POST", path, body) for _ in range(WORKERS)],
             lambda: grpc_entered(server),
             lambda: assert_rest_control_calls_answer(server),
             lambda count: grpc_release(server, count),
