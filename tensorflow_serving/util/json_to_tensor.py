@@ -330,7 +330,8 @@ def _surely_within(array: np.ndarray, limit: int) -> bool:
     if array.dtype != np.float64 or not array.flags.c_contiguous:
         return False
     flat = array.reshape(-1)
-    return bool(flat.dot(flat) <= (limit * 0.999) ** 2)
+    with np.errstate(over="ignore"):  # an overflow is inf, which compares False
+        return bool(flat.dot(flat) <= (limit * 0.999) ** 2)
 
 
 def takes_dense(dtype: int) -> bool:

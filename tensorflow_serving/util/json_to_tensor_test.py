@@ -79,6 +79,16 @@ def test_dense_tensor_takes_only_float_dtypes():
 
 # -- The fast path never disagrees with the exact walker ------------------------
 
+
+def _outcome(convert, values=np.ndarray.tolist) -> tuple:
+    """What `convert()` made (dtype, shape, `values` of the array) or the code it raised."""
+    try:
+        array = convert()
+        return ("ok", array.dtype, array.shape, values(array))
+    except status.ServingError as error:
+        return ("error", error.code)
+
+
 _leaves = st.one_of(
     st.integers(min_value=-(2**65), max_value=2**65),
     st.floats(allow_nan=False, allow_infinity=False, width=64),
@@ -97,15 +107,8 @@ _nested = st.recursive(_leaves, lambda inner: st.lists(inner, max_size=4), max_l
     ),
 )
 def test_fast_path_agrees_with_exact_conversion(value, dtype):
-    def run(fn):
-        try:
-            array = fn()
-            return ("ok", array.dtype, array.shape, array.tolist())
-        except status.ServingError as error:
-            return ("error", error.code)
-
-    fast = run(lambda: json_to_tensor.tensor_from_json(value, dtype, may_have_bools=True))
-    exact = run(lambda: json_to_tensor.tensor_from_json_exact(value, dtype))
+    fast = _outcome(lambda: json_to_tensor.tensor_from_json(value, dtype, may_have_bools=True))
+    exact = _outcome(lambda: json_to_tensor.tensor_from_json_exact(value, dtype))
     if fast[0] == "ok" and exact[0] == "ok" and dtype in (DT_FLOAT, DT_DOUBLE):
         assert fast[:3] == exact[:3]
         np.testing.assert_array_equal(np.array(fast[3]), np.array(exact[3]))
@@ -126,19 +129,16 @@ _numbers = st.one_of(
 )
 def test_conversion_in_steps_agrees_with_the_exact_walker(value, dtype):
     """Steps of two leaves: a list is cut where its steps' dtypes or shapes differ."""
-
-    def run(fn):
-        try:
-            array = fn()
-            return ("ok", array.dtype, array.shape, array.tobytes())
-        except status.ServingError as error:
-            return ("error", error.code)
-
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(json_to_tensor, "CONVERT_LEAVES", 2)
         patch.setattr(tensor_codec, "DECODE_CHUNK", 2)
-        fast = run(lambda: json_to_tensor.tensor_from_json(value, dtype, may_have_bools=False))
-        exact = run(lambda: json_to_tensor.tensor_from_json_exact(value, dtype))
+        fast = _outcome(
+            lambda: json_to_tensor.tensor_from_json(value, dtype, may_have_bools=False),
+            np.ndarray.tobytes,
+        )
+        exact = _outcome(
+            lambda: json_to_tensor.tensor_from_json_exact(value, dtype), np.ndarray.tobytes
+        )
     assert fast == exact
 
 
