@@ -19,10 +19,11 @@ field by field (proto_wire), and parsed only if every input passes:
   MAX_SHAPE_BYTES.
 
 Whatever passes is parsed in pieces of about PIECE_BYTES (each input's
-fields in wire order, a long packed run split into shorter runs), merged
-into one PredictRequest: the same message protobuf would have made of the
-whole, but no single parse call is larger than a piece, or than one
-tensor_content or string.
+fields in wire order, a long packed run of varints split into shorter
+runs), merged into one PredictRequest: the same message protobuf would have
+made of the whole, but no single parse call is larger than a piece, or than
+one field that protobuf copies at memory speed (tensor_content, a string, a
+packed run of floats or doubles).
 
 A smaller message is parsed whole: its decoded size is a bounded multiple of
 DIRECT_PARSE_BYTES, and the same checks are made on the parsed tensors
@@ -253,9 +254,10 @@ class _TensorWalk:
         return count
 
     def _split(self, field: proto_wire.Field) -> Iterator[bytes | memoryview]:
-        """One large field as pieces: a packed run cut into shorter runs, anything else whole."""
+        """One large field as pieces: a packed run of varints cut into shorter runs; anything
+        else (tensor_content, a string, fixed-width numbers) whole, parsed at memory speed."""
         view = self._view
-        if not self._is_packed(field):
+        if not self._is_varint_run(field):
             yield view[field.tag_start : field.end]
             return
         prefix = proto_wire.tag(field.number, LENGTH_DELIMITED)
@@ -265,21 +267,18 @@ class _TensorWalk:
             yield prefix + proto_wire.varint(cut - start) + view[start:cut]
             start = cut
 
-    def _is_packed(self, field: proto_wire.Field) -> bool:
-        """A packed run of the dtype's numbers (every other large field is one value)."""
+    def _is_varint_run(self, field: proto_wire.Field) -> bool:
+        """A packed run of the dtype's numbers, each a varint."""
         return (
             field.wire_type == LENGTH_DELIMITED
-            and self._field not in ("", "string_val")
+            and self._field not in ("", "string_val", *_FIXED_WIDTH)
             and _FIELD_NAMES.get(field.number) == self._field
         )
 
     def _cut(self, start: int, end: int) -> int:
-        """Where a run piece that begins at `start` ends: after a whole value near PIECE_BYTES."""
+        """Where a run piece that begins at `start` ends: after a whole varint near PIECE_BYTES."""
         if end - start <= PIECE_BYTES:
             return end
-        width = _FIXED_WIDTH.get(self._field)
-        if width is not None:
-            return start + max(width, PIECE_BYTES - PIECE_BYTES % width)
         match = _VARINT_END.search(self._view, start + PIECE_BYTES - 1, end)
         return end if match is None else match.start() + 1
 

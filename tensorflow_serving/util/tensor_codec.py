@@ -207,10 +207,16 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
 
 def values_to_array(values: Sequence, proto_dtype: int) -> np.ndarray:
     """Values as a TensorProto's field of `proto_dtype` holds them (a repeated field, or a
-    list of the same Python values) as a flat array, converted DECODE_CHUNK per call."""
+    list of the same Python values) as a flat array.
+
+    numpy reads a repeated field of numbers as an array, in one call at memory
+    speed; strings, and Python lists, take an object per value, so they are
+    converted DECODE_CHUNK per call.
+    """
     dtype = _CODECS[proto_dtype][0]
     n = len(values)
-    if n <= DECODE_CHUNK:
+    at_memory_speed = proto_dtype != types_pb2.DT_STRING and hasattr(values, "__array__")
+    if n <= DECODE_CHUNK or at_memory_speed:
         return _converted(values, proto_dtype, dtype)
     flat = np.empty(n, dtype=dtype)
     for start in range(0, n, DECODE_CHUNK):
