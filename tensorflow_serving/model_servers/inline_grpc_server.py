@@ -16,17 +16,23 @@ What it promises:
   RESOURCE_EXHAUSTED at once.
 - `stop(grace)` refuses new calls at once and cancels the calls still running
   after `grace` seconds; the event it returns is set once every call ended.
-- Methods named in `control_methods` (status, metadata, reload, health) have
-  a completion queue and CONTROL_THREADS threads of their own, under the
-  normal CPU scheduling policy whatever the others run under: such a call is
-  answered while every other thread runs a model, and the concurrency limit
-  does not refuse it.
+- Methods named in `control_methods` (status, metadata, reload, health) are
+  answered while `num_threads` handlers of other methods run (a model each,
+  say), and the concurrency limit does not refuse them.
 
-Threads: the server owns `num_threads` threads. At most two of them wait in
-the completion queue at a time, as in gRPC C++'s sync server; the others
-park until a waiting one goes to work. A handler that blocks holds one of
-the threads, so a server whose handlers wait (for a batch, say) needs more
-threads than it has cores.
+Threads: the server owns `num_threads` threads, and CONTROL_THREADS more with
+`control_methods`. At most two of them wait in the completion queue at a
+time, as in gRPC C++'s sync server; the others park until a waiting one goes
+to work. A handler that blocks holds one of the threads, so a server whose
+handlers wait (for a batch, say) needs more threads than it has cores.
+
+With `control_methods`, at most `num_threads` handlers of other methods run
+at once. While they all run, the server stops asking gRPC for other calls,
+which wait inside gRPC (up to its pending-request limits), and a request
+whose message comes in meanwhile waits its turn, taken by the next thread
+that finishes a handler. The control methods are registered with gRPC, so
+their calls are still taken at once, and the spare threads, polling a queue
+that holds nothing else to do, answer them as they come.
 
 Why: grpcio's stock server hands every call from its polling thread to a pool
 thread and back. Running the handler where the request arrived removes those
@@ -45,6 +51,7 @@ grpcio's stock server instead.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import logging
 import threading
@@ -60,7 +67,7 @@ import grpc  # noqa: E402
 from grpc._cython import cygrpc  # noqa: E402
 
 from tensorflow_serving.batching.arrivals import Arrivals  # noqa: E402
-from tensorflow_serving.util import cpu_scheduling, status  # noqa: E402
+from tensorflow_serving.util import status  # noqa: E402
 
 _LOG = logging.getLogger(__name__)
 
@@ -71,8 +78,8 @@ _NO_FLAGS = 0
 _MIN_POLLERS = 1
 _MAX_POLLERS = 2
 _OK = grpc.StatusCode.OK
-# Threads that serve the control methods (see InlineGrpcServer): more than one,
-# so that a reload waiting for its models does not hold up a status call.
+# Threads beyond num_threads with control methods: two, so that a reload waiting
+# for its models still leaves one to answer the others.
 CONTROL_THREADS = 2
 
 # The members of grpcio's private cygrpc classes this module uses on their
@@ -322,8 +329,8 @@ class InlineGrpcServer:
         arrivals: Arrivals | None = None,
         control_methods: Iterable[str] = (),
     ):
-        """`control_methods`: full method names ("/package.Service/Method") served
-        on their own completion queue and threads, never behind the other calls."""
+        """`control_methods`: full method names ("/package.Service/Method") whose calls
+        never wait behind the other calls (see the module's docstring)."""
         self._num_threads = max(1, num_threads)
         # Counts each unary call from its arrival to its handler's return.
         self._arrivals = arrivals
@@ -336,12 +343,13 @@ class InlineGrpcServer:
         self._server = cygrpc.Server(tuple(options), False)
         self._server.register_completion_queue(self._cq)
         self._control_methods = tuple(dict.fromkeys(control_methods))
-        self._control_cq: cygrpc.CompletionQueue | None = None
-        if self._control_methods:
-            self._control_cq = cygrpc.CompletionQueue()
-            self._server.register_completion_queue(self._control_cq)
-            for method in self._control_methods:
-                self._server.register_method(method)
+        for method in self._control_methods:
+            self._server.register_method(method)
+        # With control methods: handlers of other methods running, the requests
+        # waiting for one to end, and whether asking for the next call waits too.
+        self._handling = 0
+        self._waiting: collections.deque = collections.deque()
+        self._call_deferred = False
         self._lock = threading.Lock()
         self._active_rpcs = 0
         self._stage = "new"  # new -> started -> stopping -> stopped
@@ -378,18 +386,13 @@ class InlineGrpcServer:
             self._server.request_call(self._cq, self._cq, self._on_new_call)
             for method in self._control_methods:
                 self._request_control_call(method)
-        for index in range(self._num_threads):
-            self._start_thread(self._poll, f"{self._thread_name_prefix}_{index}")
-        if self._control_cq is not None:
-            for index in range(CONTROL_THREADS):
-                self._start_thread(
-                    self._poll_control, f"{self._thread_name_prefix}_control_{index}"
-                )
-
-    def _start_thread(self, target: Callable[[], None], name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
-        thread.start()
-        self._threads.append(thread)
+        threads = self._num_threads + (CONTROL_THREADS if self._control_methods else 0)
+        for index in range(threads):
+            thread = threading.Thread(
+                target=self._poll, name=f"{self._thread_name_prefix}_{index}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self, grace: float | None) -> threading.Event:
         """Refuses new calls now; cancels the ones still running after `grace` seconds."""
@@ -423,8 +426,6 @@ class InlineGrpcServer:
             self._stage = "stopped"
             self._server.destroy()
             self._cq.shutdown()
-            if self._control_cq is not None:
-                self._control_cq.shutdown()
         self._stopped.set()
 
     def start_batch(self, call, operations: Sequence, tag: Callable) -> bool:
@@ -449,13 +450,22 @@ class InlineGrpcServer:
         thread parked last is unparked first, so the calls of a lone client
         keep landing on the same few threads, whose caches are warm.
         """
+        shutdown = cygrpc.CompletionType.queue_shutdown
+        timeout = cygrpc.CompletionType.queue_timeout
         parking = threading.Lock()
         parking.acquire()
         while self._wait_for_polling_turn(parking):
             event = self._cq.poll()
-            self._leave_queue(event.completion_type == cygrpc.CompletionType.queue_shutdown)
-            if not self._handled(event):
+            kind = event.completion_type
+            self._leave_queue(kind == shutdown)
+            if kind == shutdown:
                 return
+            if kind == timeout:
+                continue
+            try:
+                event.tag(event)
+            except Exception:
+                _LOG.exception("gRPC event handling failed")
             event = None
 
     def _wait_for_polling_turn(self, parking: threading.Lock) -> bool:
@@ -483,29 +493,6 @@ class InlineGrpcServer:
                 self._pollers += 1
                 self._parked.pop().release()
 
-    def _poll_control(self) -> None:
-        """Runs on each control thread: takes the control queue's events and runs their tags.
-
-        Under the normal policy, a control thread woken by the network runs at
-        once rather than after a batch-policy worker's time slice.
-        """
-        cpu_scheduling.apply_to_this_thread("normal")
-        while self._handled(self._control_cq.poll()):
-            pass
-
-    @staticmethod
-    def _handled(event) -> bool:
-        """Runs a polled event's tag (a failure is logged); False once its queue shut down."""
-        kind = event.completion_type
-        if kind == cygrpc.CompletionType.queue_shutdown:
-            return False
-        if kind != cygrpc.CompletionType.queue_timeout:
-            try:
-                event.tag(event)
-            except Exception:
-                _LOG.exception("gRPC event handling failed")
-        return True
-
     def _ignore(self, event) -> None:
         pass
 
@@ -513,14 +500,23 @@ class InlineGrpcServer:
         with self._lock:
             self._active_rpcs -= 1
 
+    def _request_call(self) -> None:
+        """Asks gRPC for the next call of a method not in control_methods (under _lock);
+        with control methods, not while `num_threads` of their handlers run."""
+        if self._stage != "started":
+            return
+        if self._control_methods and self._handling >= self._num_threads:
+            self._call_deferred = True
+            return
+        self._call_deferred = False
+        self._server.request_call(self._cq, self._cq, self._on_new_call)
+
     def _request_control_call(self, method: str) -> None:
-        """Asks for the next call of control `method`, on the control queue (under _lock)."""
-        self._server.request_registered_call(
-            self._control_cq,
-            self._control_cq,
-            method,
-            lambda event: self._on_new_control_call(method, event),
-        )
+        """Asks gRPC for the next call of control `method` (under _lock)."""
+        if self._stage == "started":
+            self._server.request_registered_call(
+                self._cq, self._cq, method, lambda event: self._on_new_control_call(method, event)
+            )
 
     def _on_new_call(self, event) -> None:
         """A call gRPC matched to our request: serve it, and ask for the next one.
@@ -532,30 +528,28 @@ class InlineGrpcServer:
         with self._lock:
             if not event.success:
                 return  # the request was failed by the shutdown: no call
-            if self._stage == "started":
-                self._server.request_call(self._cq, self._cq, self._on_new_call)
+            self._request_call()
             self._active_rpcs += 1
             over_limit = self._max_rpcs is not None and self._active_rpcs > self._max_rpcs
         rpc = _Rpc(self, event)
         if over_limit:
             rpc.fail(grpc.StatusCode.RESOURCE_EXHAUSTED, "Concurrent RPC limit exceeded!")
             return
-        self._serve_call(rpc, self._arrivals)
+        self._serve_call(rpc, self._on_request, self._arrivals)
 
     def _on_new_control_call(self, method: str, event) -> None:
-        """A control call: served on this (control) thread, whatever the limit says, and not
-        counted among the arrivals (it never joins a batch)."""
+        """A control call: its handler runs at once on this thread, whatever the limit says,
+        and it is not counted among the arrivals (it never joins a batch)."""
         with self._lock:
             if not event.success:
                 return  # the request was failed by the shutdown: no call
-            if self._stage == "started":
-                self._request_control_call(method)
+            self._request_control_call(method)
             self._active_rpcs += 1
-        self._serve_call(_Rpc(self, event, method), None)
+        self._serve_call(_Rpc(self, event, method), self._handle_request, None)
 
-    def _serve_call(self, rpc: _Rpc, arrivals: Arrivals | None) -> None:
-        """Finds the call's handler, then receives its request on the call's queue
-        (counted in `arrivals` until its handler returns)."""
+    def _serve_call(self, rpc: _Rpc, on_request: Callable, arrivals: Arrivals | None) -> None:
+        """Finds the call's handler, then asks for its request message; `on_request` takes
+        the message (counted in `arrivals` until the handler returns)."""
         try:
             handler = self._find_handler(rpc)
         except Exception as error:
@@ -575,7 +569,7 @@ class InlineGrpcServer:
             started = self.start_batch(
                 rpc.call,
                 (cygrpc.ReceiveMessageOperation(_NO_FLAGS),),
-                lambda message_event: self._on_request(rpc, handler, message_event, arrivals),
+                lambda message_event: on_request(rpc, handler, message_event),
             )
             if not started and arrivals is not None:
                 arrivals.abandon()
@@ -601,9 +595,30 @@ class InlineGrpcServer:
                 return handler
         return None
 
-    def _on_request(
-        self, rpc: _Rpc, handler: grpc.RpcMethodHandler, event, arrivals: Arrivals | None
-    ) -> None:
+    def _on_request(self, rpc: _Rpc, handler: grpc.RpcMethodHandler, event) -> None:
+        """A request's message is in: handle it on this thread, or, with control methods
+        and `num_threads` handlers running, leave it to the next thread done with one."""
+        if not self._control_methods:
+            self._counted_request(rpc, handler, event)
+            return
+        with self._lock:
+            if self._handling >= self._num_threads:
+                self._waiting.append((rpc, handler, event))
+                return
+            self._handling += 1
+        work = (rpc, handler, event)
+        while work is not None:
+            self._counted_request(*work)
+            with self._lock:
+                work = self._waiting.popleft() if self._waiting else None
+                if work is None:
+                    self._handling -= 1
+                    if self._call_deferred:
+                        self._request_call()
+
+    def _counted_request(self, rpc: _Rpc, handler: grpc.RpcMethodHandler, event) -> None:
+        """Handles a request, counted in the arrivals until its handler returns."""
+        arrivals = self._arrivals
         if arrivals is None:
             self._handle_request(rpc, handler, event)
             return
@@ -719,7 +734,7 @@ def new_grpc_server(
     The model server and the benchmark's transport floor both build theirs
     here, so the floor always measures the transport the server uses.
     `arrivals` counts the inline server's requests in (grpcio's ignores it).
-    `control_methods` get threads of their own on the inline server; grpcio's
+    `control_methods` never wait behind other calls on the inline server; grpcio's
     server runs them in its one pool, like every other call.
     """
     check_grpc_server(kind)

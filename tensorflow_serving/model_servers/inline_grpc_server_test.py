@@ -286,6 +286,21 @@ def test_a_control_method_is_answered_while_every_thread_is_blocked():
         server.close()
 
 
+def test_with_control_methods_calls_beyond_the_threads_wait_their_turn():
+    """Two handlers run and the other calls wait while a control call is answered;
+    all finish once released."""
+    server = Running(Echo(), num_threads=2, control_methods=[f"/{SERVICE}/Echo"])
+    try:
+        held = [server.unary("Block").future(b"", timeout=30) for _ in range(5)]
+        assert testing.wait_for(lambda: server.echo.blocked == 2, timeout=10)
+        assert server.unary("Echo")(b"status", timeout=10) == b"echo:status"
+        assert server.echo.blocked == 2
+        server.echo.release.set()
+        assert [future.result() for future in held] == [b"released"] * 5
+    finally:
+        server.close()
+
+
 def test_stop_with_grace_finishes_running_calls_and_refuses_new_ones():
     server = Running(Echo())
     try:

@@ -24,7 +24,6 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
     regression_pb2,
 )
-from tensorflow_serving.model_servers.inline_grpc_server import CONTROL_THREADS
 from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two as hp
 from tensorflow_serving.test_util import testing
 from tensorflow_serving.test_util.model_server_process import RunningServer
@@ -69,7 +68,6 @@ def server(request, tmp_path_factory):
     )
     running.base = base
     running.socket_path = socket_path
-    running.grpc_server = request.param
     running.wait_until_serving()
     yield running
     assert running.stop() == 0, "SIGTERM must end the server with exit code 0"
@@ -101,15 +99,12 @@ def error_of(call, request):
     return raised.value.code(), raised.value.details()
 
 
-def test_every_server_thread_runs_under_sched_batch_but_the_control_threads(server):
-    """--cpu_scheduling_policy defaults to batch, for gRPC's and TensorFlow's threads too;
-    the inline server's threads for control calls run under the normal policy."""
+def test_every_server_thread_runs_under_sched_batch(server):
+    """--cpu_scheduling_policy defaults to batch, for gRPC's and TensorFlow's threads too."""
     predict_stub(server).Predict(predict_request("tf1", [[1.0]]))  # TF threads exist by now
-    policies = list(cpu_scheduling.thread_policies(server.process.pid).values())
-    control = CONTROL_THREADS if server.grpc_server == "inline" else 0
+    policies = cpu_scheduling.thread_policies(server.process.pid)
     assert len(policies) > 5
-    assert policies.count(os.SCHED_OTHER) == control
-    assert policies.count(os.SCHED_BATCH) == len(policies) - control
+    assert set(policies.values()) == {os.SCHED_BATCH}
 
 
 @pytest.mark.parametrize("model,version", [("tf1", 2), ("tf2", 7)])
