@@ -27,12 +27,10 @@ to work. A handler that blocks holds one of the threads, so a server whose
 handlers wait (for a batch, say) needs more threads than it has cores.
 
 With `control_methods`, at most `num_threads` handlers of other methods run
-at once. While they all run, the server stops asking gRPC for other calls,
-which wait inside gRPC (up to its pending-request limits), and a request
-whose message comes in meanwhile waits its turn, taken by the next thread
-that finishes a handler. The control methods are registered with gRPC, so
-their calls are still taken at once, and the spare threads, polling a queue
-that holds nothing else to do, answer them as they come.
+at once: a request whose message comes in while they all run waits its turn
+(in arrival order), taken by the next thread that finishes a handler. So
+the spare threads go on polling, and run a control method's handler as soon
+as its request is in.
 
 Why: grpcio's stock server hands every call from its polling thread to a pool
 thread and back. Running the handler where the request arrived removes those
@@ -91,8 +89,6 @@ PRIVATE_CYGRPC_API: dict[str, tuple[str, ...]] = {
         "add_http2_port",
         "start",
         "request_call",
-        "register_method",
-        "request_registered_call",
         "shutdown",
         "cancel_all_calls",
         "destroy",
@@ -129,12 +125,11 @@ class _HandlerCallDetails(grpc.HandlerCallDetails):
 class _Rpc(grpc.ServicerContext):
     """One call: its state, and the ServicerContext its handler sees."""
 
-    def __init__(self, server: InlineGrpcServer, event, method: str | None = None):
+    def __init__(self, server: InlineGrpcServer, event):
         self._server = server
         self._event = event
         self.call = event.call
-        # A registered method's call details carry no name: the caller passes it.
-        self.method = method or event.call_details.method.decode("utf-8", "replace")
+        self.method = event.call_details.method.decode("utf-8", "replace")
         self.code_: grpc.StatusCode = _OK
         self.details_: str | None = None
         self._initial_metadata = None
@@ -342,14 +337,12 @@ class InlineGrpcServer:
         self._cq = cygrpc.CompletionQueue()
         self._server = cygrpc.Server(tuple(options), False)
         self._server.register_completion_queue(self._cq)
-        self._control_methods = tuple(dict.fromkeys(control_methods))
-        for method in self._control_methods:
-            self._server.register_method(method)
-        # With control methods: handlers of other methods running, the requests
-        # waiting for one to end, and whether asking for the next call waits too.
+        self._control_methods = frozenset(control_methods)
+        # With control methods: handlers of other methods running, and the requests
+        # waiting for one of them to end.
         self._handling = 0
         self._waiting: collections.deque = collections.deque()
-        self._call_deferred = False
+        self._handling_lock = threading.Lock()
         self._lock = threading.Lock()
         self._active_rpcs = 0
         self._stage = "new"  # new -> started -> stopping -> stopped
@@ -384,8 +377,6 @@ class InlineGrpcServer:
             self._server.start()
             self._stage = "started"
             self._server.request_call(self._cq, self._cq, self._on_new_call)
-            for method in self._control_methods:
-                self._request_control_call(method)
         threads = self._num_threads + (CONTROL_THREADS if self._control_methods else 0)
         for index in range(threads):
             thread = threading.Thread(
@@ -500,52 +491,33 @@ class InlineGrpcServer:
         with self._lock:
             self._active_rpcs -= 1
 
-    def _request_call(self) -> None:
-        """Asks gRPC for the next call of a method not in control_methods (under _lock);
-        with control methods, not while `num_threads` of their handlers run."""
-        if self._stage != "started":
-            return
-        if self._control_methods and self._handling >= self._num_threads:
-            self._call_deferred = True
-            return
-        self._call_deferred = False
-        self._server.request_call(self._cq, self._cq, self._on_new_call)
-
-    def _request_control_call(self, method: str) -> None:
-        """Asks gRPC for the next call of control `method` (under _lock)."""
-        if self._stage == "started":
-            self._server.request_registered_call(
-                self._cq, self._cq, method, lambda event: self._on_new_control_call(method, event)
-            )
-
     def _on_new_call(self, event) -> None:
         """A call gRPC matched to our request: serve it, and ask for the next one.
 
         A call matched before stop() but seen after it is served like any
         call in flight: dropping it would leave the client waiting until the
         grace ended, or CANCELLED when the dropped call object is collected.
+        A control method's call is not refused by the concurrency limit, its
+        handler runs as soon as its request is in, and it is not counted
+        among the arrivals (it never joins a batch).
         """
-        with self._lock:
-            if not event.success:
-                return  # the request was failed by the shutdown: no call
-            self._request_call()
-            self._active_rpcs += 1
-            over_limit = self._max_rpcs is not None and self._active_rpcs > self._max_rpcs
+        if not event.success:
+            return  # the request was failed by the shutdown: no call
         rpc = _Rpc(self, event)
+        control = rpc.method in self._control_methods
+        with self._lock:
+            if self._stage == "started":
+                self._server.request_call(self._cq, self._cq, self._on_new_call)
+            self._active_rpcs += 1
+            over_limit = (
+                not control and self._max_rpcs is not None and self._active_rpcs > self._max_rpcs
+            )
         if over_limit:
             rpc.fail(grpc.StatusCode.RESOURCE_EXHAUSTED, "Concurrent RPC limit exceeded!")
-            return
-        self._serve_call(rpc, self._on_request, self._arrivals)
-
-    def _on_new_control_call(self, method: str, event) -> None:
-        """A control call: its handler runs at once on this thread, whatever the limit says,
-        and it is not counted among the arrivals (it never joins a batch)."""
-        with self._lock:
-            if not event.success:
-                return  # the request was failed by the shutdown: no call
-            self._request_control_call(method)
-            self._active_rpcs += 1
-        self._serve_call(_Rpc(self, event, method), self._handle_request, None)
+        elif control:
+            self._serve_call(rpc, self._handle_request, None)
+        else:
+            self._serve_call(rpc, self._on_request, self._arrivals)
 
     def _serve_call(self, rpc: _Rpc, on_request: Callable, arrivals: Arrivals | None) -> None:
         """Finds the call's handler, then asks for its request message; `on_request` takes
@@ -601,7 +573,7 @@ class InlineGrpcServer:
         if not self._control_methods:
             self._counted_request(rpc, handler, event)
             return
-        with self._lock:
+        with self._handling_lock:
             if self._handling >= self._num_threads:
                 self._waiting.append((rpc, handler, event))
                 return
@@ -609,12 +581,10 @@ class InlineGrpcServer:
         work = (rpc, handler, event)
         while work is not None:
             self._counted_request(*work)
-            with self._lock:
+            with self._handling_lock:
                 work = self._waiting.popleft() if self._waiting else None
                 if work is None:
                     self._handling -= 1
-                    if self._call_deferred:
-                        self._request_call()
 
     def _counted_request(self, rpc: _Rpc, handler: grpc.RpcMethodHandler, event) -> None:
         """Handles a request, counted in the arrivals until its handler returns."""
