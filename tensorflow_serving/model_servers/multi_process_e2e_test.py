@@ -135,11 +135,18 @@ def test_a_killed_worker_breaks_only_its_own_connections_and_is_replaced(server)
 
 def own_status(directory: str, index: int, model: str):
     """Worker `index`'s own state of `model`, from its private control socket."""
-    channel = grpc.insecure_channel(f"unix:{worker_group.control_socket(directory, index)}")
+    # A channel of its own: the process-wide subchannel to a worker that was
+    # killed may still be backing off from the refused reconnects.
+    channel = grpc.insecure_channel(
+        f"unix:{worker_group.control_socket(directory, index)}",
+        options=[("grpc.use_local_subchannel_pool", 1)],
+    )
     stub = model_service_pb2_grpc.ModelServiceStub(channel)
     request = get_model_status_pb2.GetModelStatusRequest(model_spec={"name": model})
     try:
-        return stub.GetModelStatus(request, timeout=30, metadata=(worker_group.LOCAL_ONLY,))
+        return stub.GetModelStatus(
+            request, timeout=30, metadata=(worker_group.LOCAL_ONLY,), wait_for_ready=True
+        )
     finally:
         channel.close()
 
