@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 from tensorflow_serving.test_util import testing
 from tensorflow_serving.tools import processes
@@ -32,12 +31,12 @@ _TREE = textwrap.dedent(
             end = time.process_time() + spin
             while time.process_time() < end:
                 pass
-            time.sleep(60)
+            signal.pause()  # until the test kills the group
             os._exit(0)
         os.read(read, 1)
         children.append(pid)
     print("READY", *children, flush=True)
-    time.sleep(60)
+    signal.pause()  # until the test kills the group
     """
 )
 
@@ -81,12 +80,11 @@ def test_cpu_of_a_tree_counts_every_process_in_it():
         before = {pid: processes.cpu_seconds(pid) for pid in children}
         for pid in children:
             os.kill(pid, signal.SIGUSR1)
-        deadline = time.monotonic() + 60
         # /proc counts in ticks of 10 ms: 0.38 s is a spin of 0.4 s done.
-        while time.monotonic() < deadline and any(
-            processes.cpu_seconds(pid) - before[pid] < 0.38 for pid in children
-        ):
-            time.sleep(0.05)
+        assert testing.wait_for(
+            lambda: all(processes.cpu_seconds(pid) - before[pid] >= 0.38 for pid in children),
+            timeout=60,
+        )
         assert 0.75 <= meter.stop() < 1.5
     finally:
         _stop_tree(parent)
