@@ -125,7 +125,7 @@ class WorkerGroup:
         reasons = list(self._core.readiness())
         for name in self._core.model_names():
             spec = model_pb2.ModelSpec(name=name)
-            for other, response in self._sibling_statuses(spec, missing_ok=False).items():
+            for other, response in self._sibling_statuses(spec).items():
                 if response is None:
                     reasons.append(f"worker {other} does not answer")
                 elif not any(v.state == _AVAILABLE for v in response.model_version_status):
@@ -167,7 +167,7 @@ class WorkerGroup:
         os.replace(temporary, path)
 
     def _sibling_statuses(
-        self, spec: model_pb2.ModelSpec, missing_ok: bool = True
+        self, spec: model_pb2.ModelSpec
     ) -> dict[int, get_model_status_pb2.GetModelStatusResponse | None]:
         """Each other worker's status of `spec`; None for a worker that does not answer.
 
