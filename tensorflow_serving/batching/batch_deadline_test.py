@@ -1,6 +1,5 @@
 """A request whose client stopped waiting is dropped from the batching queue, not run."""
 
-import concurrent.futures
 import sys
 import threading
 import time
@@ -10,12 +9,12 @@ import grpc
 from tensorflow_serving.batching.shared_batch_scheduler import QueueOptions, SharedBatchScheduler
 from tensorflow_serving.test_util import testing
 from tensorflow_serving.util import request_deadline
-from tensorflow_serving.util.executors import CALLING_THREAD
+from tensorflow_serving.util.executors import CALLING_THREAD, WorkerThreads
 
 
 def test_expired_tasks_are_answered_deadline_exceeded_and_never_run():
     scheduler = SharedBatchScheduler(1)
-    pool = concurrent.futures.ThreadPoolExecutor(1)
+    pool = WorkerThreads(1)
     gate = threading.Event()
     batches = []
 

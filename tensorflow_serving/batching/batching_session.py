@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future
 
 import numpy as np
 
@@ -33,6 +33,7 @@ from tensorflow_serving.servables.tensorflow.saved_model_bundle import (
     Signature,
 )
 from tensorflow_serving.util import config_protos, status
+from tensorflow_serving.util.executors import Runner
 
 _LOG = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ class BatchingServable:
         return self._bundle.signature(key)
 
     def submit(
-        self, signature: Signature, inputs: Inputs, outputs: Aliases, runner: Executor
+        self, signature: Signature, inputs: Inputs, outputs: Aliases, runner: Runner
     ) -> Future:
         """The Servable protocol's submit: the run joins a batch of its kind.
 

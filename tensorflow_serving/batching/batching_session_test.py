@@ -1,6 +1,5 @@
 """Batching merges requests and hands every caller back exactly its own rows."""
 
-import concurrent.futures
 import sys
 import threading
 
@@ -15,7 +14,7 @@ from tensorflow_serving.batching.batching_session import (
 from tensorflow_serving.batching.shared_batch_scheduler import QueueOptions, SharedBatchScheduler
 from tensorflow_serving.test_util import testing
 from tensorflow_serving.util import config_protos, status
-from tensorflow_serving.util.executors import CALLING_THREAD
+from tensorflow_serving.util.executors import CALLING_THREAD, WorkerThreads
 
 
 class Signature:
@@ -135,7 +134,7 @@ def test_full_queue_answers_unavailable_at_once(scheduler):
     bundle = RecordingBundle(hold_first=threading.Event())
     options = BatchingOptions(queue=QueueOptions(max_batch_size=1, max_enqueued_batches=1))
     servable = BatchingServable(bundle, scheduler, options)
-    pool = concurrent.futures.ThreadPoolExecutor(1)
+    pool = WorkerThreads(1)
     x = np.ones((1, 1), np.float32)
     held = servable.submit(Signature(), {"x": x}, ("y",), pool)
     queued = servable.submit(Signature(), {"x": x}, ("y",), CALLING_THREAD)

@@ -11,7 +11,7 @@ a caller may block on (`result()`), attach a callback to
 
 Who runs a batch. A batch runs while holding one of the scheduler's
 `num_batch_threads` slots. When a task arrives while a slot is free, the
-submitter's `runner` (an executor it passes in) takes the slot and runs
+submitter's `runner` (a util.executors.Runner it passes in) takes the slot and runs
 batches until that task is answered: `CALLING_THREAD` runs them on the
 submitting thread before `submit` returns, so a lone request pays no thread
 hand-off; a thread pool runs them on one of its threads, so an event loop
@@ -47,7 +47,7 @@ from typing import Protocol
 
 from tensorflow_serving.batching.arrivals import Arrivals
 from tensorflow_serving.util import request_deadline, status
-from tensorflow_serving.util.executors import CALLING_THREAD
+from tensorflow_serving.util.executors import Runner, WorkerThreads
 
 _LOG = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class BatchTask(concurrent.futures.Future):
     Cancelling it before its batch starts drops it from the batch.
     """
 
-    def __init__(self, inputs: dict, size: int, runner: concurrent.futures.Executor):
+    def __init__(self, inputs: dict, size: int, runner: Runner):
         super().__init__()
         self.inputs = inputs
         self.size = size
@@ -120,7 +120,7 @@ class BatchQueue:
         self.capacity = options.max_batch_size * options.max_enqueued_batches
         self.filling_leaders = 0  # leaders waiting for a full batch or the timeout
 
-    def submit(self, inputs: dict, size: int, runner: concurrent.futures.Executor) -> BatchTask:
+    def submit(self, inputs: dict, size: int, runner: Runner) -> BatchTask:
         """Queues `inputs` (`size` rows) for a batch; returns the task, a future of its result.
 
         Raises ServingError at once when the task is larger than a batch, the
@@ -192,9 +192,7 @@ class SharedBatchScheduler:
         self._queues: list[BatchQueue] = []
         self._stopping = False
         # Keeps a slot whose lent thread is done while tasks are still queued.
-        self._own_threads = concurrent.futures.ThreadPoolExecutor(
-            max_workers=num_batch_threads, thread_name_prefix="batch"
-        )
+        self._own_threads = WorkerThreads(num_batch_threads, thread_name_prefix="batch")
 
     def add_queue(self, options: QueueOptions, process: ProcessBatch) -> BatchQueue:
         queue = BatchQueue(self, options, process)
@@ -248,13 +246,10 @@ class SharedBatchScheduler:
         if lead:
             self._start_leader(task.runner, task)
 
-    def _start_leader(self, runner: concurrent.futures.Executor, own: BatchTask | None) -> None:
+    def _start_leader(self, runner: Runner, own: BatchTask | None) -> None:
         """Has `runner` run `_lead` holding the slot just taken; frees it if the runner refuses."""
-        if runner is CALLING_THREAD:
-            self._lead(own)  # what CALLING_THREAD.submit would do, without its future
-            return
         try:
-            runner.submit(self._lead, own)
+            runner.execute(self._lead, own)
         except RuntimeError:  # the runner was shut down: nobody will lead on it
             with self._lock:
                 self._active -= 1

@@ -2,7 +2,6 @@
 starts batches when the configured timeout says (a FakeClock drives the time)."""
 
 import asyncio
-import concurrent.futures
 import random
 import sys
 import threading
@@ -18,7 +17,7 @@ from tensorflow_serving.batching.shared_batch_scheduler import (
 from tensorflow_serving.test_util import testing
 from tensorflow_serving.test_util.fake_clock import FakeClock
 from tensorflow_serving.util import status
-from tensorflow_serving.util.executors import CALLING_THREAD
+from tensorflow_serving.util.executors import CALLING_THREAD, Runner, WorkerThreads
 
 
 class Recorder:
@@ -56,7 +55,7 @@ class Recorder:
 
 @pytest.fixture
 def pool():
-    runner = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="lent")
+    runner = WorkerThreads(4, thread_name_prefix="lent")
     yield runner
     runner.shutdown(wait=False)
 
@@ -166,7 +165,7 @@ def test_a_timeout_ends_early_when_the_batch_is_full(pool):
     scheduler.stop()
 
 
-class LateRunner(concurrent.futures.Executor):
+class LateRunner(Runner):
     """A runner that starts what it is given only when the test calls start().
 
     Stands for a batch thread that is free but has not picked up its work yet,
@@ -176,9 +175,8 @@ class LateRunner(concurrent.futures.Executor):
     def __init__(self):
         self.calls: list = []
 
-    def submit(self, fn, /, *args, **kwargs):
-        self.calls.append((fn, args, kwargs))
-        return concurrent.futures.Future()
+    def execute(self, fn, /, *args):
+        self.calls.append((fn, args, {}))
 
     def start(self) -> threading.Thread:
         fn, args, kwargs = self.calls.pop(0)

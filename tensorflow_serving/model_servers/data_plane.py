@@ -33,7 +33,7 @@ from tensorflow_serving.batching.arrivals import Arrivals
 from tensorflow_serving.core.servable_handle import ServableHandle
 from tensorflow_serving.model_servers import metrics as metrics_lib
 from tensorflow_serving.util import request_deadline, status
-from tensorflow_serving.util.executors import CALLING_THREAD
+from tensorflow_serving.util.executors import CALLING_THREAD, Runner
 from tensorflow_serving.util.rate_limited_log import RateLimitedLog
 
 _LOG = logging.getLogger(__name__)
@@ -77,9 +77,7 @@ class Work:
         """The error a client sees when the model lookup fails with `error`."""
         return error
 
-    def start(
-        self, handle: ServableHandle, runner: concurrent.futures.Executor
-    ) -> concurrent.futures.Future:
+    def start(self, handle: ServableHandle, runner: Runner) -> concurrent.futures.Future:
         """Starts the work on `handle`; the future's result goes to finish()."""
         raise NotImplementedError
 
@@ -101,9 +99,7 @@ class SyncWork(Work):
         if self._check is not None:
             self._check()
 
-    def start(
-        self, handle: ServableHandle, runner: concurrent.futures.Executor
-    ) -> concurrent.futures.Future:
+    def start(self, handle: ServableHandle, runner: Runner) -> concurrent.futures.Future:
         return runner.submit(self._run, handle)
 
 
@@ -131,7 +127,7 @@ class DataPlane:
         self,
         core,
         protocol: str,
-        runner: concurrent.futures.Executor = CALLING_THREAD,
+        runner: Runner = CALLING_THREAD,
         max_in_flight: int = 0,
         metrics: metrics_lib.ServingMetrics | None = None,
         arrivals: Arrivals | None = None,
@@ -158,7 +154,7 @@ class DataPlane:
         call: Call,
         work: Work,
         done: Callable[[concurrent.futures.Future], None] | None = None,
-        runner: concurrent.futures.Executor | None = None,
+        runner: Runner | None = None,
     ) -> concurrent.futures.Future:
         """Runs `work` for `call`; returns a future of its answer or of a ServingError.
 

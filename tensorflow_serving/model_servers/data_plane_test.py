@@ -1,6 +1,5 @@
 """One request lifecycle: every outcome reaches the caller once, and the version is released."""
 
-import concurrent.futures
 import sys
 import threading
 import time
@@ -19,6 +18,7 @@ from tensorflow_serving.servables.tensorflow.saved_model_bundle import load_save
 from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two as hp
 from tensorflow_serving.test_util import testing
 from tensorflow_serving.util import status, tensor_codec
+from tensorflow_serving.util.executors import WorkerThreads
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +164,7 @@ def test_requests_past_max_in_flight_are_refused_unavailable(bundle):
         core = CountingCore(
             BatchingServable(BundleDouble(bundle, held), scheduler, BatchingOptions())
         )
-        pool = concurrent.futures.ThreadPoolExecutor(1)
+        pool = WorkerThreads(1)
         plane = plane_for(core, runner=pool, max_in_flight=1)
         first = serve(plane, predict_request([[1.0]]))
         second = serve(plane, predict_request([[2.0]]))

@@ -32,6 +32,7 @@ from tensorflow_serving.servables.tensorflow import (
     regressor,
 )
 from tensorflow_serving.util import predict_request_wire, request_deadline
+from tensorflow_serving.util.executors import Runner
 
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 
@@ -47,9 +48,7 @@ class PredictWork(Work):
         self._max_decoded_bytes = max_decoded_bytes
         self._signature = None
 
-    def start(
-        self, handle: ServableHandle, runner: concurrent.futures.Executor
-    ) -> concurrent.futures.Future:
+    def start(self, handle: ServableHandle, runner: Runner) -> concurrent.futures.Future:
         request = self._request
         name = request.model_spec.signature_name or predict_util.DEFAULT_SIGNATURE
         predict_util.check_input_tensors(

@@ -50,7 +50,7 @@ from tensorflow_serving.model_servers.rest.routes import (
     parse_route,
 )
 from tensorflow_serving.util import cpu_scheduling, status
-from tensorflow_serving.util.executors import CALLING_THREAD
+from tensorflow_serving.util.executors import CALLING_THREAD, WorkerThreads
 
 _JSON = (b"content-type", b"application/json")
 # Upstream's CORS headers (--rest_api_enable_cors_support).
@@ -116,10 +116,8 @@ class RestApiApp:
     ):
         self._options = options
         self._metrics = metrics or metrics_lib.default()
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max(1, options.num_threads), thread_name_prefix="rest"
-        )
-        self._control_pool = concurrent.futures.ThreadPoolExecutor(
+        self._pool = WorkerThreads(max(1, options.num_threads), thread_name_prefix="rest")
+        self._control_pool = WorkerThreads(
             max_workers=CONTROL_THREADS,
             thread_name_prefix="rest_control",
             initializer=cpu_scheduling.apply_to_this_thread,
@@ -180,16 +178,14 @@ class RestApiApp:
         pool = self._control_pool if route.api == METADATA else self._pool
         self._on_worker(pool, pending, plane.serve, call, work, pending.on_outcome, CALLING_THREAD)
 
-    def _on_worker(
-        self, pool: concurrent.futures.Executor, pending: _PendingAnswer, fn, *args
-    ) -> None:
+    def _on_worker(self, pool: WorkerThreads, pending: _PendingAnswer, fn, *args) -> None:
         try:
-            work = pool.submit(fn, *args)
+            if pending.call is None:  # not a DataPlane call: its answer is fn's result
+                pool.submit(fn, *args).add_done_callback(pending.on_outcome)
+            else:  # the DataPlane answers through pending.on_outcome itself
+                pool.execute(fn, *args)
         except RuntimeError:  # the pool shut down: the server is stopping
             pending.finish(error_response(status.unavailable("The HTTP/REST server is stopping")))
-            return
-        if pending.call is None:  # not a DataPlane call: its answer is work's result
-            work.add_done_callback(pending.on_outcome)
 
     def record(self, route: Route, response: RestResponse, started: float) -> None:
         """Counts a request the DataPlane did not count (`started`: time.perf_counter())."""

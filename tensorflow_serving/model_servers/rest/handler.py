@@ -44,7 +44,7 @@ from tensorflow_serving.util import (
     status,
 )
 from tensorflow_serving.util.decode_budget import DecodeBudget
-from tensorflow_serving.util.executors import CALLING_THREAD
+from tensorflow_serving.util.executors import CALLING_THREAD, Runner
 
 
 @dataclasses.dataclass
@@ -124,9 +124,7 @@ class PredictWork(Work):
     def lookup_failed(self, error: Exception) -> Exception:
         return _bad_body_first(self._body, error, self._max_decoded_bytes)
 
-    def start(
-        self, handle: ServableHandle, runner: concurrent.futures.Executor
-    ) -> concurrent.futures.Future:
+    def start(self, handle: ServableHandle, runner: Runner) -> concurrent.futures.Future:
         body, max_bytes = self._body, self._max_decoded_bytes
         decoded = _decode_body(body, _takes_dense(handle.servable), max_bytes)
         name, inputs, self._format = _predict_request(handle, decoded, body, max_bytes)
@@ -156,9 +154,7 @@ class ExamplesWork(Work):
         self._requested = json_body.signature_name(document)
         self._input = json_example.input_from_json(document)
 
-    def start(
-        self, handle: ServableHandle, runner: concurrent.futures.Executor
-    ) -> concurrent.futures.Future:
+    def start(self, handle: ServableHandle, runner: Runner) -> concurrent.futures.Future:
         return runner.submit(self._run, handle)
 
     def _run(self, handle: ServableHandle) -> RestResponse:
@@ -185,9 +181,7 @@ class MetadataWork(Work):
         if not self._request.model_spec.name:
             raise status.invalid_argument("Missing model name in request.")
 
-    def start(
-        self, handle: ServableHandle, runner: concurrent.futures.Executor
-    ) -> concurrent.futures.Future:
+    def start(self, handle: ServableHandle, runner: Runner) -> concurrent.futures.Future:
         return runner.submit(self._run, handle)
 
     def _run(self, handle: ServableHandle) -> RestResponse:

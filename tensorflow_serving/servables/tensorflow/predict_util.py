@@ -25,6 +25,7 @@ from tensorflow_serving.servables.tensorflow.saved_model_bundle import (
 )
 from tensorflow_serving.util import status, tensor_codec
 from tensorflow_serving.util.decode_budget import DecodeBudget
+from tensorflow_serving.util.executors import Runner
 
 DEFAULT_SIGNATURE = "serving_default"
 
@@ -98,7 +99,7 @@ def submit_predict(
     signature_name: str,
     inputs: dict[str, np.ndarray],
     output_filter: Iterable[str],
-    runner: concurrent.futures.Executor,
+    runner: Runner,
 ) -> tuple[Signature, concurrent.futures.Future]:
     """Checks the inputs against the signature and submits the run to the servable.
 

@@ -8,10 +8,11 @@ see), so a handler runs a signature the same way with or without batching.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future
 from typing import Protocol
 
 from tensorflow_serving.servables.tensorflow.saved_model_bundle import Aliases, Inputs, Signature
+from tensorflow_serving.util.executors import Runner
 
 
 class Servable(Protocol):
@@ -29,7 +30,7 @@ class Servable(Protocol):
         ...
 
     def submit(
-        self, signature: Signature, inputs: Inputs, outputs: Aliases, runner: Executor
+        self, signature: Signature, inputs: Inputs, outputs: Aliases, runner: Runner
     ) -> Future:
         """Runs `signature` on `inputs`; the future's result maps each output alias to an array.
 
