@@ -14,10 +14,18 @@ The transport calls `begin()` when it takes a request in and `end()` when
 its handler has returned; the batching queue calls `handed_over()` on the
 handler's thread when the request is queued, which ends its arrival early
 (a handler that goes on to lead a batch is no longer arriving). Thread-safe.
+
+A request can also be in the server's hands before `begin()`: gRPC has
+received it on a thread that now waits for the interpreter lock, or for the
+CPU the batch thread is using. No count shows those, so before a batch that
+is not full the scheduler calls `let_arrive()` once: the batch thread
+yields its CPU and the interpreter lock, the waiting threads `begin()`, and
+the batch then waits for them as above.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -70,6 +78,12 @@ class Arrivals:
     def abandon(self) -> None:
         """A request begun but never handled (refused, or the call ended first)."""
         self._release()
+
+    def let_arrive(self) -> None:
+        """Yields the calling thread's CPU (and the interpreter lock) once, so threads that
+        hold a received request can count it in. Call with no lock held; returns at once
+        when no other thread is ready to run."""
+        os.sched_yield()
 
     def wait_handed_over(self, seconds: float) -> None:
         """Returns once no request is arriving, or after `seconds`. Any thread."""

@@ -26,8 +26,9 @@ a batch that is not full starts that long after its first task was
 enqueued, or as soon as the queue holds a full batch, whichever comes first.
 The scheduler never waits beyond that for new requests: batches grow because
 requests queue while the model runs. It does wait for requests already
-received: given the transport's `Arrivals`, a batch that is not full starts
-once no request is between the transport and the queue (at most
+received: given the transport's `Arrivals`, before a batch that is not full
+its thread yields the CPU once (`let_arrive`), then the batch starts once no
+request is between the transport and the queue (at most
 ARRIVAL_WAIT_SECONDS per batch; see arrivals.py). The core is busy with
 those requests meanwhile, so the wait costs no idle time.
 
@@ -264,10 +265,12 @@ class SharedBatchScheduler:
         A lent thread (`own` set) leads until `own` is answered or no longer
         queued; the scheduler's own thread (`own` None) while anything is
         queued. The oldest queued task's queue goes first. Before a batch that
-        is not full, it waits while requests are still arriving (see
-        `Arrivals`), at most ARRIVAL_WAIT_SECONDS per batch.
+        is not full, it lets requests the transport holds arrive once and
+        waits while they are arriving (see `Arrivals`), at most
+        ARRIVAL_WAIT_SECONDS per batch.
         """
         arrivals_until: float | None = None
+        let_arrive = self._arrivals is not None
         while True:
             with self._lock:
                 if self._stopping or (own is not None and own.done()):
@@ -280,21 +283,26 @@ class SharedBatchScheduler:
                 if deadline is not None and now < deadline:
                     self._wait_to_fill(queue, deadline - now)
                     continue
+                partial = not queue.full()
                 wait_for_arrivals = (
-                    self._arrivals is not None
-                    and self._arrivals.arriving() > 0
-                    and not queue.full()
+                    self._arrivals is not None and self._arrivals.arriving() > 0 and partial
                 )
                 if wait_for_arrivals:
                     if arrivals_until is None:
                         arrivals_until = now + ARRIVAL_WAIT_SECONDS
                     wait_for_arrivals = now < arrivals_until
-                if not wait_for_arrivals:
+                letting_arrive = let_arrive and partial and not wait_for_arrivals
+                if not wait_for_arrivals and not letting_arrive:
                     batch, dropped = queue.pop_batch()
+            if letting_arrive:
+                let_arrive = False
+                self._arrivals.let_arrive()
+                continue
             if wait_for_arrivals:
                 self._arrivals.wait_handed_over(arrivals_until - now)
                 continue
             arrivals_until = None
+            let_arrive = self._arrivals is not None
             _expire(dropped, now)
             if batch:
                 self._run(queue, batch)

@@ -230,6 +230,58 @@ def test_timeout_zero_a_batch_takes_the_requests_still_arriving():
     scheduler.stop()
 
 
+class ArrivalsOnYield(Arrivals):
+    """Arrivals whose let_arrive() runs what a thread waiting for the CPU would do then."""
+
+    def __init__(self, clock, on_yield=None):
+        super().__init__(clock)
+        self.yields = 0
+        self.on_yield = on_yield
+
+    def let_arrive(self) -> None:
+        self.yields += 1
+        if self.on_yield is not None:
+            on_yield, self.on_yield = self.on_yield, None
+            on_yield()
+
+
+def test_timeout_zero_a_request_received_but_not_yet_counted_joins_the_batch():
+    # gRPC holds a request on a thread that waits for the CPU: the batch thread
+    # yields once before a partial batch, and that thread queues its request.
+    clock = FakeClock()
+    second: list = []
+    arrivals = ArrivalsOnYield(
+        clock, lambda: second.append(queue.submit({"id": 1}, 1, CALLING_THREAD))
+    )
+    scheduler = SharedBatchScheduler(1, clock, arrivals)
+    recorder = Recorder()
+    queue = scheduler.add_queue(QueueOptions(max_batch_size=8, batch_timeout_micros=0), recorder)
+    first = queue.submit({"id": 0}, 1, CALLING_THREAD)
+    assert [first.result(timeout=10), second[0].result(timeout=10)] == [0, 1]
+    assert recorder.batches == [[0, 1]]
+    assert arrivals.yields == 1, "one yield per partial batch"
+    assert clock.waits() == 0, "nothing arrived late: no wait"
+    scheduler.stop()
+
+
+def test_timeout_zero_a_full_batch_starts_without_yielding(pool):
+    clock = FakeClock()
+    arrivals = ArrivalsOnYield(clock)
+    scheduler = SharedBatchScheduler(1, clock, arrivals)
+    gate = threading.Event()
+    recorder = Recorder(gate)
+    queue = scheduler.add_queue(QueueOptions(max_batch_size=4, batch_timeout_micros=0), recorder)
+    held = held_slot(queue, recorder, pool, size=4)
+    assert arrivals.yields == 0, "a full batch does not wait for anyone"
+    full = [queue.submit({"id": i}, 1, CALLING_THREAD) for i in range(4)]
+    gate.set()
+    assert held.result(timeout=10) == "held"
+    assert [task.result(timeout=10) for task in full] == [0, 1, 2, 3]
+    assert recorder.batches == [["held"], [0, 1, 2, 3]]
+    assert arrivals.yields == 0
+    scheduler.stop()
+
+
 def test_timeout_zero_a_request_that_never_arrives_delays_a_batch_at_most_the_arrival_wait():
     # e.g. a handler that blocks: its request never reaches the queue
     clock, _, scheduler, recorder, _, first, leader = lead_while_one_arrives()
