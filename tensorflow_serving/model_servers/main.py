@@ -16,7 +16,13 @@ import signal
 import sys
 import threading
 
-from tensorflow_serving.model_servers import grpc_core_settings
+# Before numpy's first import: its OpenBLAS reads this only then. Request
+# decoding calls numpy on large arrays, and OpenBLAS would split those calls
+# over threads that then spin on the server's cores; the model runs in
+# TensorFlow's own thread pools. A value the user set is kept.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from tensorflow_serving.model_servers import grpc_core_settings  # noqa: E402
 
 # Before anything imports grpc (util.status does): gRPC reads them only then.
 grpc_core_settings.choose_server_experiments()
