@@ -1,7 +1,6 @@
 """The server's numpy starts no BLAS threads: a large dot product while decoding a
 request would otherwise leave OpenBLAS threads spinning on the server's cores."""
 
-import subprocess
 import sys
 
 from tensorflow_serving.test_util import testing
@@ -21,15 +20,8 @@ print(len(os.listdir("/proc/self/task")) - before, os.environ.get("OPENBLAS_NUM_
 
 
 def _threads_added_by_a_dot(user_setting: str | None) -> tuple[int, str]:
-    env = testing.child_env()
-    env.pop("OPENBLAS_NUM_THREADS", None)
-    if user_setting is not None:
-        env["OPENBLAS_NUM_THREADS"] = user_setting
-    done = subprocess.run(
-        [sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    added, setting = done.stdout.strip().splitlines()[-1].split()
+    line = testing.probe_fresh_interpreter(_PROBE, "OPENBLAS_NUM_THREADS", user_setting)
+    added, setting = line.split()
     return int(added), setting
 
 

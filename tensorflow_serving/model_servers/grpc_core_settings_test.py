@@ -1,7 +1,6 @@
 """The server's gRPC core settings reach gRPC: they are in the environment when
 the server's entry point first imports grpc, and a user's own setting wins."""
 
-import subprocess
 import sys
 
 from tensorflow_serving.model_servers import grpc_core_settings
@@ -24,15 +23,7 @@ print(seen[0] if seen else "grpc not imported")
 
 
 def _experiments_seen_by_grpc(user_setting: str | None) -> str:
-    env = testing.child_env()
-    env.pop("GRPC_EXPERIMENTS", None)
-    if user_setting is not None:
-        env["GRPC_EXPERIMENTS"] = user_setting
-    done = subprocess.run(
-        [sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout.strip().splitlines()[-1]
+    return testing.probe_fresh_interpreter(_PROBE, "GRPC_EXPERIMENTS", user_setting)
 
 
 def test_the_server_entry_point_sets_experiments_before_importing_grpc():

@@ -1,6 +1,7 @@
 """Shared helpers for the project's py_test targets."""
 
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -67,6 +68,23 @@ def child_env() -> dict[str, str]:
     child would not see.
     """
     return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+
+
+def probe_fresh_interpreter(code: str, name: str, value: str | None) -> str:
+    """Runs `code` in a new Python with environment variable `name` set to `value`
+    (None: unset), and returns the last line it printed; a failure fails the test.
+
+    For settings a process reads once, when a library is first imported.
+    """
+    env = child_env()
+    env.pop(name, None)
+    if value is not None:
+        env[name] = value
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1]
 
 
 if __name__ == "__main__":
