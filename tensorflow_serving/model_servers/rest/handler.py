@@ -208,15 +208,16 @@ def _decode_body(
 
     Otherwise (and always unless `may_be_dense`) the general decoder's
     document; its parse errors raise here, and so does a body whose parsed
-    size would pass `max_decoded_bytes` (json_body checks before parsing; a
-    dense body, at most json_dense.MAX_BODY_BYTES, once parsed).
+    size would pass `max_decoded_bytes` (json_body checks its estimate before
+    parsing; a dense body, at most json_dense.MAX_BODY_BYTES, is charged what
+    it parsed to: its bytes and its array's).
     """
     dense = json_dense.decode(body) if may_be_dense else None
     if dense is None:
         return json_body.loads_object(body, max_decoded_bytes)
     if max_decoded_bytes:
         DecodeBudget(max_decoded_bytes).charge(
-            f"JSON body of {len(body)} bytes", json_body.parsed_size_estimate(body)
+            f"JSON body of {len(body)} bytes", len(body) + dense.values.nbytes
         )
     return dense
 

@@ -90,6 +90,21 @@ def test_bodies_are_tried_as_dense_json_only_for_models_with_one_float_input(cor
         assert rest._takes_dense(h.servable)
 
 
+def test_a_dense_body_is_charged_what_it_parsed_to_against_max_decoded_bytes(core):
+    body = json.dumps({"instances": [1.0] * 1000}).encode()
+    decoded = len(body) + 8 * 1000  # the body, and its float64 array
+    plane = DataPlane(core, metrics.REST, metrics=metrics.ServingMetrics(process=False))
+    refusing = rest.HttpRestApiHandler(plane, None, decoded - 1)
+    code, answer = call(refusing, "POST", "/v1/models/hp:predict", body)
+    assert code == 400
+    assert f"JSON body of {len(body)} bytes takes {decoded} bytes once decoded" in answer["error"]
+    serving = rest.HttpRestApiHandler(plane, None, decoded)
+    assert call(serving, "POST", "/v1/models/hp:predict", body) == (
+        200,
+        {"predictions": [3.5] * 1000},
+    )
+
+
 def test_predict_row_format_answers_predictions(handler):
     code, answer = call(handler, "POST", "/v1/models/hp:predict", {"instances": [1.0, 2, 5.0]})
     assert (code, answer) == (200, {"predictions": [3.5, 4.0, 5.5]})  # latest: version 2
