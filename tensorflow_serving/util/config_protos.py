@@ -98,15 +98,27 @@ SSLConfig = _CLASSES["SSLConfig"]
 
 
 def parse_text_file(path: str, message_class: type):
-    """Reads an ASCII proto file; INVALID_ARGUMENT names the file and the problem."""
+    """Reads an ASCII proto file; INVALID_ARGUMENT names the file and the problem.
+
+    A file that does not parse gets a message that starts as upstream's does,
+    `Error parsing text-format tensorflow.serving.<Message>: `, then the
+    position and problem, then the file.
+    """
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except OSError as error:
         raise status.invalid_argument(f"Cannot read '{path}': {error.strerror or error}") from None
     except UnicodeDecodeError as error:  # binary garbage: the read itself fails
-        raise status.invalid_argument(f"Invalid protobuf file: '{path}': {error}") from None
+        raise _parse_error(path, message_class, error) from None
     try:
         return text_format.Parse(text, message_class())
     except (text_format.ParseError, UnicodeDecodeError) as error:
-        raise status.invalid_argument(f"Invalid protobuf file: '{path}': {error}") from None
+        raise _parse_error(path, message_class, error) from None
+
+
+def _parse_error(path: str, message_class: type, error: Exception) -> status.ServingError:
+    name = message_class.DESCRIPTOR.full_name
+    return status.invalid_argument(
+        f"Error parsing text-format {name}: {error}; Invalid protobuf file: '{path}'"
+    )

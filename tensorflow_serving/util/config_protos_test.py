@@ -4,6 +4,7 @@ import sys
 
 import pytest
 
+from tensorflow_serving.config import model_server_config_pb2
 from tensorflow_serving.test_util import testing
 from tensorflow_serving.util import config_protos, status
 
@@ -42,6 +43,28 @@ def test_garbage_names_the_file(tmp_path):
     assert raised.value.http_status() == 400
     with pytest.raises(status.ServingError, match="Cannot read"):
         config_protos.parse_text_file(str(tmp_path / "missing.txt"), config_protos.MonitoringConfig)
+
+
+@pytest.mark.parametrize(
+    "message_class",
+    [
+        model_server_config_pb2.ModelServerConfig,
+        config_protos.BatchingParameters,
+        config_protos.MonitoringConfig,
+        config_protos.SSLConfig,
+    ],
+    ids=lambda cls: cls.DESCRIPTOR.name,
+)
+@pytest.mark.parametrize("content", [b"no_such_field: 1\n", b"\x89PNG\r\n\x1a\n\xff\xfe"])
+def test_a_file_that_does_not_parse_gets_upstreams_first_words(tmp_path, message_class, content):
+    path = tmp_path / "bad.config"
+    path.write_bytes(content)
+    with pytest.raises(status.ServingError) as raised:
+        config_protos.parse_text_file(str(path), message_class)
+    message = raised.value.message
+    name = message_class.DESCRIPTOR.full_name
+    assert message.startswith(f"Error parsing text-format {name}: "), message
+    assert str(path) in message
 
 
 if __name__ == "__main__":
