@@ -202,7 +202,14 @@ def server_core_options(
 class _ReadinessHealth:
     """Keeps the standard gRPC health service in step with model readiness."""
 
-    SERVICES = ("", "tensorflow.serving.PredictionService", "tensorflow.serving.ModelService")
+    # The short names are the ones upstream registers; the full names are ours.
+    SERVICES = (
+        "",
+        "ModelService",
+        "PredictionService",
+        "tensorflow.serving.PredictionService",
+        "tensorflow.serving.ModelService",
+    )
 
     def __init__(self, core: ServerCore):
         self._core = core

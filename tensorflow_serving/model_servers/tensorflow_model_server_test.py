@@ -234,6 +234,23 @@ def test_health_service_and_unix_socket(server):
         assert stub.Predict(predict_request("tf2", [2.0])).outputs["y"].float_val == [3.0]
 
 
+@pytest.mark.parametrize(
+    "service",
+    [
+        "",
+        "ModelService",
+        "PredictionService",
+        "tensorflow.serving.ModelService",
+        "tensorflow.serving.PredictionService",
+    ],
+)
+def test_health_answers_serving_for_upstreams_service_names(server, service):
+    """Upstream registers the short names: probes written for the stock server ask for them."""
+    health = health_pb2_grpc.HealthStub(server.channel)
+    response = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+    assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
 def test_health_watch_streams_the_status_until_the_client_leaves(server):
     health = health_pb2_grpc.HealthStub(server.channel)
     updates = health.Watch(health_pb2.HealthCheckRequest(), timeout=30)
