@@ -3,7 +3,9 @@
 Flags keep upstream's names and defaults (tensorflow_serving/model_servers/
 main.cc). Flags for hardware and runtimes we do not have (TPU, GPU, TFLite,
 XLA, ALTS) are accepted only at their defaults, and otherwise refused with a
-message, so that nobody believes a setting took effect when it did not.
+message, so that nobody believes a setting took effect when it did not. An
+unknown flag is reported with the usage and ignored, as upstream does, so a
+command line written for the stock server starts this one.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ _HELP = {
     "grpc_max_threads": "Max gRPC server threads to handle gRPC messages.",
     "enable_grpc_healthcheck_service": "Serve grpc.health.v1.Health, SERVING only when every "
     "configured model has an AVAILABLE version.",
-    "rest_api_port": "Port for the HTTP/REST API; 0 disables it. Must differ from --port.",
+    "rest_api_port": "Port for the HTTP/REST API; 0 disables it. Must differ from --port "
+    "(if equal, only gRPC is served, with a warning).",
     "rest_api_num_threads": "Number of threads for HTTP/REST API processing.",
     "rest_api_timeout_in_ms": "Timeout for HTTP/REST API calls.",
     "rest_api_enable_cors_support": "Enable CORS headers in responses.",
@@ -69,6 +72,9 @@ _HELP = {
     "monitoring_config_file": "ASCII MonitoringConfig file (Prometheus endpoint).",
     "ssl_config_file": "ASCII SSLConfig file (server_key, server_cert, custom_ca, "
     "client_verify): serve gRPC on --port over TLS.",
+    "enable_serialization_as_tensor_content": "gRPC Predict answers carry each output's "
+    "values as raw bytes in tensor_content instead of the typed *_val fields (string outputs "
+    "stay in string_val).",
     "max_request_bytes": "Not upstream: largest request accepted, in bytes: bigger REST bodies "
     "get 413 without being read, bigger gRPC messages RESOURCE_EXHAUSTED. 0: no limit of ours "
     "(gRPC keeps upstream's 2 GiB).",
@@ -129,12 +135,16 @@ _UNSUPPORTED = {
     "enable_per_model_batching_parameters": ("bool", False, "per-model batching files"),
     "tensorflow_session_config_file": (str, "", "use the *_parallelism flags instead"),
     "enable_signature_method_name_check": ("bool", False, "method names are not checked"),
+    "xla_gpu_compilation_enabled": ("bool", False, "no XLA JIT"),
+    "mixed_precision": (str, "", "no mixed precision"),
 }
 
-# Upstream flags that are memory hints with nothing to act on in Python.
+# Upstream flags with nothing to act on here: memory hints, and the TPU
+# start-up switch (either value leaves a server without TPUs as it is).
 _NO_OPS = {
     "flush_filesystem_caches": ("bool", True),
     "remove_unused_fields_from_bundle_metagraph": ("bool", True),
+    "skip_initialize_tpu": ("bool", False),
 }
 
 
@@ -167,19 +177,30 @@ def build_parser() -> argparse.ArgumentParser:
         value = getattr(defaults, field.name)
         _add(parser, field.name, type(value), value, _HELP[field.name])
     for name, (kind, value, why) in _UNSUPPORTED.items():
-        _add(parser, name, kind, value, f"Not supported here ({why}); default only.")
+        help_text = f"Not supported here ({why}); upstream's flag, default only."
+        _add(parser, name, kind, value, help_text)
     for name, (kind, value) in _NO_OPS.items():
-        _add(parser, name, kind, value, "Accepted for compatibility; no effect.")
+        _add(parser, name, kind, value, "Accepted for compatibility (upstream's flag); no effect.")
     parser.add_argument("--version", action="store_true", help="Display version and exit.")
     return parser
 
 
-def parse_options(argv: list[str]) -> tuple[ServerOptions, argparse.Namespace]:
+def parse_options(
+    argv: list[str], report_unknown: bool = True
+) -> tuple[ServerOptions, argparse.Namespace]:
+    """The options of a command line; exits (status 2, with the usage) on a bad value.
+
+    An argument that is no flag of ours is ignored, as upstream ignores it:
+    with `report_unknown`, `unknown argument: ...` and the usage go to stderr.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and report_unknown:
+        _report_unknown(parser, unknown)
     for name, (_, default, why) in _UNSUPPORTED.items():
-        if getattr(args, name) != default:
-            parser.error(f"--{name} is not supported by this server ({why})")
+        value = getattr(args, name)
+        if value != default:
+            parser.error(f"--{name}={_flag_value(value)} is not supported by this server ({why})")
     options = ServerOptions(
         **{f.name: getattr(args, f.name) for f in dataclasses.fields(ServerOptions)}
     )
@@ -194,6 +215,18 @@ def parse_options(argv: list[str]) -> tuple[ServerOptions, argparse.Namespace]:
     except status.ServingError as error:
         parser.error(error.message)
     return options, args
+
+
+def _flag_value(value: object) -> str:
+    """A flag's value as a command line spells it (booleans as true/false)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _report_unknown(parser: argparse.ArgumentParser, unknown: list[str]) -> None:
+    """Names each ignored argument, then the usage, on stderr."""
+    for argument in unknown:
+        print(f"unknown argument: {argument}", file=sys.stderr)
+    parser.print_usage(sys.stderr)
 
 
 class _StopSignal:
@@ -243,13 +276,14 @@ _STOP_SLACK_SECONDS = 60.0
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    options, args = parse_options(argv)
+    worker = supervisor.worker_identity()
+    # A worker's command line is its supervisor's, which reported what it ignores.
+    options, args = parse_options(argv, report_unknown=worker is None)
     if args.version:
         import tensorflow as tf
 
         print(f"TensorFlow ModelServer: {SERVER_VERSION}\nTensorFlow Library: {tf.__version__}")
         return 0
-    worker = supervisor.worker_identity()
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s.%(msecs)03d: %(levelname).1s "

@@ -6,10 +6,12 @@ import pytest
 
 from tensorflow_serving.model_servers import main
 from tensorflow_serving.model_servers.server import (
+    Server,
     http_options,
     parse_channel_arguments,
     server_core_options,
 )
+from tensorflow_serving.model_servers.server_options import check_start_up_options, serves_rest
 from tensorflow_serving.test_util import testing
 from tensorflow_serving.util import open_files, status
 
@@ -107,12 +109,24 @@ def test_the_rest_connection_cap_defaults_to_a_share_of_the_open_file_limit():
     assert rest.max_connections == open_files.default_max_connections(open_files.soft_limit())
 
 
-def test_unknown_flag_is_an_error_with_usage(capsys):
+def test_unknown_argument_is_reported_with_usage_and_ignored_as_upstream(capsys):
+    options, _ = main.parse_options(["--no_such_flag=1", "--port=9000", "stray"])
+    assert options.port == 9000, "the flags around it still count"
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[:2] == ["unknown argument: --no_such_flag=1", "unknown argument: stray"]
+    assert lines[2].startswith("usage: tensorflow_model_server")
+
+
+def test_a_worker_does_not_repeat_its_supervisors_report(capsys):
+    main.parse_options(["--no_such_flag=1"], report_unknown=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_a_malformed_value_of_a_known_flag_still_fails(capsys):
     with pytest.raises(SystemExit) as raised:
-        main.parse_options(["--no_such_flag=1"])
+        main.parse_options(["--port=eighty"])
     assert raised.value.code == 2
-    err = capsys.readouterr().err
-    assert "usage: tensorflow_model_server" in err and "--no_such_flag" in err
+    assert "--port" in capsys.readouterr().err
 
 
 def test_unsupported_hardware_flag_is_refused_not_ignored(capsys):
@@ -120,6 +134,97 @@ def test_unsupported_hardware_flag_is_refused_not_ignored(capsys):
         main.parse_options(["--per_process_gpu_memory_fraction=0.5"])
     assert "not supported" in capsys.readouterr().err
     main.parse_options(["--per_process_gpu_memory_fraction=0"])  # the default is fine
+
+
+@pytest.mark.parametrize(
+    "flag",
+    [
+        "--xla_gpu_compilation_enabled=false",
+        "--mixed_precision=",
+        "--skip_initialize_tpu=false",
+        "--skip_initialize_tpu=true",
+        "--enable_serialization_as_tensor_content=false",
+    ],
+)
+def test_upstreams_newer_flags_are_accepted_at_values_that_change_nothing_here(flag, capsys):
+    main.parse_options([flag])
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    "flag,message",
+    [
+        ("--xla_gpu_compilation_enabled", "--xla_gpu_compilation_enabled=true is not supported"),
+        ("--mixed_precision=bfloat16", "--mixed_precision=bfloat16 is not supported"),
+    ],
+)
+def test_upstreams_hardware_flags_at_other_values_are_refused_by_name_and_value(
+    flag, message, capsys
+):
+    with pytest.raises(SystemExit) as raised:
+        main.parse_options([flag])
+    assert raised.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_serialization_as_tensor_content_is_off_unless_asked_for():
+    assert main.parse_options([])[0].enable_serialization_as_tensor_content is False
+    options, _ = main.parse_options(["--enable_serialization_as_tensor_content"])
+    assert options.enable_serialization_as_tensor_content is True
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--port=0"], "At least one of --port and --grpc_socket_path must be set"),
+        (
+            ["--batching_parameters_file=/tmp/batching.config"],
+            "--batching_parameters_file=/tmp/batching.config is set without --enable_batching",
+        ),
+        (
+            [
+                "--tensorflow_session_parallelism=2",
+                "--tensorflow_intra_op_parallelism=2",
+                "--tensorflow_inter_op_parallelism=2",
+            ],
+            "not all three (got 2, 2 and 2)",
+        ),
+    ],
+    ids=["nowhere_to_listen", "batching_file_without_batching", "all_three_parallelisms"],
+)
+def test_server_refuses_to_start_with_what_upstream_refuses(flags, message, tmp_path):
+    options, _ = main.parse_options([*flags, f"--model_base_path={tmp_path}"])
+    server = Server()
+    with pytest.raises(status.ServingError) as raised:
+        server.build_and_start(options)
+    assert raised.value.code.name == "INVALID_ARGUMENT"
+    assert message in raised.value.message
+    assert server.core is None, "refused before any model is loaded"
+    server.stop(grace_seconds=0)
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--port=0", "--grpc_socket_path=/tmp/grpc.sock"],
+        ["--batching_parameters_file=/tmp/batching.config", "--enable_batching"],
+        ["--tensorflow_intra_op_parallelism=2", "--tensorflow_inter_op_parallelism=2"],
+        ["--tensorflow_session_parallelism=2", "--tensorflow_intra_op_parallelism=2"],
+    ],
+)
+def test_what_upstream_accepts_passes_the_start_up_checks(flags):
+    check_start_up_options(main.parse_options(flags)[0])
+
+
+def test_a_worker_without_a_listener_of_its_own_passes_the_start_up_checks():
+    """The supervisor gives workers after the first no UNIX socket; it checked the flags."""
+    check_start_up_options(main.parse_options(["--port=0"])[0], is_worker=True)
+
+
+def test_rest_on_the_grpc_port_is_left_off_not_refused():
+    assert not serves_rest(main.parse_options(["--port=8500", "--rest_api_port=8500"])[0])
+    assert serves_rest(main.parse_options(["--port=8500", "--rest_api_port=8501"])[0])
+    assert not serves_rest(main.parse_options([])[0])
 
 
 def test_missing_model_is_a_clear_error():

@@ -193,7 +193,7 @@ def test_sigterm_stops_every_worker_and_the_supervisor_exits_0(server):
 
 
 def test_a_start_that_fails_in_every_worker_fails_with_the_lone_servers_message(tmp_path):
-    flags = ["--port=0", "--model_config_file=/nonexistent/models.config"]
+    flags = [f"--port={testing.free_port()}", "--model_config_file=/nonexistent/models.config"]
     alone = subprocess.run([*server_command(), *flags], capture_output=True, text=True, timeout=300)
     supervised = subprocess.run(
         [*server_command(), *flags, f"--num_server_processes={WORKERS}"],

@@ -39,14 +39,20 @@ PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 
 class PredictWork(Work):
     """A PredictRequest: tensors checked against the version's signature, then decoded;
-    a PredictResponse after the run."""
+    a PredictResponse after the run (numbers in tensor_content with `as_tensor_content`)."""
 
-    __slots__ = ("_request", "_max_decoded_bytes", "_signature")
+    __slots__ = ("_request", "_max_decoded_bytes", "_signature", "_as_tensor_content")
 
-    def __init__(self, request: predict_pb2.PredictRequest, max_decoded_bytes: int = 0):
+    def __init__(
+        self,
+        request: predict_pb2.PredictRequest,
+        max_decoded_bytes: int = 0,
+        as_tensor_content: bool = False,
+    ):
         self._request = request
         self._max_decoded_bytes = max_decoded_bytes
         self._signature = None
+        self._as_tensor_content = as_tensor_content
 
     def start(self, handle: ServableHandle, runner: Runner) -> concurrent.futures.Future:
         request = self._request
@@ -65,7 +71,9 @@ class PredictWork(Work):
         return outputs
 
     def finish(self, handle: ServableHandle, value) -> predict_pb2.PredictResponse:
-        return predict_util.predict_response(handle, self._signature, value)
+        return predict_util.predict_response(
+            handle, self._signature, value, self._as_tensor_content
+        )
 
 
 def grpc_call(api: str, model_spec: model_pb2.ModelSpec, context: grpc.ServicerContext) -> Call:
@@ -78,12 +86,16 @@ class PredictionServiceImpl(prediction_service_pb2_grpc.PredictionServiceService
 
     `max_decoded_bytes` bounds what a Predict's tensors may decode to (0: no
     limit); the server also parses large Predict messages with
-    `decode_predict_request`.
+    `decode_predict_request`. `as_tensor_content`: Predict answers carry
+    numeric outputs in tensor_content (--enable_serialization_as_tensor_content).
     """
 
-    def __init__(self, plane: DataPlane, max_decoded_bytes: int = 0):
+    def __init__(
+        self, plane: DataPlane, max_decoded_bytes: int = 0, as_tensor_content: bool = False
+    ):
         self._plane = plane
         self._max_decoded_bytes = max_decoded_bytes
+        self._as_tensor_content = as_tensor_content
 
     def decode_predict_request(self, data: bytes) -> predict_pb2.PredictRequest:
         """The Predict method's deserializer: predict_request_wire.parse under this budget."""
@@ -91,7 +103,8 @@ class PredictionServiceImpl(prediction_service_pb2_grpc.PredictionServiceService
 
     def Predict(self, request: predict_pb2.PredictRequest, context):
         call = grpc_call("Predict", request.model_spec, context)
-        return self._plane.serve(call, PredictWork(request, self._max_decoded_bytes))
+        work = PredictWork(request, self._max_decoded_bytes, self._as_tensor_content)
+        return self._plane.serve(call, work)
 
     def Classify(self, request: classification_pb2.ClassificationRequest, context):
         call = grpc_call("Classify", request.model_spec, context)

@@ -42,7 +42,11 @@ from tensorflow_serving.model_servers.server_core import (
     single_model_config,
 )
 from tensorflow_serving.model_servers.server_credentials import server_credentials
-from tensorflow_serving.model_servers.server_options import ServerOptions
+from tensorflow_serving.model_servers.server_options import (
+    ServerOptions,
+    check_start_up_options,
+    serves_rest,
+)
 from tensorflow_serving.model_servers.supervisor import WorkerIdentity
 from tensorflow_serving.model_servers.worker_group import (
     METRICS_SERVICE,
@@ -280,11 +284,7 @@ class Server:
 
     def build_and_start(self, options: ServerOptions) -> None:
         """Loads the models, then starts listening; raises ServingError on bad options."""
-        if options.rest_api_port and options.rest_api_port == options.port:
-            raise status.invalid_argument(
-                "--rest_api_port cannot be same as --port. "
-                "Please use a different port for HTTP/REST API."
-            )
+        check_start_up_options(options, is_worker=self._worker is not None)
         channel_args = parse_channel_arguments(options.grpc_channel_arguments)
         self._grpc_credentials = server_credentials(options.ssl_config_file)
         if options.monitoring_config_file:
@@ -357,7 +357,11 @@ class Server:
         plane = DataPlane(
             self.core, metrics_lib.GRPC, metrics=self.metrics, arrivals=self._arrivals
         )
-        predictions = PredictionServiceImpl(plane, options.max_decoded_request_bytes)
+        predictions = PredictionServiceImpl(
+            plane,
+            options.max_decoded_request_bytes,
+            options.enable_serialization_as_tensor_content,
+        )
         self.grpc_server = new_grpc_server(
             options.grpc_server,
             num_threads=self._grpc_workers(options),
@@ -432,12 +436,21 @@ class Server:
         return port
 
     def _start_http(self, options: ServerOptions) -> None:
-        """REST API, Prometheus page and health checks on --rest_api_port (0: off)."""
-        if not options.rest_api_port:
+        """REST API, Prometheus page and health checks on --rest_api_port (0: off).
+
+        --rest_api_port equal to --port leaves REST off with a warning, as upstream.
+        """
+        if not serves_rest(options):
+            if options.rest_api_port:
+                _LOG.warning(
+                    "--rest_api_port=%d is the same as --port: HTTP/REST API not exported; "
+                    "give it a port of its own",
+                    options.rest_api_port,
+                )
             if self._prometheus_path:
                 _LOG.warning(
                     "Prometheus metrics are enabled but not exported: they are served on "
-                    "the HTTP/REST port and --rest_api_port is 0"
+                    "the HTTP/REST port and REST is off"
                 )
             return
         num_threads = max(options.rest_api_num_threads, self._batch_threads_wanted)

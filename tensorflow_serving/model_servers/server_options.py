@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from tensorflow_serving.util import status
+
 
 @dataclasses.dataclass
 class ServerOptions:
@@ -43,6 +45,7 @@ class ServerOptions:
     num_request_iterations_for_warmup: int = 1
     monitoring_config_file: str = ""
     ssl_config_file: str = ""
+    enable_serialization_as_tensor_content: bool = False
     # Not upstream: largest request body (REST) / message (gRPC) accepted; 0: no
     # limit of ours (gRPC then keeps upstream's 2 GiB - 1).
     max_request_bytes: int = 256 * 1024 * 1024
@@ -78,3 +81,39 @@ class ServerOptions:
     # Not upstream: REST connections open at once; 0: derived from the
     # open-file limit (server.rest_max_connections).
     rest_api_max_connections: int = 0
+
+
+def serves_rest(options: ServerOptions) -> bool:
+    """Whether REST is served: --rest_api_port is set and differs from --port.
+
+    Upstream does not refuse --rest_api_port equal to --port: it serves gRPC
+    alone and logs why (Server logs it here).
+    """
+    return bool(options.rest_api_port) and options.rest_api_port != options.port
+
+
+def check_start_up_options(options: ServerOptions, *, is_worker: bool = False) -> None:
+    """INVALID_ARGUMENT for the flag combinations upstream's server refuses to start with.
+
+    `is_worker`: this process is a supervisor's worker; its supervisor checked
+    the user's command line, and gives some workers no listener of their own.
+    """
+    if not is_worker and not options.port and not options.grpc_socket_path:
+        raise status.invalid_argument(
+            "At least one of --port and --grpc_socket_path must be set: with --port=0 and no "
+            "--grpc_socket_path the server would listen nowhere"
+        )
+    if options.batching_parameters_file and not options.enable_batching:
+        raise status.invalid_argument(
+            f"--batching_parameters_file={options.batching_parameters_file} is set without "
+            "--enable_batching=true"
+        )
+    session = options.tensorflow_session_parallelism
+    intra = options.tensorflow_intra_op_parallelism
+    inter = options.tensorflow_inter_op_parallelism
+    if session > 0 and intra > 0 and inter > 0:
+        raise status.invalid_argument(
+            "Either configure --tensorflow_session_parallelism or "
+            "--tensorflow_intra_op_parallelism and --tensorflow_inter_op_parallelism, not all "
+            f"three (got {session}, {intra} and {inter})"
+        )

@@ -40,6 +40,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 
+from tensorflow_serving.model_servers.server_options import check_start_up_options, serves_rest
 from tensorflow_serving.util import status
 
 _LOG = logging.getLogger(__name__)
@@ -256,6 +257,7 @@ class Supervisor:
 
     def run(self) -> int:
         try:
+            check_start_up_options(self._options)
             self._reserve_ports()
             self._worker_argv = [*self._argv, "--num_server_processes=1"]
         except status.ServingError as error:
@@ -284,7 +286,8 @@ class Supervisor:
 
     def _reserve_ports(self) -> None:
         """Reserves the TCP ports the workers will share (0 keeps a listener off)."""
-        for port in (self._options.port, self._options.rest_api_port):
+        rest_port = self._options.rest_api_port if serves_rest(self._options) else 0
+        for port in (self._options.port, rest_port):
             if port:
                 self._reservations.append(reserve_port(self._options.bind_address, port))
 

@@ -54,6 +54,7 @@ class RunningServer:
     """One server process: started with flags, stopped by its own pid.
 
     `open_files`: the (soft, hard) open-file limit it starts with; None: this process's.
+    `grpc_port`: the --port to serve on (for flags that name it); None: a free one.
     """
 
     def __init__(
@@ -63,8 +64,9 @@ class RunningServer:
         flags: list[str],
         rest: bool = True,
         open_files: tuple[int, int] | None = None,
+        grpc_port: int | None = None,
     ):
-        self.grpc_port = testing.free_port()
+        self.grpc_port = grpc_port or testing.free_port()
         self.rest_port = testing.free_port() if rest else 0
         self.log_path = tmp_path / f"{name}.log"
         self._log = open(self.log_path, "wb")

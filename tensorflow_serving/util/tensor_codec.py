@@ -249,9 +249,16 @@ _LITTLE_ENDIAN = {types_pb2.DT_FLOAT: np.dtype("<f4"), types_pb2.DT_DOUBLE: np.d
 
 
 def to_tensor_proto(
-    array: np.ndarray, out: tensor_pb2.TensorProto | None = None
+    array: np.ndarray,
+    out: tensor_pb2.TensorProto | None = None,
+    as_tensor_content: bool = False,
 ) -> tensor_pb2.TensorProto:
-    """Encodes an array into the typed repeated field, as the stock server does."""
+    """Encodes an array into the typed repeated field, as the stock server does.
+
+    `as_tensor_content`: numbers and bools go into `tensor_content` instead,
+    as raw little-endian bytes (the stock server's
+    --enable_serialization_as_tensor_content); strings stay in `string_val`.
+    """
     array = np.asarray(array)
     if out is None:
         proto = tensor_pb2.TensorProto()
@@ -265,6 +272,10 @@ def to_tensor_proto(
         dims.add(size=size)
     field = _CODECS[dtype][1]
     flat = array.ravel()
+    if as_tensor_content and dtype != types_pb2.DT_STRING:
+        little_endian = _CODECS[dtype][0].newbyteorder("<")
+        proto.tensor_content = flat.astype(little_endian, copy=False).tobytes()
+        return proto
     packed_tag = _PACKED_FIXED_WIDTH.get(dtype)
     if packed_tag is not None and flat.size:
         # float_val / double_val travel packed: a tag, the byte length, then the

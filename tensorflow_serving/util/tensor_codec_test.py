@@ -39,6 +39,20 @@ def test_tensorflow_decodes_what_we_encode(array):
     assert not proto.tensor_content, "answers use typed fields, as the stock server writes"
 
 
+@pytest.mark.parametrize("array", ARRAYS, ids=lambda a: f"{a.dtype}{list(a.shape)}")
+def test_as_tensor_content_numbers_travel_as_bytes_that_tensorflow_reads(array):
+    """--enable_serialization_as_tensor_content: raw bytes for numbers, string_val for strings."""
+    proto = tensor_codec.to_tensor_proto(array, as_tensor_content=True)
+    np.testing.assert_array_equal(tf.make_ndarray(proto), array)
+    np.testing.assert_array_equal(tensor_codec.to_ndarray(proto), array)
+    typed_values = [field.name for field, _ in proto.ListFields() if field.name.endswith("_val")]
+    if array.dtype == object:
+        assert not proto.tensor_content and list(proto.string_val) == list(array.ravel())
+    else:
+        assert proto.tensor_content == array.astype(array.dtype.newbyteorder("<")).tobytes()
+        assert typed_values == [], "no value is written twice"
+
+
 def test_float_outputs_use_float_val_like_the_stock_server():
     proto = tensor_codec.to_tensor_proto(np.array([[0.25, 0.75]], dtype=np.float32))
     assert list(proto.float_val) == [0.25, 0.75]

@@ -127,11 +127,12 @@ def decode_inputs(request: predict_pb2.PredictRequest) -> dict[str, np.ndarray]:
 
 
 def predict_response(
-    handle: ServableHandle, signature: Signature, outputs
+    handle: ServableHandle, signature: Signature, outputs, as_tensor_content: bool = False
 ) -> predict_pb2.PredictResponse:
-    """Outputs in typed value fields, and the model_spec of the version that answered."""
+    """Outputs in typed value fields (numbers in tensor_content with `as_tensor_content`),
+    and the model_spec of the version that answered."""
     response = predict_pb2.PredictResponse()
     fill_model_spec(response.model_spec, handle.name, handle.version, signature.key)
     for alias, array in outputs.items():
-        tensor_codec.to_tensor_proto(array, response.outputs[alias])
+        tensor_codec.to_tensor_proto(array, response.outputs[alias], as_tensor_content)
     return response
