@@ -24,6 +24,8 @@ from tensorflow_serving.test_util import testing
 K8S = util.DOCKER_DIR / "k8s"
 PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
 UNLOAD_TIMEOUT_SECONDS = 30.0
+# How long a probe of a replica that serves may keep failing (the kubelet retries).
+PROBE_RETRY_SECONDS = 10.0
 
 
 def _documents(path: Path) -> list[dict]:
@@ -181,8 +183,14 @@ def _probe(server, name: str) -> tuple[int, bytes]:
 
 @pytest.mark.parametrize("name", PROBES)
 def test_probe_succeeds_on_a_replica_serving_its_model(replica, name):
+    # As the kubelet does, the probe is repeated: the workers of a replica that
+    # just started may take a moment to reach each other.
     server, _ = replica
+    deadline = time.monotonic() + PROBE_RETRY_SECONDS
     code, body = _probe(server, name)
+    while not 200 <= code < 400 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        code, body = _probe(server, name)
     assert 200 <= code < 400, f"{name} {code}: {body[:300]!r}\n{server.log_tail()}"
 
 

@@ -67,6 +67,16 @@ def is_local_only(context: grpc.ServicerContext) -> bool:
     return LOCAL_ONLY in tuple(context.invocation_metadata() or ())
 
 
+# A sibling's control socket is local and cheap to retry: reconnect within a
+# second of its (re)start, instead of gRPC's default backoff, which grows to
+# minutes while a worker starts or restarts and would keep readiness failing.
+_CONTROL_CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
+
+
 class WorkerGroup:
     """The control surface of ServerCore (model_status, reload_config, readiness) for a group.
 
@@ -90,7 +100,9 @@ class WorkerGroup:
         self._directory = directory
         self._timeout = timeout
         channels = {
-            other: grpc.insecure_channel(f"unix:{control_socket(directory, other)}")
+            other: grpc.insecure_channel(
+                f"unix:{control_socket(directory, other)}", options=_CONTROL_CHANNEL_OPTIONS
+            )
             for other in range(count)
             if other != index and (siblings is None or metrics_of is None)
         }

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -187,10 +188,24 @@ class Server(Protocol):
         """The end of its log, to show when a check fails."""
 
 
+def every_worker_serves(log: str) -> bool:
+    """Whether each worker named in a supervisor's `log` ("[worker i/N]") has logged
+    "Worker i/N (pid ...) serves"; True for a server of one process."""
+    counts = {int(n) for n in re.findall(r"\[worker \d+/(\d+)\]", log)}
+    if not counts:
+        return True
+    serving = {
+        tuple(map(int, m)) for m in re.findall(r"Worker (\d+)/(\d+) \(pid \d+\) serves", log)
+    }
+    return all((index, n) in serving for n in counts for index in range(n))
+
+
 def wait_until_available(
     server: Server, model_name: str, timeout: float = START_TIMEOUT_SECONDS
 ) -> None:
-    """Returns once `model_name` has an AVAILABLE version over gRPC.
+    """Returns once `model_name` has an AVAILABLE version over gRPC and, under a
+    supervisor (--num_server_processes), every worker has logged that it serves:
+    only then is the server ready (a Kubernetes replica, say).
 
     Fails with the server's log if the server ends first or `timeout` seconds pass.
     """
@@ -203,13 +218,14 @@ def wait_until_available(
                 f"server exited with {status} before serving:\n" + server.log_tail()
             )
         try:
-            if "AVAILABLE" in grpc_model_states(server.grpc_port, model_name).values():
+            available = "AVAILABLE" in grpc_model_states(server.grpc_port, model_name).values()
+            if available and every_worker_serves(server.log_tail(chars=1 << 20)):
                 return
         except grpc.RpcError as error:
             last_error = f"{error.code()}: {error.details()}"
         time.sleep(0.5)
     raise AssertionError(
-        f"no AVAILABLE version of {model_name} after {timeout:.0f} s "
+        f"no AVAILABLE version of {model_name} on every worker after {timeout:.0f} s "
         f"({last_error}):\n{server.log_tail()}"
     )
 
