@@ -186,11 +186,14 @@ def test_probe_succeeds_on_a_replica_serving_its_model(replica, name):
     # As the kubelet does, the probe is repeated: the workers of a replica that
     # just started may take a moment to reach each other.
     server, _ = replica
-    deadline = time.monotonic() + PROBE_RETRY_SECONDS
-    code, body = _probe(server, name)
-    while not 200 <= code < 400 and time.monotonic() < deadline:
-        time.sleep(0.5)
-        code, body = _probe(server, name)
+    answers = []
+
+    def succeeds() -> bool:
+        answers.append(_probe(server, name))
+        return 200 <= answers[-1][0] < 400
+
+    testing.wait_for(succeeds, timeout=PROBE_RETRY_SECONDS, interval=0.5)
+    code, body = answers[-1]
     assert 200 <= code < 400, f"{name} {code}: {body[:300]!r}\n{server.log_tail()}"
 
 
