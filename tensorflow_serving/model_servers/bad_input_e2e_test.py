@@ -98,11 +98,8 @@ def server(tmp_path_factory):
         [f"--model_config_file={config}", f"--max_request_bytes={MAX_REQUEST_BYTES}"],
     )
     running.base = base
-    try:
-        running.wait_until_serving()
+    with running.serving():
         yield running
-    finally:
-        assert running.stop() == 0, running.log_tail()
 
 
 def predict_stub(server):

@@ -37,9 +37,8 @@ def server(tmp_path_factory):
         rest=False,
         grpc_port=port,
     )
-    running.wait_until_serving()
-    yield running
-    assert running.stop() == 0
+    with running.serving():
+        yield running
 
 
 def predict(server, values: list[float]) -> predict_pb2.PredictResponse:

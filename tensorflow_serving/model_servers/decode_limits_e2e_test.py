@@ -59,11 +59,8 @@ def server(tmp_path_factory):
             f"{FLAG}={MAX_DECODED}",
         ],
     )
-    try:
-        running.wait_until_serving()
+    with running.serving():
         yield running
-    finally:
-        assert running.stop() == 0, running.log_tail()
 
 
 def stub(server):

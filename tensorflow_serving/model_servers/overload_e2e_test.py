@@ -57,11 +57,8 @@ def server(tmp_path_factory):
             f"--rest_api_timeout_in_ms={REST_TIMEOUT_MS}",
         ],
     )
-    try:
-        running.wait_until_serving()
+    with running.serving():
         yield running
-    finally:
-        assert running.stop() == 0
 
 
 @pytest.fixture

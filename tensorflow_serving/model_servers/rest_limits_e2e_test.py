@@ -45,11 +45,8 @@ def server(tmp_path_factory):
         ],
         open_files=(SOFT, HARD),
     )
-    try:
-        running.wait_until_serving()
+    with running.serving():
         yield running
-    finally:
-        assert running.stop() == 0
 
 
 def grpc_predict(server) -> float:

@@ -7,6 +7,7 @@ own pid, and show its log when it does not come up.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import grpc
 import pytest
@@ -83,6 +84,17 @@ class RunningServer:
             preexec_fn=None if open_files is None else _open_files_limit(*open_files),
         )
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}")
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[RunningServer]:
+        """Waits until it serves and yields it; on leaving (also when the wait failed)
+        stops it and asserts that it exited 0 after SIGTERM (its log in the failure)."""
+        try:
+            self.wait_until_serving()
+            yield self
+        finally:
+            code = self.stop()
+        assert code == 0, f"exit code {code} after SIGTERM:\n{self.log_tail()}"
 
     def wait_until_serving(self) -> None:
         """Waits for the gRPC port (REST: its liveness endpoint) to answer."""
