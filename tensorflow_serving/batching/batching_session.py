@@ -15,7 +15,6 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
 
 import numpy as np
 
@@ -33,6 +32,7 @@ from tensorflow_serving.servables.tensorflow.saved_model_bundle import (
     Signature,
 )
 from tensorflow_serving.util import config_protos, status
+from tensorflow_serving.util.completion import Completion
 from tensorflow_serving.util.executors import Runner
 
 _LOG = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ class BatchingServable:
 
     def submit(
         self, signature: Signature, inputs: Inputs, outputs: Aliases, runner: Runner
-    ) -> Future:
+    ) -> Completion:
         """The Servable protocol's submit: the run joins a batch of its kind.
 
         Inputs that cannot be batched (a scalar, or inputs that disagree on

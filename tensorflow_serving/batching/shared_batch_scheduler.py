@@ -4,10 +4,9 @@
 
 Each queue holds the tasks of one kind (model version, signature, input
 layout). `BatchQueue.submit` enqueues a task and returns it: a
-`concurrent.futures.Future` of the task's share of its batch's result, which
-a caller may block on (`result()`), attach a callback to
-(`add_done_callback`, run on the thread that ran the batch), or await
-(`asyncio.wrap_future`).
+Completion (util/completion.py) of the task's share of its batch's result,
+which a caller may block on (`result()`), attach a callback to
+(`add_done_callback`, run on the thread that ran the batch), or await.
 
 Who runs a batch. A batch runs while holding one of the scheduler's
 `num_batch_threads` slots. When a task arrives while a slot is free, the
@@ -38,7 +37,6 @@ timeouts without sleeping.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import logging
 import threading
@@ -48,6 +46,7 @@ from typing import Protocol
 
 from tensorflow_serving.batching.arrivals import Arrivals
 from tensorflow_serving.util import request_deadline, status
+from tensorflow_serving.util.completion import Completion
 from tensorflow_serving.util.executors import Runner, WorkerThreads
 
 _LOG = logging.getLogger(__name__)
@@ -87,11 +86,13 @@ class QueueOptions:
     max_enqueued_batches: int = 10
 
 
-class BatchTask(concurrent.futures.Future):
-    """One request's rows in a queue, and the future of its share of a batch's result.
+class BatchTask(Completion):
+    """One request's rows in a queue, and the completion of its share of a batch's result.
 
     Cancelling it before its batch starts drops it from the batch.
     """
+
+    __slots__ = ("inputs", "size", "runner", "enqueued_at", "deadline")
 
     def __init__(self, inputs: dict, size: int, runner: Runner):
         super().__init__()

@@ -405,7 +405,7 @@ def test_a_task_is_a_future_callers_can_block_on_call_back_from_or_await(pool):
     assert testing.wait_for(lambda: seen == ["cb"], timeout=10)
 
     async def awaited():
-        return await asyncio.wrap_future(queue.submit({"id": "aw"}, 1, pool))
+        return await queue.submit({"id": "aw"}, 1, pool)
 
     assert asyncio.run(awaited()) == "aw"
     assert all(name.startswith("lent") for name in recorder.threads)

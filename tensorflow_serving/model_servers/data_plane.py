@@ -20,7 +20,6 @@ of the encoded answer, or of a ServingError) back into bytes.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import logging
 import threading
@@ -33,6 +32,7 @@ from tensorflow_serving.batching.arrivals import Arrivals
 from tensorflow_serving.core.servable_handle import ServableHandle
 from tensorflow_serving.model_servers import metrics as metrics_lib
 from tensorflow_serving.util import request_deadline, status
+from tensorflow_serving.util.completion import Completion
 from tensorflow_serving.util.executors import CALLING_THREAD, Runner
 from tensorflow_serving.util.rate_limited_log import RateLimitedLog
 
@@ -77,7 +77,7 @@ class Work:
         """The error a client sees when the model lookup fails with `error`."""
         return error
 
-    def start(self, handle: ServableHandle, runner: Runner) -> concurrent.futures.Future:
+    def start(self, handle: ServableHandle, runner: Runner) -> Completion:
         """Starts the work on `handle`; the future's result goes to finish()."""
         raise NotImplementedError
 
@@ -99,7 +99,7 @@ class SyncWork(Work):
         if self._check is not None:
             self._check()
 
-    def start(self, handle: ServableHandle, runner: Runner) -> concurrent.futures.Future:
+    def start(self, handle: ServableHandle, runner: Runner) -> Completion:
         return runner.submit(self._run, handle)
 
 
@@ -153,9 +153,9 @@ class DataPlane:
         self,
         call: Call,
         work: Work,
-        done: Callable[[concurrent.futures.Future], None] | None = None,
+        done: Callable[[Completion], None] | None = None,
         runner: Runner | None = None,
-    ) -> concurrent.futures.Future:
+    ) -> Completion:
         """Runs `work` for `call`; returns a future of its answer or of a ServingError.
 
         Never raises. `done(future)`, when given, is called once with the
@@ -164,7 +164,7 @@ class DataPlane:
         call). `runner` replaces the plane's runner for this call (e.g.
         CALLING_THREAD for a call made on a worker thread).
         """
-        outcome: concurrent.futures.Future = concurrent.futures.Future()
+        outcome = Completion()
         outcome.set_running_or_notify_cancel()
         if done is not None:
             outcome.add_done_callback(done)
@@ -216,8 +216,8 @@ class DataPlane:
         call: Call,
         work: Work,
         handle: ServableHandle,
-        ran: concurrent.futures.Future,
-        outcome: concurrent.futures.Future,
+        ran: Completion,
+        outcome: Completion,
     ) -> None:
         """start()'s future is done: encode, release the version, answer, count."""
         answer, error = None, None
@@ -232,7 +232,7 @@ class DataPlane:
         self,
         call: Call,
         handle: ServableHandle | None,
-        outcome: concurrent.futures.Future,
+        outcome: Completion,
         work: Work | None = None,
         answer: Any = None,
         error: BaseException | None = None,

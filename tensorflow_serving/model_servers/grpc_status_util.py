@@ -14,8 +14,12 @@ import grpc
 from tensorflow_serving.model_servers import metrics
 from tensorflow_serving.model_servers.data_plane import serving_error
 from tensorflow_serving.util import status
+from tensorflow_serving.util.completion import Completion
 
 _LOG = logging.getLogger(__name__)
+
+# What a unary handler may return instead of its response: answered once done.
+_PENDING_TYPES = (Completion, concurrent.futures.Future)
 
 
 def abort_with(context: grpc.ServicerContext, error: status.ServingError):
@@ -53,7 +57,7 @@ def grpc_method(api: str) -> Callable:
 
 
 class FutureResponses(grpc.ServerInterceptor):
-    """For grpcio's server: a unary handler that returns a Future is answered when it is done.
+    """For grpcio's server: a unary handler that returns a Completion (or Future) is answered when it is done.
 
     InlineGrpcServer answers such handlers from the thread that completes the
     future; grpcio's thread-pool server needs a response, so this waits for
@@ -68,7 +72,7 @@ class FutureResponses(grpc.ServerInterceptor):
 
         def waiting_behavior(request, context):
             response = behavior(request, context)
-            if not isinstance(response, concurrent.futures.Future):
+            if not isinstance(response, _PENDING_TYPES):
                 return response
             try:
                 return response.result()

@@ -9,8 +9,8 @@ What it promises:
 - A unary-unary handler runs on the thread that received its request
   message. A unary-stream handler (Health.Watch) runs on a thread of its
   own. A request-streaming method is answered UNIMPLEMENTED.
-- A unary handler may return a `concurrent.futures.Future` of its response:
-  the answer is sent when the future is done, from the thread that completes
+- A unary handler may return a Completion (util/completion.py) or a
+  `concurrent.futures.Future` of its response: the answer is sent when it is done, from the thread that completes
   it (a `status.ServingError` sets the call's code and details).
 - With `maximum_concurrent_rpcs`, a call beyond that many in flight gets
   RESOURCE_EXHAUSTED at once.
@@ -66,8 +66,12 @@ from grpc._cython import cygrpc  # noqa: E402
 
 from tensorflow_serving.batching.arrivals import Arrivals  # noqa: E402
 from tensorflow_serving.util import status  # noqa: E402
+from tensorflow_serving.util.completion import Completion  # noqa: E402
 
 _LOG = logging.getLogger(__name__)
+
+# What a unary handler may return instead of its response (see the module docstring).
+_PENDING_TYPES = (Completion, concurrent.futures.Future)
 
 _NO_FLAGS = 0
 # gRPC C++'s sync server defaults (ServerBuilder::SyncServerOption): at least
@@ -634,13 +638,13 @@ class InlineGrpcServer:
             _LOG.exception("Exception calling application: %s", error)
             rpc.fail(grpc.StatusCode.UNKNOWN, f"Exception calling application: {error}")
             return
-        if isinstance(response, concurrent.futures.Future):
+        if isinstance(response, _PENDING_TYPES):
             response.add_done_callback(lambda done: self._reply_when_done(rpc, handler, done))
             return
         self._reply_with(rpc, handler, response)
 
     def _reply_when_done(
-        self, rpc: _Rpc, handler: grpc.RpcMethodHandler, done: concurrent.futures.Future
+        self, rpc: _Rpc, handler: grpc.RpcMethodHandler, done: Completion
     ) -> None:
         """Answers with a handler's finished Future: a ServingError sets the status."""
         try:

@@ -9,7 +9,6 @@ on failure.
 
 from __future__ import annotations
 
-import concurrent.futures
 
 import grpc
 
@@ -32,6 +31,7 @@ from tensorflow_serving.servables.tensorflow import (
     regressor,
 )
 from tensorflow_serving.util import predict_request_wire, request_deadline
+from tensorflow_serving.util.completion import Completion
 from tensorflow_serving.util.executors import Runner
 
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
@@ -54,7 +54,7 @@ class PredictWork(Work):
         self._signature = None
         self._as_tensor_content = as_tensor_content
 
-    def start(self, handle: ServableHandle, runner: Runner) -> concurrent.futures.Future:
+    def start(self, handle: ServableHandle, runner: Runner) -> Completion:
         request = self._request
         name = request.model_spec.signature_name or predict_util.DEFAULT_SIGNATURE
         predict_util.check_input_tensors(
@@ -82,7 +82,7 @@ def grpc_call(api: str, model_spec: model_pb2.ModelSpec, context: grpc.ServicerC
 
 
 class PredictionServiceImpl(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """Every method returns a concurrent.futures.Future of its response.
+    """Every method returns a Completion of its response.
 
     `max_decoded_bytes` bounds what a Predict's tensors may decode to (0: no
     limit); the server also parses large Predict messages with

@@ -1,19 +1,21 @@
 """Runners: where the request path runs work (see the Servable protocol).
 
-A servable's `submit` runs or queues a model run and returns a future; where
+A servable's `submit` runs or queues a model run and returns a Completion; where
 the run happens is the caller's choice, given as a `Runner`:
 `CALLING_THREAD` for a caller whose thread may block (a gRPC handler
 thread), `WorkerThreads` (or the REST loop's runner over them) for one that
 must not (an event loop).
 
-A Runner is a `concurrent.futures.Executor` that can also `execute` a call
-without a future, for work whose outcome nobody waits on (a batch scheduler
-lending a thread to run batches): a request then carries only the futures
-its callers read.
+A Runner is a `concurrent.futures.Executor` whose `submit` returns a
+Completion (util/completion.py: read like a Future), and that can also
+`execute` a call without one, for work whose outcome nobody waits on (a
+batch scheduler lending a thread to run batches): a request then carries
+only the completions its callers read.
 """
 
 from __future__ import annotations
 
+import _thread
 import concurrent.futures
 import logging
 import queue
@@ -21,12 +23,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from tensorflow_serving.util.completion import Completion
+
 _LOG = logging.getLogger(__name__)
 
 
-def run_into(
-    future: concurrent.futures.Future, fn: Callable[..., Any], *args: Any, **kwargs: Any
-) -> None:
+def run_into(future: Completion, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
     """Runs `fn` and settles `future` with its result or exception; nothing if it was cancelled."""
     if not future.set_running_or_notify_cancel():
         return
@@ -60,8 +62,8 @@ class CallingThreadRunner(Runner):
 
     def submit(
         self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
-    ) -> concurrent.futures.Future:
-        future: concurrent.futures.Future = concurrent.futures.Future()
+    ) -> Completion:
+        future = Completion()
         run_into(future, fn, *args, **kwargs)
         return future
 
@@ -72,7 +74,7 @@ class CallingThreadRunner(Runner):
 CALLING_THREAD = CallingThreadRunner()
 
 # A queued call: (future to settle or None, fn, args, kwargs or None).
-_Item = tuple[concurrent.futures.Future | None, Callable[..., Any], tuple, dict | None]
+_Item = tuple[Completion | None, Callable[..., Any], tuple, dict | None]
 
 
 class WorkerThreads(Runner):
@@ -98,21 +100,22 @@ class WorkerThreads(Runner):
         self._initializer = initializer
         self._initargs = initargs
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
-        self._idle = threading.Semaphore(0)
-        self._lock = threading.Lock()
+        # Threads waiting on the queue with no item promised to them.
+        self._idle = 0
+        self._lock = _thread.allocate_lock()
         self._threads: list[threading.Thread] = []
         self._shut_down = False
 
     def submit(
         self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
-    ) -> concurrent.futures.Future:
-        future: concurrent.futures.Future = concurrent.futures.Future()
+    ) -> Completion:
+        future = Completion()
         self._put((future, fn, args, kwargs))
         return future
 
     def submit_into(
         self,
-        future: concurrent.futures.Future,
+        future: Completion,
         fn: Callable[..., Any],
         /,
         *args: Any,
@@ -149,10 +152,10 @@ class WorkerThreads(Runner):
             if self._shut_down:
                 raise RuntimeError("cannot schedule new work after shutdown")
             self._queue.put(item)
-        if self._idle.acquire(blocking=False):
-            return
-        with self._lock:
-            if len(self._threads) < self._max_workers and not self._shut_down:
+            if self._idle:
+                self._idle -= 1
+                return
+            if len(self._threads) < self._max_workers:
                 thread = threading.Thread(
                     target=self._work,
                     name=f"{self._prefix}_{len(self._threads)}",
@@ -178,4 +181,5 @@ class WorkerThreads(Runner):
                 except BaseException:
                     _LOG.exception("A call run without a future raised")
             del future, fn, args, kwargs
-            self._idle.release()
+            with self._lock:
+                self._idle += 1

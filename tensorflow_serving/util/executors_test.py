@@ -1,11 +1,11 @@
 """Tests for the runners in executors.py: what a caller of each can rely on."""
 
-import concurrent.futures
 import sys
 import threading
 import unittest
 
 from tensorflow_serving.test_util import testing
+from tensorflow_serving.util.completion import Completion
 from tensorflow_serving.util.executors import CALLING_THREAD, WorkerThreads
 
 
@@ -34,12 +34,12 @@ class WorkerThreadsTest(unittest.TestCase):
             self.pool.submit(lambda: 1 / 0).result(timeout=30)
 
     def test_submit_into_settles_the_callers_future(self):
-        future = concurrent.futures.Future()
+        future = Completion()
         self.pool.submit_into(future, str.upper, "abc")
         self.assertEqual(future.result(timeout=30), "ABC")
 
     def test_execute_runs_off_the_caller_and_survives_a_raising_call(self):
-        seen = concurrent.futures.Future()
+        seen = Completion()
         with self.assertLogs("tensorflow_serving.util.executors", "ERROR"):
             self.pool.execute(lambda: 1 / 0)
             self.pool.execute(lambda: seen.set_result(threading.get_ident()))
@@ -61,7 +61,8 @@ class WorkerThreadsTest(unittest.TestCase):
         futures = [self.pool.submit(hold) for _ in range(5)]
         self.assertTrue(testing.wait_for(lambda: running[0] == 2))
         gate.set()
-        concurrent.futures.wait(futures, timeout=30)
+        for future in futures:
+            future.result(timeout=30)
         self.assertEqual(most[0], 2)
         self.assertTrue(all(f.done() and f.exception() is None for f in futures))
 

@@ -23,7 +23,6 @@ works.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
 import threading
 import time
@@ -50,6 +49,7 @@ from tensorflow_serving.model_servers.rest.routes import (
     parse_route,
 )
 from tensorflow_serving.util import cpu_scheduling, status
+from tensorflow_serving.util.completion import Completion
 from tensorflow_serving.util.executors import CALLING_THREAD, WorkerThreads
 
 _JSON = (b"content-type", b"application/json")
@@ -324,7 +324,7 @@ class _PendingAnswer:
         timeouts = app._loop_timeouts
         self.deadline = None if timeouts is None else timeouts.add(self)
 
-    def on_outcome(self, outcome: concurrent.futures.Future) -> None:
+    def on_outcome(self, outcome: Completion) -> None:
         """The DataPlane's (or the worker's) outcome, on whichever thread finished it."""
         response = response_of(outcome) if not outcome.cancelled() else None
         if response is None:

@@ -9,7 +9,6 @@ the app (app.py) decides which thread starts each request.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import weakref
 
@@ -44,6 +43,7 @@ from tensorflow_serving.util import (
     status,
 )
 from tensorflow_serving.util.decode_budget import DecodeBudget
+from tensorflow_serving.util.completion import Completion
 from tensorflow_serving.util.executors import CALLING_THREAD, Runner
 
 
@@ -64,7 +64,7 @@ def error_response(error: status.ServingError) -> RestResponse:
     )
 
 
-def response_of(outcome: concurrent.futures.Future) -> RestResponse:
+def response_of(outcome: Completion) -> RestResponse:
     """A DataPlane outcome as an answer: its RestResponse, or its ServingError (blocks until done)."""
     error = outcome.exception()
     if error is None:
@@ -124,7 +124,7 @@ class PredictWork(Work):
     def lookup_failed(self, error: Exception) -> Exception:
         return _bad_body_first(self._body, error, self._max_decoded_bytes)
 
-    def start(self, handle: ServableHandle, runner: Runner) -> concurrent.futures.Future:
+    def start(self, handle: ServableHandle, runner: Runner) -> Completion:
         body, max_bytes = self._body, self._max_decoded_bytes
         decoded = _decode_body(body, _takes_dense(handle.servable), max_bytes)
         name, inputs, self._format = _predict_request(handle, decoded, body, max_bytes)
@@ -154,7 +154,7 @@ class ExamplesWork(Work):
         self._requested = json_body.signature_name(document)
         self._input = json_example.input_from_json(document)
 
-    def start(self, handle: ServableHandle, runner: Runner) -> concurrent.futures.Future:
+    def start(self, handle: ServableHandle, runner: Runner) -> Completion:
         return runner.submit(self._run, handle)
 
     def _run(self, handle: ServableHandle) -> RestResponse:
@@ -181,7 +181,7 @@ class MetadataWork(Work):
         if not self._request.model_spec.name:
             raise status.invalid_argument("Missing model name in request.")
 
-    def start(self, handle: ServableHandle, runner: Runner) -> concurrent.futures.Future:
+    def start(self, handle: ServableHandle, runner: Runner) -> Completion:
         return runner.submit(self._run, handle)
 
     def _run(self, handle: ServableHandle) -> RestResponse:

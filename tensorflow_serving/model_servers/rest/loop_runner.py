@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from tensorflow_serving.util.completion import Completion
 from tensorflow_serving.util.executors import Runner, WorkerThreads
 
 _LOG = logging.getLogger(__name__)
@@ -20,7 +20,7 @@ class LoopPassRunner(Runner):
     is still reading the requests that arrived with it would leave them to
     the next batch: each pass queues what the loop has read first.
     `submit` and `execute` must be called on the loop's thread; a call's
-    future is settled on the worker thread that ran it.
+    completion is settled on the worker thread that ran it.
     """
 
     def __init__(self, pool: WorkerThreads, passes: int = 2):
@@ -29,8 +29,8 @@ class LoopPassRunner(Runner):
 
     def submit(
         self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
-    ) -> concurrent.futures.Future:
-        future: concurrent.futures.Future = concurrent.futures.Future()
+    ) -> Completion:
+        future = Completion()
         self._later(future, fn, args, kwargs)
         return future
 

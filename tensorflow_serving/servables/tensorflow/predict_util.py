@@ -10,7 +10,6 @@ signature and the decode budget (sizes only) before any is decoded.
 
 from __future__ import annotations
 
-import concurrent.futures
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -25,6 +24,7 @@ from tensorflow_serving.servables.tensorflow.saved_model_bundle import (
 )
 from tensorflow_serving.util import status, tensor_codec
 from tensorflow_serving.util.decode_budget import DecodeBudget
+from tensorflow_serving.util.completion import Completion
 from tensorflow_serving.util.executors import Runner
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -100,7 +100,7 @@ def submit_predict(
     inputs: dict[str, np.ndarray],
     output_filter: Iterable[str],
     runner: Runner,
-) -> tuple[Signature, concurrent.futures.Future]:
+) -> tuple[Signature, Completion]:
     """Checks the inputs against the signature and submits the run to the servable.
 
     Returns the signature that runs and the Servable's future of its

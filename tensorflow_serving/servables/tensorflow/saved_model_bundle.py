@@ -26,7 +26,6 @@ import dataclasses
 import logging
 import os
 import threading
-from concurrent.futures import Future
 
 import numpy as np
 import tensorflow as tf
@@ -35,6 +34,7 @@ from tensorflow.core.protobuf import config_pb2, meta_graph_pb2
 from tensorflow_serving.servables.tensorflow.graph_side_effects import first_side_effect
 from tensorflow_serving.servables.tensorflow.idle_warmer import IdleWarmer
 from tensorflow_serving.util import status, tensor_codec
+from tensorflow_serving.util.completion import Completion
 from tensorflow_serving.util.executors import Runner
 
 # A signature run's input arrays by alias, and the output aliases to fetch.
@@ -252,7 +252,7 @@ class SavedModelBundle:
 
     def submit(
         self, signature: Signature, inputs: Inputs, outputs: Aliases, runner: Runner
-    ) -> Future:
+    ) -> Completion:
         """The Servable protocol's submit: one run on `runner`, no batching."""
         return runner.submit(self.run, signature, inputs, outputs)
 

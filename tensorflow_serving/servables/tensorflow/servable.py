@@ -8,7 +8,7 @@ see), so a handler runs a signature the same way with or without batching.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from concurrent.futures import Future
+from tensorflow_serving.util.completion import Completion
 from typing import Protocol
 
 from tensorflow_serving.servables.tensorflow.saved_model_bundle import Aliases, Inputs, Signature
@@ -31,7 +31,7 @@ class Servable(Protocol):
 
     def submit(
         self, signature: Signature, inputs: Inputs, outputs: Aliases, runner: Runner
-    ) -> Future:
+    ) -> Completion:
         """Runs `signature` on `inputs`; the future's result maps each output alias to an array.
 
         Preconditions: `inputs` holds exactly the signature's input aliases,
