@@ -43,6 +43,20 @@ _MESSAGES = {
         ("thread_pool_name", 5, _F.TYPE_MESSAGE, _F.LABEL_OPTIONAL, ".google.protobuf.StringValue"),
         ("allowed_batch_sizes", 6, _F.TYPE_INT64, _F.LABEL_REPEATED, None),
         ("pad_variable_length_inputs", 7, _F.TYPE_BOOL, _F.LABEL_OPTIONAL, None),
+        (
+            "enable_large_batch_splitting",
+            8,
+            _F.TYPE_MESSAGE,
+            _F.LABEL_OPTIONAL,
+            ".google.protobuf.BoolValue",
+        ),
+        (
+            "max_execution_batch_size",
+            9,
+            _F.TYPE_MESSAGE,
+            _F.LABEL_OPTIONAL,
+            ".google.protobuf.Int64Value",
+        ),
     ],
     "PrometheusConfig": [
         ("enable", 1, _F.TYPE_BOOL, _F.LABEL_OPTIONAL, None),
