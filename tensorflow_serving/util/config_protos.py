@@ -18,6 +18,9 @@ from google.protobuf import (
 
 from tensorflow_serving.util import status
 
+# The file these messages are declared in (other declared files depend on it).
+FILE_NAME = "tensorflow_serving_py/config_protos.proto"
+
 _F = descriptor_pb2.FieldDescriptorProto
 _WRAPPERS = "google/protobuf/wrappers.proto"
 
@@ -82,7 +85,7 @@ _MESSAGES = {
 
 def _build_classes() -> dict[str, type]:
     file_proto = descriptor_pb2.FileDescriptorProto(
-        name="tensorflow_serving_py/config_protos.proto",
+        name=FILE_NAME,
         package="tensorflow.serving",
         syntax="proto3",
         dependency=[_WRAPPERS],
