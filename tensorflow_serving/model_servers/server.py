@@ -339,7 +339,10 @@ class Server:
         self.batch_scheduler = SharedBatchScheduler(
             batching.num_batch_threads, arrivals=self._arrivals
         )
-        _LOG.info("Batching enabled: %s%s", batching, " (per-model parameters)" * per_model)
+        if per_model:
+            _LOG.info("Batching enabled: per-model parameters; batch threads %s", batching)
+        else:
+            _LOG.info("Batching enabled: %s", batching)
 
         def wrap(servable_id: ServableId, bundle):
             model = model_batching_options(bundle.export_dir, batching, per_model)
