@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from tensorflow_serving.batching import large_batch_splitting
 from tensorflow_serving.batching.batch_outputs import BatchOutputs, OutputRows
 from tensorflow_serving.batching.shared_batch_scheduler import (
     BatchQueue,
@@ -40,17 +41,38 @@ _LOG = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class BatchingOptions:
+    """One model's batching. `queue.max_batch_size` is the largest batch that runs."""
+
     queue: QueueOptions = QueueOptions()
     num_batch_threads: int = os.cpu_count() or 1
     allowed_batch_sizes: tuple[int, ...] = ()
     pad_variable_length_inputs: bool = False
+    # Upstream's enable_large_batch_splitting: the largest request accepted
+    # (upstream's max_batch_size), split into batches of queue.max_batch_size
+    # (upstream's max_execution_batch_size) when larger; 0: splitting off.
+    max_input_batch_size: int = 0
 
 
 def batching_options(params) -> BatchingOptions:
-    """BatchingParameters -> options, upstream defaults for unset fields, with its checks."""
+    """BatchingParameters -> options, upstream defaults for unset fields, with its checks.
+
+    With enable_large_batch_splitting, batches run at most
+    max_execution_batch_size rows (default: max_batch_size), and requests of up
+    to max_batch_size rows are accepted and split.
+    """
     defaults = BatchingOptions()
+    max_batch_size = _value(params, "max_batch_size", defaults.queue.max_batch_size)
+    splitting = params.HasField("enable_large_batch_splitting") and (
+        params.enable_large_batch_splitting.value
+    )
+    execution_size = _value(params, "max_execution_batch_size", max_batch_size)
+    if splitting and not 1 <= execution_size <= max_batch_size:
+        raise status.invalid_argument(
+            "When enable_large_batch_splitting is true, max_execution_batch_size must be "
+            f"positive and at most max_batch_size; got {execution_size} and {max_batch_size}"
+        )
     queue = QueueOptions(
-        max_batch_size=_value(params, "max_batch_size", defaults.queue.max_batch_size),
+        max_batch_size=execution_size if splitting else max_batch_size,
         batch_timeout_micros=_value(
             params, "batch_timeout_micros", defaults.queue.batch_timeout_micros
         ),
@@ -64,6 +86,7 @@ def batching_options(params) -> BatchingOptions:
         num_batch_threads=_value(params, "num_batch_threads", defaults.num_batch_threads),
         allowed_batch_sizes=allowed,
         pad_variable_length_inputs=params.pad_variable_length_inputs,
+        max_input_batch_size=max_batch_size if splitting else 0,
     )
     _validate(options)
     return options
@@ -93,9 +116,14 @@ def _validate(options: BatchingOptions) -> None:
                 f"allowed_batch_sizes entries must be monotonically increasing; got {list(allowed)}"
             )
         if allowed[-1] != queue.max_batch_size:
+            limit = (
+                "max_execution_batch_size when enable_large_batch_splitting is True"
+                if options.max_input_batch_size
+                else "max_batch_size when enable_large_batch_splitting is False"
+            )
             raise status.invalid_argument(
-                f"Final entry in allowed_batch_sizes must equal max_batch_size when enable_large_"
-                f"batch_splitting is False; got {allowed[-1]} vs {queue.max_batch_size}"
+                f"Final entry in allowed_batch_sizes must equal {limit}; got {allowed[-1]} vs "
+                f"{queue.max_batch_size}"
             )
 
 
@@ -164,12 +192,25 @@ class BatchingServable:
 
         Inputs that cannot be batched (a scalar, or inputs that disagree on
         their number of rows) run alone on `runner`. Raises at once when the
-        queue is full or the request is larger than max_batch_size.
+        queue is full or the request is larger than max_batch_size. With
+        large batch splitting, a request larger than a batch is split across
+        batches and its outputs joined (large_batch_splitting.py).
         """
         size = _batch_size(inputs)
         if size is None:
             return self._bundle.submit(signature, inputs, outputs, runner)
-        return self._queue_for(signature, inputs, outputs).submit(inputs, size, runner)
+        queue = self._queue_for(signature, inputs, outputs)
+        if size > queue.options.max_batch_size and self._options.max_input_batch_size:
+            return self._submit_split(queue, inputs, size, runner)
+        return queue.submit(inputs, size, runner)
+
+    def _submit_split(self, queue: BatchQueue, inputs: Inputs, size: int, runner: Runner) -> Future:
+        limit = self._options.max_input_batch_size
+        if size > limit:
+            raise status.invalid_argument(
+                f"Task size {size} is larger than maximum input batch size {limit}"
+            )
+        return large_batch_splitting.submit_split(queue, inputs, size, runner)
 
     def _queue_for(self, signature, inputs, output_aliases):
         if self._options.pad_variable_length_inputs:

@@ -147,6 +147,91 @@ def test_full_queue_answers_unavailable_at_once(scheduler):
     pool.shutdown()
 
 
+def splitting_options(max_batch_size: int, max_execution_batch_size: int, **kw):
+    params = config_protos.BatchingParameters(**kw)
+    params.max_batch_size.value = max_batch_size
+    params.enable_large_batch_splitting.value = True
+    params.max_execution_batch_size.value = max_execution_batch_size
+    return batching_options(params)
+
+
+def test_a_request_larger_than_a_batch_is_split_and_joined_in_order(scheduler):
+    bundle = RecordingBundle()
+    servable = BatchingServable(bundle, scheduler, splitting_options(128, 32))
+    x = np.arange(100, dtype=np.float32).reshape(100, 1)
+    result = run(servable, x)
+    np.testing.assert_array_equal(result["y"], x * 2)
+    assert [len(batch) for batch in bundle.batches] == [32, 32, 32, 4]
+
+
+def test_with_splitting_a_request_that_fits_runs_whole_and_the_input_limit_holds(scheduler):
+    bundle = RecordingBundle()
+    servable = BatchingServable(bundle, scheduler, splitting_options(64, 32))
+    run(servable, np.ones((32, 1), np.float32))
+    assert [len(batch) for batch in bundle.batches] == [32]
+    with pytest.raises(status.ServingError, match="larger than maximum input batch size 64"):
+        run(servable, np.zeros((65, 1), np.float32))
+
+
+def test_split_pieces_are_padded_to_allowed_sizes(scheduler):
+    bundle = RecordingBundle()
+    options = splitting_options(64, 8, allowed_batch_sizes=[4, 8])
+    servable = BatchingServable(bundle, scheduler, options)
+    x = np.arange(11, dtype=np.float32).reshape(11, 1)
+    np.testing.assert_array_equal(run(servable, x)["y"], x * 2)
+    assert [len(batch) for batch in bundle.batches] == [8, 4], "3 rows padded to 4"
+
+
+def test_a_split_request_the_queue_cannot_hold_is_refused_and_leaves_nothing_queued(scheduler):
+    bundle = RecordingBundle(hold_first=threading.Event())
+    options = BatchingOptions(
+        queue=QueueOptions(max_batch_size=2, max_enqueued_batches=2), max_input_batch_size=64
+    )
+    servable = BatchingServable(bundle, scheduler, options)
+    pool = WorkerThreads(1)
+    held = servable.submit(Signature(), {"x": np.ones((1, 1), np.float32)}, ("y",), pool)
+    testing.wait_for(lambda: scheduler.enqueued() == 0)  # the held batch is running
+    with pytest.raises(status.ServingError, match="full"):
+        servable.submit(Signature(), {"x": np.ones((6, 1), np.float32)}, ("y",), CALLING_THREAD)
+    bundle.hold_first.set()
+    held.result(timeout=10)
+    testing.wait_for(lambda: scheduler.enqueued() == 0)
+    assert [len(batch) for batch in bundle.batches] == [1], "no piece of the refused request ran"
+    pool.shutdown()
+
+
+def test_splitting_answers_the_same_values_as_the_model_without_batching(scheduler, tmp_path):
+    """The issue's check: 100 rows, max_execution_batch_size 32, splitting on."""
+    from tensorflow_serving.servables.tensorflow.saved_model_bundle import load_saved_model_bundle
+    from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two as hp
+
+    path = hp.export_half_plus_two_tf2(str(tmp_path / "hp"), 1)
+    bundle = load_saved_model_bundle(path)
+    signature = bundle.signature("serving_default")
+    x = np.linspace(-5.0, 5.0, 100, dtype=np.float32)
+    unbatched = bundle.run(signature, {"x": x}, ("y",))["y"]
+    sizes = []
+    servable = BatchingServable(bundle, scheduler, splitting_options(1000, 32), sizes.append)
+    batched = servable.submit(signature, {"x": x}, ("y",), CALLING_THREAD).result(timeout=30)
+    np.testing.assert_array_equal(batched["y"], unbatched)
+    assert sizes == [32, 32, 32, 4]
+    servable.close()
+
+
+def test_splitting_parameters_and_their_checks():
+    options = splitting_options(100, 32)
+    assert (options.queue.max_batch_size, options.max_input_batch_size) == (32, 100)
+    params = config_protos.BatchingParameters()
+    params.max_batch_size.value = 16
+    params.max_execution_batch_size.value = 4  # ignored unless splitting is on, as upstream
+    assert batching_options(params).queue.max_batch_size == 16
+    assert batching_options(params).max_input_batch_size == 0
+    with pytest.raises(status.ServingError, match="at most max_batch_size; got 64 and 16"):
+        splitting_options(16, 64)
+    with pytest.raises(status.ServingError, match="must equal max_execution_batch_size"):
+        splitting_options(64, 8, allowed_batch_sizes=[4, 16])
+
+
 def test_close_refuses_queued_work_and_closes_the_bundle(scheduler):
     bundle = RecordingBundle()
     servable = BatchingServable(bundle, scheduler, BatchingOptions())

@@ -51,6 +51,10 @@ _HELP = {
     "rest_api_enable_cors_support": "Enable CORS headers in responses.",
     "enable_batching": "Enable request batching.",
     "batching_parameters_file": "ASCII BatchingParameters file overriding the defaults.",
+    "enable_per_model_batching_parameters": "With --enable_batching: a version directory's "
+    "batching_params.pbtxt (BatchingParameters) sets that model's batch sizes and timeouts "
+    "instead of --batching_parameters_file (batch threads stay shared); a version without one "
+    "is not batched.",
     "allow_version_labels_for_unavailable_models": "Allow labels on versions not yet loaded.",
     "model_config_file": "ASCII ModelServerConfig file of the models to serve "
     "(--model_name/--model_base_path are then ignored).",
@@ -66,6 +70,12 @@ _HELP = {
     "tensorflow_session_parallelism": "Threads for a TF session (intra and inter); 0: auto.",
     "tensorflow_intra_op_parallelism": "Threads inside one op; 0: auto.",
     "tensorflow_inter_op_parallelism": "Ops run at once; 0: auto.",
+    "tensorflow_session_config_file": "ASCII TensorFlow ConfigProto file: the session config "
+    "of every model; the *_parallelism flags that are set override its thread counts.",
+    "platform_config_file": "ASCII PlatformConfigMap file whose 'tensorflow' entry (a "
+    "SavedModelBundleSourceAdapterConfig) gives the SessionBundleConfig: session config, "
+    "batching parameters, tags, warmup. The batching, session config, parallelism, tags and "
+    "warmup flags are then ignored (with a warning).",
     "saved_model_tags": "Comma-separated tags of the MetaGraphDef to load.",
     "enable_model_warmup": "Replay assets.extra/tf_serving_warmup_requests at load.",
     "num_request_iterations_for_warmup": "Times each warmup request is replayed.",
@@ -75,6 +85,9 @@ _HELP = {
     "enable_serialization_as_tensor_content": "gRPC Predict answers carry each output's "
     "values as raw bytes in tensor_content instead of the typed *_val fields (string outputs "
     "stay in string_val).",
+    "enable_signature_method_name_check": "Predict, Classify and Regress check the "
+    "signature's method_name (Predict: any of the three). Leave off to serve TF2 "
+    "classify/regress signatures, which all say predict.",
     "max_request_bytes": "Not upstream: largest request accepted, in bytes: bigger REST bodies "
     "get 413 without being read, bigger gRPC messages RESOURCE_EXHAUSTED. 0: no limit of ours "
     "(gRPC keeps upstream's 2 GiB).",
@@ -124,7 +137,6 @@ _HELP = {
 # accepted at their default value only.
 _UNSUPPORTED = {
     "per_process_gpu_memory_fraction": (float, 0.0, "no GPU support"),
-    "platform_config_file": (str, "", "only the TensorFlow platform is served"),
     "use_alts_credentials": ("bool", False, "ALTS is Google-internal"),
     "prefer_tflite_model": ("bool", False, "no TensorFlow Lite support"),
     "num_tflite_pools": (int, 0, "no TensorFlow Lite support"),
@@ -132,9 +144,6 @@ _UNSUPPORTED = {
     "xla_cpu_compilation_enabled": ("bool", False, "no XLA:CPU JIT"),
     "enable_profiler": ("bool", False, "no profiler service"),
     "thread_pool_factory_config_file": (str, "", "no custom thread pools"),
-    "enable_per_model_batching_parameters": ("bool", False, "per-model batching files"),
-    "tensorflow_session_config_file": (str, "", "use the *_parallelism flags instead"),
-    "enable_signature_method_name_check": ("bool", False, "method names are not checked"),
     "xla_gpu_compilation_enabled": ("bool", False, "no XLA JIT"),
     "mixed_precision": (str, "", "no mixed precision"),
 }
@@ -175,7 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = ServerOptions()
     for field in dataclasses.fields(ServerOptions):
         value = getattr(defaults, field.name)
-        _add(parser, field.name, type(value), value, _HELP[field.name])
+        help_text = _HELP[field.name]
+        if "not upstream" not in help_text.lower():
+            help_text += " (Upstream's flag.)"
+        _add(parser, field.name, type(value), value, help_text)
     for name, (kind, value, why) in _UNSUPPORTED.items():
         help_text = f"Not supported here ({why}); upstream's flag, default only."
         _add(parser, name, kind, value, help_text)

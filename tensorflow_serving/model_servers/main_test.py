@@ -167,6 +167,24 @@ def test_upstreams_hardware_flags_at_other_values_are_refused_by_name_and_value(
     assert message in capsys.readouterr().err
 
 
+def test_help_says_of_every_flag_whether_it_is_upstreams_or_ours():
+    for action in main.build_parser()._actions:
+        if action.dest in ("help", "version"):
+            continue
+        text = action.help.lower()
+        assert "upstream's flag" in text or "not upstream" in text, action.dest
+    help_text = main.build_parser().format_help()
+    for flag in (
+        "tensorflow_session_config_file",
+        "platform_config_file",
+        "enable_per_model_batching_parameters",
+        "enable_signature_method_name_check",
+    ):
+        action = next(a for a in main.build_parser()._actions if a.dest == flag)
+        assert action.help.endswith("(Upstream's flag.)"), flag
+        assert f"--{flag}" in help_text
+
+
 def test_serialization_as_tensor_content_is_off_unless_asked_for():
     assert main.parse_options([])[0].enable_serialization_as_tensor_content is False
     options, _ = main.parse_options(["--enable_serialization_as_tensor_content"])

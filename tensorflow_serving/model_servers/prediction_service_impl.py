@@ -56,9 +56,11 @@ class PredictWork(Work):
 
     def start(self, handle: ServableHandle, runner: Runner) -> Completion:
         request = self._request
-        name = request.model_spec.signature_name or predict_util.DEFAULT_SIGNATURE
+        signature = predict_util.predict_signature(
+            handle.servable, request.model_spec.signature_name
+        )
         predict_util.check_input_tensors(
-            handle.servable.signature(name), request.inputs, handle.name, self._max_decoded_bytes
+            signature, request.inputs, handle.name, self._max_decoded_bytes
         )
         self._signature, outputs = predict_util.submit_predict(
             handle,

@@ -15,14 +15,12 @@ from tensorflow.core.protobuf import config_pb2
 
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 from tensorflow_serving.batching.arrivals import Arrivals
-from tensorflow_serving.batching.batching_session import (
-    BatchingServable,
-    read_batching_parameters,
-)
+from tensorflow_serving.batching.batching_session import BatchingServable, batching_options
 from tensorflow_serving.batching.shared_batch_scheduler import SharedBatchScheduler
 from tensorflow_serving.core.aspired_versions_manager import ManagerOptions
 from tensorflow_serving.core.servable_state import ServableId
 from tensorflow_serving.model_servers import metrics as metrics_lib
+from tensorflow_serving.model_servers import platform_config_util
 from tensorflow_serving.model_servers.data_plane import DataPlane
 from tensorflow_serving.model_servers.grpc_status_util import (
     FutureResponses,
@@ -53,14 +51,13 @@ from tensorflow_serving.model_servers.worker_group import (
     WorkerGroup,
     control_socket,
 )
+from tensorflow_serving.servables.tensorflow import method_name_check
+from tensorflow_serving.servables.tensorflow.bundle_factory_util import model_batching_options
 from tensorflow_serving.servables.tensorflow.idle_warmer import IdleWarmer
 from tensorflow_serving.servables.tensorflow.saved_model_bundle import (
     runs_on_calling_thread_only,
-    session_config,
 )
-from tensorflow_serving.servables.tensorflow.saved_model_bundle_source_adapter import (
-    BundleOptions,
-)
+from tensorflow_serving.servables.tensorflow.session_bundle_config import SessionBundleConfig
 from tensorflow_serving.util import open_files, status
 
 _LOG = logging.getLogger(__name__)
@@ -159,19 +156,19 @@ def idle_warmer(options: ServerOptions) -> IdleWarmer | None:
 
 
 def _session_config(options: ServerOptions) -> config_pb2.ConfigProto:
-    """The Session config of every model: the *_parallelism flags."""
-    intra = options.tensorflow_intra_op_parallelism or options.tensorflow_session_parallelism
-    inter = options.tensorflow_inter_op_parallelism or options.tensorflow_session_parallelism
-    return session_config(intra, inter)
+    """The Session config of every model (platform_config_util: files and flags)."""
+    return platform_config_util.session_bundle_config(options).session_config
 
 
 def server_core_options(
     options: ServerOptions,
     wrap: Callable[[ServableId, object], object] | None = None,
     warmer: IdleWarmer | None = None,
+    platform: SessionBundleConfig | None = None,
 ) -> ServerCoreOptions:
     """Translates flags into what ServerCore needs; `wrap` decorates each loaded model,
-    `warmer` keeps them warm."""
+    `warmer` keeps them warm; `platform`: the TensorFlow platform's config (default:
+    platform_config_util.session_bundle_config(options))."""
     if not options.model_config_file and not options.model_base_path:
         raise status.invalid_argument(
             "Both server_options.model_base_path and server_options.model_config_file are "
@@ -190,13 +187,8 @@ def server_core_options(
             load_retry_interval_micros=options.load_retry_interval_micros,
             load_timeout_seconds=options.load_timeout_seconds,
         ),
-        bundle=BundleOptions(
-            tags=tuple(t.strip() for t in options.saved_model_tags.split(",") if t.strip()),
-            config=_session_config(options),
-            enable_model_warmup=options.enable_model_warmup,
-            warmup_iterations=options.num_request_iterations_for_warmup,
-            wrap=wrap,
-            warmer=warmer,
+        bundle=platform_config_util.bundle_options(
+            platform or platform_config_util.session_bundle_config(options), wrap, warmer
         ),
         model_config_file=options.model_config_file,
         model_config_file_poll_wait_seconds=options.model_config_file_poll_wait_seconds,
@@ -285,6 +277,7 @@ class Server:
     def build_and_start(self, options: ServerOptions) -> None:
         """Loads the models, then starts listening; raises ServingError on bad options."""
         check_start_up_options(options, is_worker=self._worker is not None)
+        platform = self._platform_config(options)
         channel_args = parse_channel_arguments(options.grpc_channel_arguments)
         self._grpc_credentials = server_credentials(options.ssl_config_file)
         if options.monitoring_config_file:
@@ -295,7 +288,9 @@ class Server:
             self.on_batch = self.metrics.observe_batch
         self._warmer = idle_warmer(options)
         self.core = _MonitoredServerCore.create(
-            server_core_options(options, self._batching_wrapper(options), self._warmer)
+            server_core_options(
+                options, self._batching_wrapper(platform, options), self._warmer, platform
+            )
         )
         self.metrics.attach_core(self.core)
         if self._worker is not None:
@@ -312,21 +307,49 @@ class Server:
         self._start_grpc(options, channel_args)
         self._start_http(options)
 
-    def _batching_wrapper(self, options: ServerOptions):
-        """With --enable_batching: one scheduler shared by every model version."""
-        if not options.enable_batching:
+    @staticmethod
+    def _platform_config(options: ServerOptions) -> SessionBundleConfig:
+        """The TensorFlow platform's config; sets the process's method-name check."""
+        platform = platform_config_util.session_bundle_config(options)
+        overridden = platform_config_util.overridden_flags(options)
+        if overridden:
+            _LOG.warning(
+                "--platform_config_file=%s sets what these flags would: ignored %s",
+                options.platform_config_file,
+                " ".join(overridden),
+            )
+        if options.enable_per_model_batching_parameters and not options.enable_batching:
+            _LOG.warning("--enable_per_model_batching_parameters has no effect without batching")
+        method_name_check.set_enabled(options.enable_signature_method_name_check)
+        return platform
+
+    def _batching_wrapper(self, platform: SessionBundleConfig, options: ServerOptions):
+        """With batching parameters: one scheduler shared by every model version.
+
+        With per-model parameters, each version batches as its directory's
+        batching_params.pbtxt says, or not at all without one.
+        """
+        if not platform.HasField("batching_parameters"):
             return None
-        batching = read_batching_parameters(options.batching_parameters_file)
+        batching = batching_options(platform.batching_parameters)
+        per_model = platform.enable_per_model_batching_params
         self._batch_threads_wanted = min(2 * batching.queue.max_batch_size, _MAX_BATCHING_THREADS)
         if options.grpc_server == "inline":
             self._arrivals = Arrivals()
         self.batch_scheduler = SharedBatchScheduler(
             batching.num_batch_threads, arrivals=self._arrivals
         )
-        _LOG.info("Batching enabled: %s", batching)
+        if per_model:
+            _LOG.info("Batching enabled: per-model parameters; batch threads %s", batching)
+        else:
+            _LOG.info("Batching enabled: %s", batching)
 
-        def wrap(servable_id: ServableId, bundle) -> BatchingServable:
-            return BatchingServable(bundle, self.batch_scheduler, batching, self.on_batch)
+        def wrap(servable_id: ServableId, bundle):
+            model = model_batching_options(bundle.export_dir, batching, per_model)
+            if model is None:
+                _LOG.info("%s is served without batching (no per-model parameters)", servable_id)
+                return bundle
+            return BatchingServable(bundle, self.batch_scheduler, model, self.on_batch)
 
         return wrap
 

@@ -27,6 +27,7 @@ class ServerOptions:
     rest_api_enable_cors_support: bool = False
     enable_batching: bool = False
     batching_parameters_file: str = ""
+    enable_per_model_batching_parameters: bool = False
     allow_version_labels_for_unavailable_models: bool = False
     model_config_file: str = ""
     model_config_file_poll_wait_seconds: int = 0
@@ -40,12 +41,15 @@ class ServerOptions:
     tensorflow_session_parallelism: int = 0
     tensorflow_intra_op_parallelism: int = 0
     tensorflow_inter_op_parallelism: int = 0
+    tensorflow_session_config_file: str = ""
+    platform_config_file: str = ""
     saved_model_tags: str = "serve"
     enable_model_warmup: bool = True
     num_request_iterations_for_warmup: int = 1
     monitoring_config_file: str = ""
     ssl_config_file: str = ""
     enable_serialization_as_tensor_content: bool = False
+    enable_signature_method_name_check: bool = False
     # Not upstream: largest request body (REST) / message (gRPC) accepted; 0: no
     # limit of ours (gRPC then keeps upstream's 2 GiB - 1).
     max_request_bytes: int = 256 * 1024 * 1024
@@ -103,6 +107,8 @@ def check_start_up_options(options: ServerOptions, *, is_worker: bool = False) -
             "At least one of --port and --grpc_socket_path must be set: with --port=0 and no "
             "--grpc_socket_path the server would listen nowhere"
         )
+    if options.platform_config_file:
+        return  # upstream then ignores the batching and parallelism flags
     if options.batching_parameters_file and not options.enable_batching:
         raise status.invalid_argument(
             f"--batching_parameters_file={options.batching_parameters_file} is set without "

@@ -18,6 +18,9 @@ from google.protobuf import (
 
 from tensorflow_serving.util import status
 
+# The file these messages are declared in (other declared files depend on it).
+FILE_NAME = "tensorflow_serving_py/config_protos.proto"
+
 _F = descriptor_pb2.FieldDescriptorProto
 _WRAPPERS = "google/protobuf/wrappers.proto"
 
@@ -43,6 +46,20 @@ _MESSAGES = {
         ("thread_pool_name", 5, _F.TYPE_MESSAGE, _F.LABEL_OPTIONAL, ".google.protobuf.StringValue"),
         ("allowed_batch_sizes", 6, _F.TYPE_INT64, _F.LABEL_REPEATED, None),
         ("pad_variable_length_inputs", 7, _F.TYPE_BOOL, _F.LABEL_OPTIONAL, None),
+        (
+            "enable_large_batch_splitting",
+            8,
+            _F.TYPE_MESSAGE,
+            _F.LABEL_OPTIONAL,
+            ".google.protobuf.BoolValue",
+        ),
+        (
+            "max_execution_batch_size",
+            9,
+            _F.TYPE_MESSAGE,
+            _F.LABEL_OPTIONAL,
+            ".google.protobuf.Int64Value",
+        ),
     ],
     "PrometheusConfig": [
         ("enable", 1, _F.TYPE_BOOL, _F.LABEL_OPTIONAL, None),
@@ -68,7 +85,7 @@ _MESSAGES = {
 
 def _build_classes() -> dict[str, type]:
     file_proto = descriptor_pb2.FileDescriptorProto(
-        name="tensorflow_serving_py/config_protos.proto",
+        name=FILE_NAME,
         package="tensorflow.serving",
         syntax="proto3",
         dependency=[_WRAPPERS],

@@ -2,7 +2,8 @@
 
 As upstream with its default `--enable_signature_method_name_check=false`, any
 signature with one string input and a `classes` and/or `scores` output
-classifies, so TF2 exports (whose signatures all say "predict") work too.
+classifies, so TF2 exports (whose signatures all say "predict") work too; with
+the check on, only signatures whose method_name is classify do.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from tensorflow.core.framework import types_pb2
 
 from tensorflow_serving.apis import classification_pb2
 from tensorflow_serving.core.servable_handle import ServableHandle
-from tensorflow_serving.servables.tensorflow import util
+from tensorflow_serving.servables.tensorflow import method_name_check, util
 from tensorflow_serving.util import status
 
 CLASSES = "classes"
@@ -54,6 +55,7 @@ def classify(
     the key of the signature that ran (for the response's model_spec).
     """
     signature = util.inference_signature(handle.servable, signature_name)
+    method_name_check.check_classify(signature)
     outputs = _classify_outputs(signature)
     examples = util.serialized_examples(input_proto)
     batch = len(examples)

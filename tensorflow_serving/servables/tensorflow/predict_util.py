@@ -17,6 +17,7 @@ from tensorflow.core.framework import tensor_pb2
 
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.core.servable_handle import ServableHandle
+from tensorflow_serving.servables.tensorflow import method_name_check
 from tensorflow_serving.servables.tensorflow.saved_model_bundle import (
     Signature,
     dtype_mismatch,
@@ -94,6 +95,18 @@ def output_aliases(signature: Signature, output_filter: Iterable[str]) -> tuple[
     return tuple(requested)
 
 
+def predict_signature(servable, signature_name: str) -> Signature:
+    """The signature a Predict runs (default: serving_default), with upstream's checks.
+
+    FAILED_PRECONDITION when the model has no such signature; with
+    --enable_signature_method_name_check, INTERNAL when its method_name is
+    none of predict, classify or regress.
+    """
+    signature = servable.signature(signature_name or DEFAULT_SIGNATURE)
+    method_name_check.check_predict(signature)
+    return signature
+
+
 def submit_predict(
     handle: ServableHandle,
     signature_name: str,
@@ -107,7 +120,7 @@ def submit_predict(
     outputs. Bad inputs raise here (upstream's words), before anything runs;
     the future carries the model's own errors.
     """
-    signature = handle.servable.signature(signature_name or DEFAULT_SIGNATURE)
+    signature = predict_signature(handle.servable, signature_name)
     validate_inputs(signature, inputs, handle.name)
     fetch = output_aliases(signature, output_filter)
     return signature, handle.servable.submit(signature, inputs, fetch, runner)

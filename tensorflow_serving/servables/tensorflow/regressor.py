@@ -6,7 +6,7 @@ from tensorflow.core.framework import types_pb2
 
 from tensorflow_serving.apis import regression_pb2
 from tensorflow_serving.core.servable_handle import ServableHandle
-from tensorflow_serving.servables.tensorflow import util
+from tensorflow_serving.servables.tensorflow import method_name_check, util
 from tensorflow_serving.util import status
 
 OUTPUTS = "outputs"
@@ -21,6 +21,7 @@ def regress(
     of the signature that ran (for the response's model_spec).
     """
     signature = util.inference_signature(handle.servable, signature_name)
+    method_name_check.check_regress(signature)
     if OUTPUTS not in signature.outputs:
         raise status.invalid_argument(
             f"No output Tensor named '{OUTPUTS}' in regression signature {signature.key}; "
