@@ -204,7 +204,9 @@ class BatchingServable:
             return self._submit_split(queue, inputs, size, runner)
         return queue.submit(inputs, size, runner)
 
-    def _submit_split(self, queue: BatchQueue, inputs: Inputs, size: int, runner: Runner) -> Future:
+    def _submit_split(
+        self, queue: BatchQueue, inputs: Inputs, size: int, runner: Runner
+    ) -> Completion:
         limit = self._options.max_input_batch_size
         if size > limit:
             raise status.invalid_argument(

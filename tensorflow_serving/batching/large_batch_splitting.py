@@ -15,13 +15,13 @@ each output's pieces in row order.
 
 from __future__ import annotations
 
-import concurrent.futures
 import threading
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from tensorflow_serving.batching.shared_batch_scheduler import BatchQueue
+from tensorflow_serving.util.completion import CancelledError, Completion, InvalidStateError
 from tensorflow_serving.util.executors import Runner
 
 
@@ -39,15 +39,15 @@ def split_rows(inputs: Mapping[str, np.ndarray], rows: int, piece_rows: int) -> 
 
 def submit_split(
     queue: BatchQueue, inputs: Mapping[str, np.ndarray], rows: int, runner: Runner
-) -> concurrent.futures.Future:
-    """Queues `inputs` as pieces of at most the queue's batch size; a future of the joined outputs.
+) -> Completion:
+    """Queues `inputs` as pieces of at most the queue's batch size; a Completion of the joined outputs.
 
     Raises as BatchQueue.submit does (e.g. the queue is full) when a piece
     cannot be queued; pieces already queued are then cancelled, so a refused
     request leaves nothing behind to run. Any thread may call it.
     """
     piece_rows = queue.options.max_batch_size
-    tasks: list[concurrent.futures.Future] = []
+    tasks: list[Completion] = []
     try:
         for piece in split_rows(inputs, rows, piece_rows):
             tasks.append(queue.submit(piece, _rows_of(piece), runner))
@@ -62,7 +62,7 @@ def _rows_of(piece: Mapping[str, np.ndarray]) -> int:
     return next(iter(piece.values())).shape[0]
 
 
-class JoinedOutputs(concurrent.futures.Future):
+class JoinedOutputs(Completion):
     """The outputs of a split request: each alias's pieces concatenated in order.
 
     Done when every piece is: with the joined outputs (a dict of arrays), or
@@ -71,31 +71,33 @@ class JoinedOutputs(concurrent.futures.Future):
     running. Thread-safe: pieces finish on whichever batch threads ran them.
     """
 
-    def __init__(self, parts: Sequence[concurrent.futures.Future]) -> None:
+    __slots__ = ("_parts", "_left", "_parts_lock")
+
+    def __init__(self, parts: Sequence[Completion]) -> None:
         super().__init__()
         self._parts = list(parts)
         self._left = len(self._parts)
-        self._lock = threading.Lock()
+        self._parts_lock = threading.Lock()
         self.add_done_callback(self._cancel_parts_if_cancelled)
         for part in self._parts:
             part.add_done_callback(self._part_done)
 
-    def _part_done(self, part: concurrent.futures.Future) -> None:
+    def _part_done(self, part: Completion) -> None:
         error = None if part.cancelled() else part.exception()
-        with self._lock:
+        with self._parts_lock:
             self._left -= 1
             last = self._left == 0
         if self.done():
             return
         if part.cancelled() or error is not None:
-            self._settle_error(error or concurrent.futures.CancelledError())
+            self._settle_error(error or CancelledError())
         elif last:
             self._settle_joined()
 
     def _settle_error(self, error: BaseException) -> None:
         try:
             self.set_exception(error)
-        except concurrent.futures.InvalidStateError:  # another piece settled it first
+        except InvalidStateError:  # another piece settled it first
             return
         for other in self._parts:
             other.cancel()
@@ -105,10 +107,10 @@ class JoinedOutputs(concurrent.futures.Future):
         joined = {alias: np.concatenate([r[alias] for r in results]) for alias in results[0]}
         try:
             self.set_result(joined)
-        except concurrent.futures.InvalidStateError:  # cancelled meanwhile
+        except InvalidStateError:  # cancelled meanwhile
             pass
 
-    def _cancel_parts_if_cancelled(self, joined: concurrent.futures.Future) -> None:
+    def _cancel_parts_if_cancelled(self, joined: Completion) -> None:
         if joined.cancelled():
             for part in self._parts:
                 part.cancel()

@@ -643,9 +643,7 @@ class InlineGrpcServer:
             return
         self._reply_with(rpc, handler, response)
 
-    def _reply_when_done(
-        self, rpc: _Rpc, handler: grpc.RpcMethodHandler, done: Completion
-    ) -> None:
+    def _reply_when_done(self, rpc: _Rpc, handler: grpc.RpcMethodHandler, done: Completion) -> None:
         """Answers with a handler's finished Future: a ServingError sets the status."""
         try:
             response = done.result()

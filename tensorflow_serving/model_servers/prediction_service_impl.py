@@ -9,7 +9,6 @@ on failure.
 
 from __future__ import annotations
 
-
 import grpc
 
 from tensorflow_serving.apis import (

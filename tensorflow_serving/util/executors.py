@@ -60,9 +60,7 @@ class CallingThreadRunner(Runner):
     done (with the result or the exception). Thread-safe: it holds no state.
     """
 
-    def submit(
-        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
-    ) -> Completion:
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Completion:
         future = Completion()
         run_into(future, fn, *args, **kwargs)
         return future
@@ -106,9 +104,7 @@ class WorkerThreads(Runner):
         self._threads: list[threading.Thread] = []
         self._shut_down = False
 
-    def submit(
-        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
-    ) -> Completion:
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Completion:
         future = Completion()
         self._put((future, fn, args, kwargs))
         return future

@@ -42,8 +42,8 @@ from tensorflow_serving.util import (
     json_to_tensor,
     status,
 )
-from tensorflow_serving.util.decode_budget import DecodeBudget
 from tensorflow_serving.util.completion import Completion
+from tensorflow_serving.util.decode_budget import DecodeBudget
 from tensorflow_serving.util.executors import CALLING_THREAD, Runner
 
 

@@ -27,9 +27,7 @@ class LoopPassRunner(Runner):
         self._pool = pool
         self._passes = passes
 
-    def submit(
-        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
-    ) -> Completion:
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Completion:
         future = Completion()
         self._later(future, fn, args, kwargs)
         return future

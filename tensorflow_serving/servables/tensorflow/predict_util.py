@@ -24,8 +24,8 @@ from tensorflow_serving.servables.tensorflow.saved_model_bundle import (
     feed_dtype_check,
 )
 from tensorflow_serving.util import status, tensor_codec
-from tensorflow_serving.util.decode_budget import DecodeBudget
 from tensorflow_serving.util.completion import Completion
+from tensorflow_serving.util.decode_budget import DecodeBudget
 from tensorflow_serving.util.executors import Runner
 
 DEFAULT_SIGNATURE = "serving_default"

@@ -8,10 +8,10 @@ see), so a handler runs a signature the same way with or without batching.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from tensorflow_serving.util.completion import Completion
 from typing import Protocol
 
 from tensorflow_serving.servables.tensorflow.saved_model_bundle import Aliases, Inputs, Signature
+from tensorflow_serving.util.completion import Completion
 from tensorflow_serving.util.executors import Runner
 
 
