@@ -54,6 +54,7 @@ from tensorflow_serving.model_servers.worker_group import (
 from tensorflow_serving.servables.tensorflow import method_name_check
 from tensorflow_serving.servables.tensorflow.bundle_factory_util import model_batching_options
 from tensorflow_serving.servables.tensorflow.idle_warmer import IdleWarmer
+from tensorflow_serving.servables.tensorflow.op_libraries import register_op_libraries
 from tensorflow_serving.servables.tensorflow.saved_model_bundle import (
     runs_on_calling_thread_only,
 )
@@ -287,6 +288,7 @@ class Server:
         if self.on_batch is None:
             self.on_batch = self.metrics.observe_batch
         self._warmer = idle_warmer(options)
+        register_op_libraries()  # before the first model loads, as upstream links them in
         self.core = _MonitoredServerCore.create(
             server_core_options(
                 options, self._batching_wrapper(platform, options), self._warmer, platform
