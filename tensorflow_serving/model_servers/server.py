@@ -32,6 +32,7 @@ from tensorflow_serving.model_servers.prediction_service_impl import (
     PREDICT_METHOD,
     PredictionServiceImpl,
 )
+from tensorflow_serving.model_servers.profiler_service import ProfilerService
 from tensorflow_serving.model_servers.rest import server as http_server_lib
 from tensorflow_serving.model_servers.rest.app import HttpOptions
 from tensorflow_serving.model_servers.server_core import (
@@ -407,6 +408,8 @@ class Server:
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
             ModelServiceImpl(self.core, self._group), self.grpc_server
         )
+        if options.enable_profiler:
+            self.grpc_server.add_generic_rpc_handlers((ProfilerService().generic_handler(),))
         if options.enable_grpc_healthcheck_service:
             self._health = _ReadinessHealth(self._group or self.core)
             health_pb2_grpc.add_HealthServicer_to_server(self._health.servicer, self.grpc_server)
