@@ -144,8 +144,8 @@ def test_serves_and_swaps_versions_from_the_file_system(server, exports, caplog)
     assert "Number of warmup records read: 1" in loading
 
     copy_tree(exports[2], f"{base}/2")
-    assert testing.wait_for(lambda: _versions(running) == {2: "AVAILABLE", 1: "END"}), (
-        _versions(running)
+    assert testing.wait_for(lambda: _versions(running) == {2: "AVAILABLE", 1: "END"}), _versions(
+        running
     )
     assert _grpc_predict(running, 1.0) == (3.5, 2)
     assert _rest_predict(running, 3.0) == 4.5
