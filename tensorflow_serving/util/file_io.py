@@ -80,6 +80,13 @@ def exists(path: str) -> bool:
         return False
 
 
+def isfile(path: str) -> bool:
+    """Whether `path` exists and is no directory; False when it cannot be examined."""
+    if not has_scheme(path):
+        return os.path.isfile(path)
+    return exists(path) and not isdir(path)
+
+
 def read_text(path: str, errors: str = "strict") -> str:
     """The whole file as UTF-8 text (`errors` as in bytes.decode).
 

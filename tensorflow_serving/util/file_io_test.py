@@ -61,9 +61,11 @@ def test_listing_a_missing_directory_is_an_os_error(root):
 
 def test_read_text_and_bytes(root):
     path = file_io.join(root, "config.txt")
-    _write(path, "model_config_list {}\n".encode())
+    _write(path, b"model_config_list {}\n")
     assert file_io.exists(path)
+    assert file_io.isfile(path)
     assert not file_io.isdir(path)
+    assert not file_io.isfile(root)
     assert file_io.read_text(path) == "model_config_list {}\n"
     assert file_io.read_bytes(path) == b"model_config_list {}\n"
     with pytest.raises(OSError) as raised:
