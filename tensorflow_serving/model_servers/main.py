@@ -77,6 +77,8 @@ _HELP = {
     "batching parameters, tags, warmup. The batching, session config, parallelism, tags and "
     "warmup flags are then ignored (with a warning).",
     "saved_model_tags": "Comma-separated tags of the MetaGraphDef to load.",
+    "enable_profiler": "Serve TensorFlow's ProfilerService on the gRPC port (profiles of "
+    "this process for TensorBoard and profiler_client.trace).",
     "enable_model_warmup": "Replay assets.extra/tf_serving_warmup_requests at load.",
     "num_request_iterations_for_warmup": "Times each warmup request is replayed.",
     "monitoring_config_file": "ASCII MonitoringConfig file (Prometheus endpoint).",
@@ -142,7 +144,6 @@ _UNSUPPORTED = {
     "num_tflite_pools": (int, 0, "no TensorFlow Lite support"),
     "num_tflite_interpreters_per_pool": (int, 1, "no TensorFlow Lite support"),
     "xla_cpu_compilation_enabled": ("bool", False, "no XLA:CPU JIT"),
-    "enable_profiler": ("bool", False, "no profiler service"),
     "thread_pool_factory_config_file": (str, "", "no custom thread pools"),
     "xla_gpu_compilation_enabled": ("bool", False, "no XLA JIT"),
     "mixed_precision": (str, "", "no mixed precision"),

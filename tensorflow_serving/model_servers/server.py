@@ -32,6 +32,7 @@ from tensorflow_serving.model_servers.prediction_service_impl import (
     PREDICT_METHOD,
     PredictionServiceImpl,
 )
+from tensorflow_serving.model_servers.profiler_service import ProfilerService
 from tensorflow_serving.model_servers.rest import server as http_server_lib
 from tensorflow_serving.model_servers.rest.app import HttpOptions
 from tensorflow_serving.model_servers.server_core import (
@@ -54,6 +55,7 @@ from tensorflow_serving.model_servers.worker_group import (
 from tensorflow_serving.servables.tensorflow import method_name_check
 from tensorflow_serving.servables.tensorflow.bundle_factory_util import model_batching_options
 from tensorflow_serving.servables.tensorflow.idle_warmer import IdleWarmer
+from tensorflow_serving.servables.tensorflow.op_libraries import register_op_libraries
 from tensorflow_serving.servables.tensorflow.saved_model_bundle import (
     runs_on_calling_thread_only,
 )
@@ -287,6 +289,7 @@ class Server:
         if self.on_batch is None:
             self.on_batch = self.metrics.observe_batch
         self._warmer = idle_warmer(options)
+        register_op_libraries()  # before the first model loads, as upstream links them in
         self.core = _MonitoredServerCore.create(
             server_core_options(
                 options, self._batching_wrapper(platform, options), self._warmer, platform
@@ -405,6 +408,8 @@ class Server:
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
             ModelServiceImpl(self.core, self._group), self.grpc_server
         )
+        if options.enable_profiler:
+            self.grpc_server.add_generic_rpc_handlers((ProfilerService().generic_handler(),))
         if options.enable_grpc_healthcheck_service:
             self._health = _ReadinessHealth(self._group or self.core)
             health_pb2_grpc.add_HealthServicer_to_server(self._health.servicer, self.grpc_server)

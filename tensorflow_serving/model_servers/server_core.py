@@ -34,7 +34,7 @@ from tensorflow_serving.sources.storage_path.file_system_storage_path_source imp
     FileSystemStoragePathSource,
     ServableToMonitor,
 )
-from tensorflow_serving.util import config_protos, status
+from tensorflow_serving.util import config_protos, file_io, status
 
 _LOG = logging.getLogger(__name__)
 
@@ -322,8 +322,7 @@ class ServerCore:
 
 def _read_text(path: str) -> str | None:
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
+        return file_io.read_text(path, errors="replace")
     except OSError:
         return None
 

@@ -50,6 +50,7 @@ class ServerOptions:
     ssl_config_file: str = ""
     enable_serialization_as_tensor_content: bool = False
     enable_signature_method_name_check: bool = False
+    enable_profiler: bool = True
     # Not upstream: largest request body (REST) / message (gRPC) accepted; 0: no
     # limit of ours (gRPC then keeps upstream's 2 GiB - 1).
     max_request_bytes: int = 256 * 1024 * 1024

@@ -87,3 +87,11 @@ def connection_owner(pids: list[int], server_port: int, client_port: int) -> int
                 if inode in inodes:
                     return pid
     return None
+
+
+def listening_ports(pid: int) -> set[int]:
+    """Every TCP port process `pid` listens on."""
+    inodes = _socket_inodes(pid)
+    return {
+        local for local, _, state, inode in _tcp_entries() if state == _LISTEN and inode in inodes
+    }

@@ -16,7 +16,7 @@ from google.protobuf import (
     wrappers_pb2,  # noqa: F401  (registers wrappers.proto in the pool)
 )
 
-from tensorflow_serving.util import status
+from tensorflow_serving.util import file_io, status
 
 # The file these messages are declared in (other declared files depend on it).
 FILE_NAME = "tensorflow_serving_py/config_protos.proto"
@@ -122,8 +122,7 @@ def parse_text_file(path: str, message_class: type):
     position and problem, then the file.
     """
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+        text = file_io.read_text(path)
     except OSError as error:
         raise status.invalid_argument(f"Cannot read '{path}': {error.strerror or error}") from None
     except UnicodeDecodeError as error:  # binary garbage: the read itself fails

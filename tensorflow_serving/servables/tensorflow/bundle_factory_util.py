@@ -8,10 +8,8 @@ them; with per-model parameters each version directory may carry its own
 
 from __future__ import annotations
 
-import os
-
 from tensorflow_serving.batching.batching_session import BatchingOptions, batching_options
-from tensorflow_serving.util import config_protos, status
+from tensorflow_serving.util import config_protos, file_io, status
 
 BATCHING_PARAMS_FILENAME = "batching_params.pbtxt"
 
@@ -31,8 +29,8 @@ def model_batching_options(
     """
     if not per_model:
         return common
-    path = os.path.join(export_dir, BATCHING_PARAMS_FILENAME)
-    if not os.path.isfile(path):
+    path = file_io.join(export_dir, BATCHING_PARAMS_FILENAME)
+    if not file_io.isfile(path):
         return None
     params = config_protos.parse_text_file(path, config_protos.BatchingParameters)
     params.ClearField("num_batch_threads")

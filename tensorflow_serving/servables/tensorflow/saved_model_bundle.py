@@ -33,7 +33,7 @@ from tensorflow.core.protobuf import config_pb2, meta_graph_pb2
 
 from tensorflow_serving.servables.tensorflow.graph_side_effects import first_side_effect
 from tensorflow_serving.servables.tensorflow.idle_warmer import IdleWarmer
-from tensorflow_serving.util import status, tensor_codec
+from tensorflow_serving.util import file_io, status, tensor_codec
 from tensorflow_serving.util.completion import Completion
 from tensorflow_serving.util.executors import Runner
 
@@ -305,10 +305,10 @@ def load_saved_model_bundle(
     warmer: IdleWarmer | None = None,
 ) -> SavedModelBundle:
     """Loads a SavedModel, with a clear error for a missing or empty directory."""
-    if not os.path.isdir(export_dir):
+    if not file_io.isdir(export_dir):
         raise status.not_found(f"SavedModel directory not found: {export_dir}")
     has_pb = any(
-        os.path.exists(os.path.join(export_dir, name))
+        file_io.exists(file_io.join(export_dir, name))
         for name in ("saved_model.pb", "saved_model.pbtxt")
     )
     if not has_pb:

@@ -18,6 +18,7 @@ from tensorflow_serving.servables.tensorflow.saved_model_bundle import (
     session_config,
 )
 from tensorflow_serving.servables.tensorflow.saved_model_warmup import run_saved_model_warmup
+from tensorflow_serving.util import file_io
 
 
 @dataclasses.dataclass
@@ -41,35 +42,27 @@ def directory_fingerprint(path: str) -> tuple:
 
     For the directory itself, each entry in it and each entry of its
     subdirectories (variables/, assets/, ...): the relative name, type and
-    permissions, size, mtime and ctime, or the error number when it cannot
-    be examined. The ctime moves with any change to a file or its metadata,
+    permissions, size, mtime and ctime (on file systems named by a scheme:
+    type, size and mtime), or the error number when it cannot be examined. The ctime moves with any change to a file or its metadata,
     so a fix that touches only permissions, or restores an old mtime, still
     changes the fingerprint.
     """
-    items = [_stat_key(".", path)]
+    items = [file_io.fingerprint_entry(".", path)]
     for subdirectory in _add_entries(items, path, ""):
-        _add_entries(items, os.path.join(path, subdirectory), subdirectory)
+        _add_entries(items, file_io.join(path, subdirectory), subdirectory)
     return tuple(sorted(items, key=repr))
-
-
-def _stat_key(relative: str, full_path: str) -> tuple:
-    try:
-        info = os.stat(full_path)
-    except OSError as error:
-        return (relative, error.errno)
-    return (relative, info.st_mode, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
 def _add_entries(items: list[tuple], directory: str, relative: str) -> list[str]:
     """Adds a key per entry of `directory` (or its error); returns its subdirectories' names."""
     try:
-        names = os.listdir(directory)
+        names = file_io.listdir(directory)
     except OSError as error:
         items.append((relative, "listing", error.errno))
         return []
     subdirectories = []
     for name in names:
-        key = _stat_key(os.path.join(relative, name), os.path.join(directory, name))
+        key = file_io.fingerprint_entry(os.path.join(relative, name), file_io.join(directory, name))
         items.append(key)
         if len(key) > 2 and stat.S_ISDIR(key[1]):
             subdirectories.append(name)

@@ -20,7 +20,7 @@ from tensorflow_serving.servables.tensorflow import (
     predict_util,
     regressor,
 )
-from tensorflow_serving.util import status
+from tensorflow_serving.util import file_io, status
 from tensorflow_serving.util.executors import CALLING_THREAD
 
 _LOG = logging.getLogger(__name__)
@@ -57,8 +57,8 @@ def run_saved_model_warmup(
     export_dir: str, name: str, version: int, servable: object, iterations: int = 1
 ) -> int:
     """Replays the warmup file (if any) `iterations` times; returns records replayed."""
-    path = os.path.join(export_dir, WARMUP_FILE)
-    if not os.path.exists(path):
+    path = file_io.join(export_dir, WARMUP_FILE)
+    if not file_io.exists(path):
         return 0
     handle = ServableHandle(name, version, servable)
     count = 0

@@ -1,6 +1,8 @@
 """FileSystemStoragePathSource: polls each model's base path for version directories.
 
 A version is a sub-directory whose name is all digits (`00000123` is 123).
+A base path may be on any file system TensorFlow knows (`gs://`, `ram://`,
+...: util/file_io.py).
 Each poll turns what is on disk, filtered by the model's version policy, into
 the complete aspired-version list for the manager. A base path that is missing
 or unreadable is logged and polled again; the model keeps what it serves. An
@@ -19,6 +21,7 @@ from collections.abc import Callable
 
 from tensorflow_serving.config import file_system_storage_path_source_pb2 as fs_pb2
 from tensorflow_serving.core.servable_state import ServableId
+from tensorflow_serving.util import file_io
 
 _LOG = logging.getLogger(__name__)
 
@@ -46,22 +49,15 @@ def list_versions(base_path: str, unreadable: dict[str, OSError] | None = None) 
     base path itself cannot be listed.
     """
     versions: dict[int, str] = {}
-    with os.scandir(base_path) as entries:
-        for entry in entries:
-            if not entry.name.isdigit():
-                continue
-            try:
-                is_dir = entry.is_dir()
-            except OSError as error:
-                if unreadable is not None:
-                    unreadable[entry.path] = error
-                continue
-            if not is_dir:
-                continue
-            version = int(entry.name)
-            # Two spellings of one number (1 and 001): keep one, stably.
-            if version not in versions or entry.name < os.path.basename(versions[version]):
-                versions[version] = entry.path
+    for name, path, error in file_io.subdirectories(base_path, str.isdigit):
+        if error is not None:
+            if unreadable is not None:
+                unreadable[path] = error
+            continue
+        version = int(name)
+        # Two spellings of one number (1 and 001): keep one, stably.
+        if version not in versions or name < os.path.basename(versions[version]):
+            versions[version] = path
     return versions
 
 
