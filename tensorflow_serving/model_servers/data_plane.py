@@ -12,7 +12,9 @@ regress, multi-inference, metadata) it
      then the Servable's submit on this plane's runner) and, once its future
      is done, finishes it (encode);
   5. maps any failure once to a ServingError (anything else is INTERNAL and
-     logged), releases the version, and counts the request in the metrics.
+     logged), releases the version, and counts the request in the metrics;
+  6. hands a sampled answered request to its model's request logger
+     (logging_config; core/request_logger.py), after the answer.
 
 The transport turns bytes into a Call and a Work, and the outcome (a future
 of the encoded answer, or of a ServingError) back into bytes.
@@ -85,6 +87,11 @@ class Work:
         """The answer, from start()'s result (encoded for the transport)."""
         return value
 
+    def logged(self, value: Any) -> tuple[str, Any, Any] | None:
+        """(signature name, inputs, outputs) for the request log, from start()'s result;
+        None: this kind of request is not logged. Called only for sampled requests."""
+        return None
+
 
 class SyncWork(Work):
     """Work done by one function of the handle, run on the plane's runner."""
@@ -140,6 +147,8 @@ class DataPlane:
         self._in_flight = 0
         self._lock = threading.Lock()
         self._metrics = metrics or metrics_lib.default()
+        # Per-model request loggers (logging_config), when the core has them.
+        self._request_logs = getattr(core, "request_logger", None)
 
     @property
     def core(self):
@@ -220,13 +229,25 @@ class DataPlane:
         outcome: concurrent.futures.Future,
     ) -> None:
         """start()'s future is done: encode, release the version, answer, count."""
-        answer, error = None, None
+        answer, error, value = None, None, None
         try:
-            answer = work.finish(handle, ran.result())
+            value = ran.result()
+            answer = work.finish(handle, value)
         except BaseException as raised:
             error = raised
         self._release(handle)
         self._settle(call, handle, outcome, work, answer=answer, error=error)
+        if error is None and self._request_logs is not None:
+            self._log(handle, work, value)
+
+    def _log(self, handle: ServableHandle, work: Work, value: Any) -> None:
+        """Hands a sampled request of a model with a logging_config to its logger."""
+        logger = self._request_logs.logger(handle.name)
+        if logger is None or not logger.sampled():
+            return
+        record = work.logged(value)
+        if record is not None:
+            logger.log_predict(handle.name, handle.version, *record)
 
     def _settle(
         self,

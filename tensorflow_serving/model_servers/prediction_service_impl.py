@@ -41,7 +41,7 @@ class PredictWork(Work):
     """A PredictRequest: tensors checked against the version's signature, then decoded;
     a PredictResponse after the run (numbers in tensor_content with `as_tensor_content`)."""
 
-    __slots__ = ("_request", "_max_decoded_bytes", "_signature", "_as_tensor_content")
+    __slots__ = ("_request", "_max_decoded_bytes", "_signature", "_as_tensor_content", "_inputs")
 
     def __init__(
         self,
@@ -53,6 +53,7 @@ class PredictWork(Work):
         self._max_decoded_bytes = max_decoded_bytes
         self._signature = None
         self._as_tensor_content = as_tensor_content
+        self._inputs = None
 
     def start(self, handle: ServableHandle, runner: Runner) -> concurrent.futures.Future:
         request = self._request
@@ -60,15 +61,15 @@ class PredictWork(Work):
         predict_util.check_input_tensors(
             handle.servable.signature(name), request.inputs, handle.name, self._max_decoded_bytes
         )
+        self._inputs = predict_util.decode_inputs(request)
         self._signature, outputs = predict_util.submit_predict(
-            handle,
-            request.model_spec.signature_name,
-            predict_util.decode_inputs(request),
-            request.output_filter,
-            runner,
+            handle, request.model_spec.signature_name, self._inputs, request.output_filter, runner
         )
         self.signature_name = self._signature.key
         return outputs
+
+    def logged(self, value):
+        return self._signature.key, self._inputs, value
 
     def finish(self, handle: ServableHandle, value) -> predict_pb2.PredictResponse:
         return predict_util.predict_response(

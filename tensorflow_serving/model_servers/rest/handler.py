@@ -120,6 +120,7 @@ class PredictWork(Work):
         self._max_decoded_bytes = max_decoded_bytes
         self._format = None
         self._signature = None
+        self._inputs = None
 
     def lookup_failed(self, error: Exception) -> Exception:
         return _bad_body_first(self._body, error, self._max_decoded_bytes)
@@ -127,10 +128,15 @@ class PredictWork(Work):
     def start(self, handle: ServableHandle, runner: Runner) -> concurrent.futures.Future:
         body, max_bytes = self._body, self._max_decoded_bytes
         decoded = _decode_body(body, _takes_dense(handle.servable), max_bytes)
-        name, inputs, self._format = _predict_request(handle, decoded, body, max_bytes)
-        self._signature, outputs = predict_util.submit_predict(handle, name, inputs, (), runner)
+        name, self._inputs, self._format = _predict_request(handle, decoded, body, max_bytes)
+        self._signature, outputs = predict_util.submit_predict(
+            handle, name, self._inputs, (), runner
+        )
         self.signature_name = self._signature.key
         return outputs
+
+    def logged(self, value):
+        return self._signature.key, self._inputs, value
 
     def finish(self, handle: ServableHandle, value) -> RestResponse:
         answer = json_response.predict_response_json(value, self._format)
