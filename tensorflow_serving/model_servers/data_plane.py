@@ -71,6 +71,8 @@ class Work:
 
     # The signature that ran, for the metrics; set by start() once known.
     signature_name: str = ""
+    # tf.Examples in the request (Classify, Regress, MultiInference), for the metrics.
+    example_count: int = 0
 
     def check(self) -> None:
         """Checks that need no model (they fail before the model is looked up)."""
@@ -197,7 +199,10 @@ class DataPlane:
             self._release(handle)
             self._settle(call, handle, outcome, work, error=error)
             return outcome
-        pending.add_done_callback(lambda ran: self._finish(call, work, handle, ran, outcome))
+        run_started = time.perf_counter()
+        pending.add_done_callback(
+            lambda ran: self._finish(call, work, handle, ran, outcome, run_started)
+        )
         return outcome
 
     def _admit(self, call: Call) -> None:
@@ -227,17 +232,24 @@ class DataPlane:
         handle: ServableHandle,
         ran: concurrent.futures.Future,
         outcome: concurrent.futures.Future,
+        run_started: float,
     ) -> None:
         """start()'s future is done: encode, release the version, answer, count."""
         answer, error, value = None, None, None
         try:
             value = ran.result()
+            ran_for = time.perf_counter() - run_started
             answer = work.finish(handle, value)
         except BaseException as raised:
             error = raised
         self._release(handle)
         self._settle(call, handle, outcome, work, answer=answer, error=error)
-        if error is None and self._request_logs is not None:
+        if error is not None:
+            return
+        self._metrics.record_runtime(handle.name, call.api, ran_for)
+        if work.example_count:
+            self._metrics.record_examples(handle.name, work.example_count)
+        if self._request_logs is not None:
             self._log(handle, work, value)
 
     def _log(self, handle: ServableHandle, work: Work, value: Any) -> None:

@@ -31,6 +31,7 @@ from tensorflow_serving.servables.tensorflow import (
     predict_util,
     regressor,
 )
+from tensorflow_serving.servables.tensorflow import util as servable_util
 from tensorflow_serving.util import predict_request_wire, request_deadline
 from tensorflow_serving.util.executors import Runner
 
@@ -110,11 +111,13 @@ class PredictionServiceImpl(prediction_service_pb2_grpc.PredictionServiceService
     def Classify(self, request: classification_pb2.ClassificationRequest, context):
         call = grpc_call("Classify", request.model_spec, context)
         work = SyncWork(lambda handle: classifier.classify_response(handle, request))
+        work.example_count = servable_util.num_input_examples(request.input)
         return self._plane.serve(call, work)
 
     def Regress(self, request: regression_pb2.RegressionRequest, context):
         call = grpc_call("Regress", request.model_spec, context)
         work = SyncWork(lambda handle: regressor.regress_response(handle, request))
+        work.example_count = servable_util.num_input_examples(request.input)
         return self._plane.serve(call, work)
 
     def MultiInference(self, request: inference_pb2.MultiInferenceRequest, context):
@@ -123,6 +126,7 @@ class PredictionServiceImpl(prediction_service_pb2_grpc.PredictionServiceService
             lambda handle: multi_inference.multi_inference_response(handle, request),
             check=lambda: multi_inference.check_tasks(request),
         )
+        work.example_count = servable_util.num_input_examples(request.input)
         return self._plane.serve(grpc_call("MultiInference", spec, context), work)
 
     def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context):

@@ -169,9 +169,10 @@ def server_core_options(
     options: ServerOptions,
     wrap: Callable[[ServableId, object], object] | None = None,
     warmer: IdleWarmer | None = None,
+    metrics: metrics_lib.ServingMetrics | None = None,
 ) -> ServerCoreOptions:
     """Translates flags into what ServerCore needs; `wrap` decorates each loaded model,
-    `warmer` keeps them warm."""
+    `warmer` keeps them warm, `metrics` counts SavedModel loads and warmups."""
     if not options.model_config_file and not options.model_base_path:
         raise status.invalid_argument(
             "Both server_options.model_base_path and server_options.model_config_file are "
@@ -197,6 +198,8 @@ def server_core_options(
             warmup_iterations=options.num_request_iterations_for_warmup,
             wrap=wrap,
             warmer=warmer,
+            on_saved_model_load=None if metrics is None else metrics.record_saved_model_load,
+            on_warmup=None if metrics is None else metrics.record_warmup,
         ),
         model_config_file=options.model_config_file,
         model_config_file_poll_wait_seconds=options.model_config_file_poll_wait_seconds,
@@ -295,7 +298,9 @@ class Server:
             self.on_batch = self.metrics.observe_batch
         self._warmer = idle_warmer(options)
         self.core = _MonitoredServerCore.create(
-            server_core_options(options, self._batching_wrapper(options), self._warmer)
+            server_core_options(
+                options, self._batching_wrapper(options), self._warmer, self.metrics
+            )
         )
         self.metrics.attach_core(self.core)
         if self._worker is not None:
@@ -326,7 +331,9 @@ class Server:
         _LOG.info("Batching enabled: %s", batching)
 
         def wrap(servable_id: ServableId, bundle) -> BatchingServable:
-            return BatchingServable(bundle, self.batch_scheduler, batching, self.on_batch)
+            return BatchingServable(
+                bundle, self.batch_scheduler, batching, self.on_batch, servable_id.name
+            )
 
         return wrap
 

@@ -33,6 +33,7 @@ from tensorflow_serving.servables.tensorflow import (
     predict_util,
     regressor,
 )
+from tensorflow_serving.servables.tensorflow import util as servable_util
 from tensorflow_serving.servables.tensorflow.servable import Servable
 from tensorflow_serving.util import (
     json_body,
@@ -159,6 +160,7 @@ class ExamplesWork(Work):
         document = json_body.loads_object(self._body, self._max_decoded_bytes)
         self._requested = json_body.signature_name(document)
         self._input = json_example.input_from_json(document)
+        self.example_count = servable_util.num_input_examples(self._input)
 
     def start(self, handle: ServableHandle, runner: Runner) -> concurrent.futures.Future:
         return runner.submit(self._run, handle)
