@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -161,8 +162,10 @@ def _pad_rows(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 class BatchingServable:
     """A SavedModelBundle behind a batch scheduler; the same Servable protocol as the bundle.
 
-    Thread-safe. `on_batch(rows)` is called with each batch's padded size
-    just before it runs, on the thread that runs it.
+    Thread-safe. `on_batch(rows, model_name, request_rows, queued_seconds)`
+    is called with each batch's padded size, the model's name, each
+    request's rows and how long each waited, just before the batch runs, on
+    the thread that runs it (for the metrics).
     """
 
     def __init__(
@@ -170,12 +173,14 @@ class BatchingServable:
         bundle: SavedModelBundle,
         scheduler: SharedBatchScheduler,
         options: BatchingOptions,
-        on_batch: Callable[[int], None] | None = None,
+        on_batch: Callable[[int, str, tuple, tuple], None] | None = None,
+        model_name: str = "",
     ):
         self._bundle = bundle
         self._scheduler = scheduler
         self._options = options
         self._on_batch = on_batch
+        self._model_name = model_name
         self._queues: dict[tuple, BatchQueue] = {}
         self._lock = threading.Lock()
         self.signatures = bundle.signatures
@@ -264,7 +269,13 @@ class BatchingServable:
         """Runs one merged batch; each task gets its rows of every output (read-only views)."""
         merged, padded = self._merge(signature, tasks)
         if self._on_batch is not None:
-            self._on_batch(padded)
+            now = time.monotonic()  # the scheduler's clock (MonotonicClock)
+            self._on_batch(
+                padded,
+                self._model_name,
+                tuple(task.size for task in tasks),
+                tuple(now - task.enqueued_at for task in tasks),
+            )
         outputs = self._bundle.run(signature, merged, output_aliases)
         for alias, value in outputs.items():
             if value.ndim == 0 or value.shape[0] != padded:

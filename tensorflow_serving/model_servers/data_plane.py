@@ -12,7 +12,9 @@ regress, multi-inference, metadata) it
      then the Servable's submit on this plane's runner) and, once its future
      is done, finishes it (encode);
   5. maps any failure once to a ServingError (anything else is INTERNAL and
-     logged), releases the version, and counts the request in the metrics.
+     logged), releases the version, and counts the request in the metrics;
+  6. hands a sampled answered request to its model's request logger
+     (logging_config; core/request_logger.py), after the answer.
 
 The transport turns bytes into a Call and a Work, and the outcome (a future
 of the encoded answer, or of a ServingError) back into bytes.
@@ -69,6 +71,8 @@ class Work:
 
     # The signature that ran, for the metrics; set by start() once known.
     signature_name: str = ""
+    # tf.Examples in the request (Classify, Regress, MultiInference), for the metrics.
+    example_count: int = 0
 
     def check(self) -> None:
         """Checks that need no model (they fail before the model is looked up)."""
@@ -84,6 +88,11 @@ class Work:
     def finish(self, handle: ServableHandle, value: Any) -> Any:
         """The answer, from start()'s result (encoded for the transport)."""
         return value
+
+    def logged(self, value: Any) -> tuple[str, Any, Any] | None:
+        """(signature name, inputs, outputs) for the request log, from start()'s result;
+        None: this kind of request is not logged. Called only for sampled requests."""
+        return None
 
 
 class SyncWork(Work):
@@ -140,6 +149,8 @@ class DataPlane:
         self._in_flight = 0
         self._lock = threading.Lock()
         self._metrics = metrics or metrics_lib.default()
+        # Per-model request loggers (logging_config), when the core has them.
+        self._request_logs = getattr(core, "request_logger", None)
 
     @property
     def core(self):
@@ -188,7 +199,10 @@ class DataPlane:
             self._release(handle)
             self._settle(call, handle, outcome, work, error=error)
             return outcome
-        pending.add_done_callback(lambda ran: self._finish(call, work, handle, ran, outcome))
+        run_started = time.perf_counter()
+        pending.add_done_callback(
+            lambda ran: self._finish(call, work, handle, ran, outcome, run_started)
+        )
         return outcome
 
     def _admit(self, call: Call) -> None:
@@ -218,15 +232,34 @@ class DataPlane:
         handle: ServableHandle,
         ran: Completion,
         outcome: Completion,
+        run_started: float,
     ) -> None:
         """start()'s future is done: encode, release the version, answer, count."""
-        answer, error = None, None
+        answer, error, value = None, None, None
         try:
-            answer = work.finish(handle, ran.result())
+            value = ran.result()
+            ran_for = time.perf_counter() - run_started
+            answer = work.finish(handle, value)
         except BaseException as raised:
             error = raised
         self._release(handle)
         self._settle(call, handle, outcome, work, answer=answer, error=error)
+        if error is not None:
+            return
+        self._metrics.record_runtime(handle.name, call.api, ran_for)
+        if work.example_count:
+            self._metrics.record_examples(handle.name, work.example_count)
+        if self._request_logs is not None:
+            self._log(handle, work, value)
+
+    def _log(self, handle: ServableHandle, work: Work, value: Any) -> None:
+        """Hands a sampled request of a model with a logging_config to its logger."""
+        logger = self._request_logs.logger(handle.name)
+        if logger is None or not logger.sampled():
+            return
+        record = work.logged(value)
+        if record is not None:
+            logger.log_predict(handle.name, handle.version, *record)
 
     def _settle(
         self,

@@ -476,5 +476,40 @@ def test_grpc_and_rest_give_the_same_answers(main_server):
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+def family_total(samples, name, **labels) -> float:
+    return sum(
+        number
+        for (sample_name, sample_labels), number in samples.items()
+        if sample_name == name and labels.items() <= dict(sample_labels).items()
+    )
+
+
+def test_upstreams_runtime_example_batching_and_load_metrics(main_server):
+    before = scrape(main_server)
+    assert main_server.json("POST", "/v1/models/hp:predict", {"instances": [1.0, 2.0]})[0] == 200
+    examples = {"signature_name": "regress_x_to_y", "examples": [{"x": 1.0}, {"x": 2.0}]}
+    assert main_server.json("POST", "/v1/models/hp/versions/1:regress", examples)[0] == 200
+    after = scrape(main_server)
+
+    def moved(name, **labels):
+        return family_total(after, name, **labels) - family_total(before, name, **labels)
+
+    runtime = ":tensorflow:serving:runtime_latency_count"
+    assert moved(runtime, model_name="hp", API="Predict", runtime="TF1") == 1
+    assert moved(runtime, model_name="hp", API="Regress", runtime="TF1") == 1
+    assert moved(":tensorflow:serving:request_example_count_total", model="hp") == 2
+    assert moved(":tensorflow:serving:request_example_counts_count", model="hp") == 1
+    batch = dict(model_name="hp", op_name="batching_session")
+    # Both requests were batched, of 2 rows each.
+    assert moved(":tensorflow:serving:batching:input_batch_size_sum", **batch) == 4
+    assert moved(":tensorflow:serving:batching:processed_batch_size_count", **batch) == 2
+    assert moved(":tensorflow:serving:batching_session:queuing_latency_count", model_name="hp") == 2
+    loads = ":tensorflow:cc:saved_model:load_attempt_count_total"
+    assert family_total(after, loads, status="success") >= 4  # hp 1 and 2, hp2, echo
+    stages = ":tensorflow:cc:saved_model:load_latency_by_stage_count"
+    assert family_total(after, stages, stage="restore_graph") >= 4
+    assert family_total(after, stages, stage="init_graph") >= 4
+
+
 if __name__ == "__main__":
     sys.exit(testing.main(__file__))

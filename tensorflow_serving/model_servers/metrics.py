@@ -18,6 +18,19 @@ What is counted, gRPC and REST alike (label `entrypoint` = GRPC / REST):
 - loads and unloads of model versions (count, latency), versions serving now;
 - batch sizes and queue depth when --enable_batching is on.
 
+And, under upstream's names, labels and buckets: `runtime_latency` (a
+model run's wall time, by model, API and runtime "TF1"),
+`request_example_counts` and `request_example_count_total` (tf.Examples of
+Classify/Regress/MultiInference), `model_warmup_latency` (by version path
+and status), the batching session's `batching:input_batch_size`,
+`batching:processed_batch_size`, `batching:padding_size` (op_name
+"batching_session", per model) and `batching_session:queuing_latency`
+(thread_pool_name "batching_session", plus model_name), and TensorFlow's
+SavedModel loader metrics `:tensorflow:cc:saved_model:load_attempt_count`,
+`load_latency` and `load_latency_by_stage` (restore_graph, init_graph).
+Upstream's percentile samplers for the batching sizes are written as
+histograms with the buckets of their `_v2` histograms.
+
 Label values are bounded: a request for a model that is not configured is
 counted under model_name="" (a client must not be able to grow the page with
 made-up names); version and signature are the ones that answered.
@@ -60,6 +73,28 @@ BATCH_SIZE_BUCKETS = tuple(float(2**i) for i in range(13))
 # The histogram of batch sizes run; its _sum/_count over a window is the mean batch.
 BATCH_SIZE_METRIC = ":tensorflow:serving:batching_session:batch_size"
 _LATENCY_BOUNDS = (*(floatToGoString(bound) for bound in LATENCY_BUCKETS_USEC), "+Inf")
+
+# Upstream's runtime label for a TensorFlow Session (TFRT would be "TFRT").
+RUNTIME_TF1 = "TF1"
+# APIs that run a model, by our API labels, as upstream's runtime_latency names them.
+_RUNTIME_APIS = {
+    "Predict": "Predict",
+    "Classify": "Classify",
+    "Regress": "Regress",
+    "MultiInference": "MultiInference",
+    "predict": "Predict",
+    "classify": "Classify",
+    "regress": "Regress",
+}
+# Upstream's buckets: examples per request 1, 2, 4 .. 2**14; input batch sizes
+# (2/3) * 2**i for i < 15; padding -2/3 then (2/3) * 2**i for i < 16;
+# queuing latency 100 us * 1.2**i for i < 52 (~1 s).
+EXAMPLE_COUNT_BUCKETS = tuple(float(2**i) for i in range(15))
+INPUT_BATCH_BUCKETS = tuple(2.0 / 3.0 * 2**i for i in range(15))
+PADDING_BUCKETS = (-2.0 / 3.0, *(2.0 / 3.0 * 2**i for i in range(16)))
+QUEUING_BUCKETS_USEC = tuple(float(f"{100.0 * 1.2**i:.6g}") for i in range(52))
+# The op_name label of the batching metrics: upstream's batching session has no op.
+BATCHING_SESSION_OP = "batching_session"
 
 _UPSTREAM_PREFIX = ":tensorflow:"
 _REQUEST_LABELS = ("model_name", "version", "signature_name", "API", "entrypoint")
@@ -109,6 +144,17 @@ class _LiveGauges(Collector):
             for name, versions in sorted(available().items()):
                 loaded.add_metric([name], len(versions))
         yield loaded
+        request_logs = self._metrics.request_logs
+        if request_logs is not None:
+            dropped = CounterMetricFamily(
+                ":tensorflow:serving:request_log_dropped",
+                "Request log records dropped because the log collector's queue was full "
+                "(not upstream).",
+                labels=["model_name"],
+            )
+            for name, count in sorted(request_logs.dropped().items()):
+                dropped.add_metric([name], count)
+            yield dropped
         queued = self._metrics.queued_rows
         if queued is not None:
             yield GaugeMetricFamily(
@@ -175,6 +221,52 @@ class _RequestStats(Collector):
         yield latency
 
 
+class _Histograms(Collector):
+    """One histogram family, recorded under one lock, built at scrape time (see _RequestStats).
+
+    record() may be called from any thread: a bisect and two additions
+    under the lock, so it is cheap enough for the request path and batch
+    threads.
+    """
+
+    def __init__(self, name: str, documentation: str, labels: tuple[str, ...], bounds: tuple):
+        self._name = name
+        self._documentation = documentation
+        self._labels = labels
+        self._bounds = bounds
+        self._written_bounds = (*(floatToGoString(b) for b in bounds), "+Inf")
+        self._lock = threading.Lock()
+        self._buckets: dict[tuple, list[int]] = {}
+        self._sums: dict[tuple, float] = {}
+
+    def record(self, labels: tuple, value: float) -> None:
+        bucket = bisect.bisect_left(self._bounds, value)
+        with self._lock:
+            buckets = self._buckets.get(labels)
+            if buckets is None:
+                buckets = self._buckets[labels] = [0] * (len(self._bounds) + 1)
+                self._sums[labels] = 0.0
+            buckets[bucket] += 1
+            self._sums[labels] += value
+
+    def collect(self):
+        with self._lock:
+            buckets = {labels: list(tally) for labels, tally in self._buckets.items()}
+            sums = dict(self._sums)
+        family = HistogramMetricFamily(self._name, self._documentation, labels=list(self._labels))
+        for labels, tally in buckets.items():
+            running, cumulative = 0, []
+            for bound, value in zip(self._written_bounds, tally, strict=True):
+                running += value
+                cumulative.append((bound, running))
+            family.add_metric(list(labels), cumulative, sum_value=sums[labels])
+            if self._bounds[0] < 0:  # prometheus_client leaves these out; upstream writes them
+                named = dict(zip(self._labels, labels, strict=True))
+                family.add_sample(f"{self._name}_count", named, running)
+                family.add_sample(f"{self._name}_sum", named, sums[labels])
+        yield family
+
+
 class ServingMetrics:
     """Every metric the server records, in one registry, and the page of them."""
 
@@ -215,8 +307,10 @@ class ServingMetrics:
             buckets=BATCH_SIZE_BUCKETS,
             registry=self.registry,
         )
+        self._add_upstream_families()
         self.available_models: Callable[[], dict] | None = None
         self.queued_rows: Callable[[], int] | None = None
+        self.request_logs = None  # the core's ServerRequestLogger (attach_core)
         self._known_models: Callable[[], Iterable[str]] | None = None
         # The other workers' snapshots, with --num_server_processes (attach_group).
         self._others: Callable[[], list[bytes]] | None = None
@@ -227,12 +321,90 @@ class ServingMetrics:
         self._transitions: dict[tuple[str, int], tuple[ManagerState, float]] = {}
         self._lock = threading.Lock()
 
+    def _add_upstream_families(self) -> None:
+        """The families upstream's servables, batching and SavedModel loader export."""
+
+        def histograms(name, documentation, labels, bounds) -> _Histograms:
+            family = _Histograms(name, documentation, labels, bounds)
+            self.registry.register(family)
+            return family
+
+        self._runtime = histograms(
+            ":tensorflow:serving:runtime_latency",
+            "Distribution of wall time (in microseconds) for Tensorflow runtime.",
+            ("model_name", "API", "runtime"),
+            LATENCY_BUCKETS_USEC,
+        )
+        self._example_counts = histograms(
+            ":tensorflow:serving:request_example_counts",
+            "The number of tensorflow.Examples per request.",
+            ("model",),
+            EXAMPLE_COUNT_BUCKETS,
+        )
+        self.example_count_total = Counter(
+            ":tensorflow:serving:request_example_count_total",
+            "The total number of tensorflow.Examples.",
+            ["model"],
+            registry=self.registry,
+        )
+        self._warmup_latency = histograms(
+            ":tensorflow:serving:model_warmup_latency",
+            "Distribution of wall time (in microseconds) for warming up the model.",
+            ("model_path", "status"),
+            LATENCY_BUCKETS_USEC,
+        )
+        batch_labels = ("model_name", "op_name")
+        self._input_batch = histograms(
+            ":tensorflow:serving:batching:input_batch_size",
+            "Tracks the batch size distribution on the inputs by model_name (if available).",
+            batch_labels,
+            INPUT_BATCH_BUCKETS,
+        )
+        self._processed_batch = histograms(
+            ":tensorflow:serving:batching:processed_batch_size",
+            "Tracks the batch size distribution on processing by model_name (if available).",
+            batch_labels,
+            INPUT_BATCH_BUCKETS,
+        )
+        self._padding = histograms(
+            ":tensorflow:serving:batching:padding_size",
+            "Tracks the padding size distribution on batches by model_name (if available).",
+            ("model_name", "execution_batch_size", "op_name"),
+            PADDING_BUCKETS,
+        )
+        self._queuing = histograms(
+            ":tensorflow:serving:batching_session:queuing_latency",
+            "Distribution of wall time spent (in microseconds) in queuing",
+            ("thread_pool_name", "model_name"),
+            QUEUING_BUCKETS_USEC,
+        )
+        self.saved_model_loads = Counter(
+            ":tensorflow:cc:saved_model:load_attempt_count",
+            "The number of times a SavedModel was successfully loaded.",
+            ["model_path", "status"],
+            registry=self.registry,
+        )
+        self.saved_model_load_latency = Counter(
+            ":tensorflow:cc:saved_model:load_latency",
+            "Latency in microseconds for SavedModels that were successfully loaded.",
+            ["model_path"],
+            registry=self.registry,
+        )
+        self._load_stages = histograms(
+            ":tensorflow:cc:saved_model:load_latency_by_stage",
+            "Distribution of wall time spent (in microseconds) in each stage (restore graph "
+            "from disk, run init graph op, etc) when loading the model",
+            ("model_path", "stage"),
+            LATENCY_BUCKETS_USEC,
+        )
+
     # -- Wiring -------------------------------------------------------------
 
     def attach_core(self, core) -> None:
         """Lets the page show loaded versions and bound model-name labels to the config."""
         self.available_models = core.manager.available_models
         self._known_models = core.model_names
+        self.request_logs = getattr(core, "request_logger", None)
 
     def attach_group(self, others: Callable[[], list[bytes]]) -> None:
         """Makes the page show a supervisor's whole group of workers (see WorkerGroup).
@@ -320,6 +492,35 @@ class ServingMetrics:
             signature,
         )
 
+    def record_runtime(self, model_name: str, api: str, seconds: float) -> None:
+        """A model run's wall time (queueing for a batch included, as upstream's Session::Run).
+
+        `api` is our API label; calls that run no model (metadata) are not recorded.
+        """
+        upstream_api = _RUNTIME_APIS.get(api)
+        if upstream_api is not None:
+            labels = (self._model_label(model_name), upstream_api, RUNTIME_TF1)
+            self._runtime.record(labels, seconds * 1e6)
+
+    def record_examples(self, model_name: str, count: int) -> None:
+        """tf.Examples in one Classify, Regress or MultiInference request."""
+        model = self._model_label(model_name)
+        self._example_counts.record((model,), count)
+        self.example_count_total.labels(model).inc(count)
+
+    def record_warmup(self, model_path: str, status_text: str, seconds: float) -> None:
+        """One version's warmup (only when it has a warmup file, as upstream)."""
+        self._warmup_latency.record((model_path, status_text), seconds * 1e6)
+
+    def record_saved_model_load(
+        self, model_path: str, ok: bool, seconds: float, stages: dict[str, float]
+    ) -> None:
+        """One SavedModel load: its outcome, wall time, and the time of each stage done."""
+        self.saved_model_loads.labels(model_path, "success" if ok else "fail").inc()
+        self.saved_model_load_latency.labels(model_path).inc(seconds * 1e6)
+        for stage, stage_seconds in stages.items():
+            self._load_stages.record((model_path, stage), stage_seconds * 1e6)
+
     # -- Model versions (a ServableStateMonitor listener) -----------------------
 
     def on_servable_state(self, state: ServableState) -> None:
@@ -351,13 +552,33 @@ class ServingMetrics:
 
     # -- Batching -------------------------------------------------------------
 
-    def observe_batch(self, batch_size: int) -> None:
+    def observe_batch(
+        self,
+        batch_size: int,
+        model_name: str = "",
+        input_sizes: tuple[int, ...] = (),
+        queued_seconds: tuple[float, ...] = (),
+    ) -> None:
         """One batch about to run, of `batch_size` rows after padding (any thread).
 
-        BatchingServable's on_batch hook. The rows still queued are read at
-        scrape time instead (attach_batching).
+        BatchingServable's on_batch hook: `input_sizes` are the rows of each
+        request in it, `queued_seconds` how long each waited. The rows still
+        queued are read at scrape time instead (attach_batching).
         """
         self.batch_size.observe(batch_size)
+        if not input_sizes:
+            return
+        model = self._model_label(model_name)
+        labels = (model, BATCHING_SESSION_OP)
+        for size in input_sizes:
+            self._input_batch.record(labels, size)
+        self._processed_batch.record(labels, batch_size)
+        self._padding.record(
+            (model, str(batch_size), BATCHING_SESSION_OP), batch_size - sum(input_sizes)
+        )
+        queuing = (BATCHING_SESSION_OP, model)
+        for seconds in queued_seconds:
+            self._queuing.record(queuing, max(0.0, seconds) * 1e6)
 
     # -- The page ---------------------------------------------------------------
 

@@ -179,6 +179,77 @@ def test_batches_are_observed(serving_metrics):
     assert value(samples, ":tensorflow:serving:batching_session:queue_depth") == 5
 
 
+def test_runtime_latency_has_upstreams_labels_and_skips_calls_without_a_model_run(
+    serving_metrics,
+):
+    serving_metrics.record_runtime("hp", "predict", 0.002)
+    serving_metrics.record_runtime("hp", "Classify", 0.002)
+    serving_metrics.record_runtime("hp", "metadata", 0.002)
+    samples = page_samples(serving_metrics)
+    name = ":tensorflow:serving:runtime_latency_count"
+    assert value(samples, name, model_name="hp", API="Predict", runtime="TF1") == 1
+    assert value(samples, name, model_name="hp", API="Classify", runtime="TF1") == 1
+    assert not [k for k in samples if k[0] == name and ("API", "metadata") in k[1]]
+    assert value(
+        samples,
+        ":tensorflow:serving:runtime_latency_sum",
+        model_name="hp",
+        API="Predict",
+        runtime="TF1",
+    ) == pytest.approx(2000)
+
+
+def test_example_counts_per_request_and_in_total(serving_metrics):
+    serving_metrics.record_examples("hp", 3)
+    serving_metrics.record_examples("hp", 5)
+    samples = page_samples(serving_metrics)
+    assert value(samples, ":tensorflow:serving:request_example_count_total", model="hp") == 8
+    counts = ":tensorflow:serving:request_example_counts_bucket"
+    assert value(samples, counts, model="hp", le="4.0") == 1
+    assert value(samples, counts, model="hp", le="8.0") == 2
+    assert value(samples, counts, model="hp", le="16384.0") == 2
+
+
+def test_batching_metrics_per_model(serving_metrics):
+    serving_metrics.observe_batch(8, "hp", (2, 3), (0.001, 0.0005))
+    samples = page_samples(serving_metrics)
+    batch = dict(model_name="hp", op_name="batching_session")
+    assert value(samples, ":tensorflow:serving:batching:input_batch_size_count", **batch) == 2
+    assert value(samples, ":tensorflow:serving:batching:input_batch_size_sum", **batch) == 5
+    assert value(samples, ":tensorflow:serving:batching:processed_batch_size_sum", **batch) == 8
+    padding = dict(model_name="hp", execution_batch_size="8", op_name="batching_session")
+    assert value(samples, ":tensorflow:serving:batching:padding_size_sum", **padding) == 3
+    queuing = dict(thread_pool_name="batching_session", model_name="hp")
+    assert value(
+        samples, ":tensorflow:serving:batching_session:queuing_latency_sum", **queuing
+    ) == pytest.approx(1500)
+
+
+def test_warmup_and_saved_model_loads_under_upstream_names(serving_metrics):
+    serving_metrics.record_warmup("/m/1", "OK", 0.01)
+    stages = {"restore_graph": 0.2, "init_graph": 0.1}
+    serving_metrics.record_saved_model_load("/m/1", True, 0.3, stages)
+    serving_metrics.record_saved_model_load("/m/2", False, 0.1, {})
+    samples = page_samples(serving_metrics)
+    assert (
+        value(
+            samples,
+            ":tensorflow:serving:model_warmup_latency_count",
+            model_path="/m/1",
+            status="OK",
+        )
+        == 1
+    )
+    loads = ":tensorflow:cc:saved_model:load_attempt_count_total"  # the parser adds _total
+    assert value(samples, loads, model_path="/m/1", status="success") == 1
+    assert value(samples, loads, model_path="/m/2", status="fail") == 1
+    assert value(
+        samples, ":tensorflow:cc:saved_model:load_latency_total", model_path="/m/1"
+    ) == pytest.approx(300000)
+    by_stage = ":tensorflow:cc:saved_model:load_latency_by_stage_sum"
+    assert value(samples, by_stage, model_path="/m/1", stage="init_graph") == pytest.approx(100000)
+
+
 def test_process_metrics_keep_their_standard_names():
     text = metrics.ServingMetrics().render().decode()
     assert "\nprocess_cpu_seconds_total " in text

@@ -192,9 +192,13 @@ def overridden_flags(options: ServerOptions) -> list[str]:
 
 
 def bundle_options(
-    config: SessionBundleConfig, wrap=None, warmer: IdleWarmer | None = None
+    config: SessionBundleConfig,
+    wrap=None,
+    warmer: IdleWarmer | None = None,
+    metrics=None,
 ) -> BundleOptions:
-    """How each version is loaded under `config` (`wrap` and `warmer` as BundleOptions').
+    """How each version is loaded under `config` (`wrap` and `warmer` as BundleOptions';
+    `metrics`, a ServingMetrics, counts SavedModel loads and warmups).
 
     Without tags, upstream's default `serve`; warmup replays each request
     model_warmup_options.num_request_iterations times (default 1).
@@ -209,4 +213,6 @@ def bundle_options(
         else 1,
         wrap=wrap,
         warmer=warmer,
+        on_saved_model_load=None if metrics is None else metrics.record_saved_model_load,
+        on_warmup=None if metrics is None else metrics.record_warmup,
     )

@@ -29,6 +29,7 @@ from tensorflow_serving.servables.tensorflow import (
     predict_util,
     regressor,
 )
+from tensorflow_serving.servables.tensorflow import util as servable_util
 from tensorflow_serving.util import predict_request_wire, request_deadline
 from tensorflow_serving.util.completion import Completion
 from tensorflow_serving.util.executors import Runner
@@ -40,7 +41,7 @@ class PredictWork(Work):
     """A PredictRequest: tensors checked against the version's signature, then decoded;
     a PredictResponse after the run (numbers in tensor_content with `as_tensor_content`)."""
 
-    __slots__ = ("_request", "_max_decoded_bytes", "_signature", "_as_tensor_content")
+    __slots__ = ("_request", "_max_decoded_bytes", "_signature", "_as_tensor_content", "_inputs")
 
     def __init__(
         self,
@@ -52,6 +53,7 @@ class PredictWork(Work):
         self._max_decoded_bytes = max_decoded_bytes
         self._signature = None
         self._as_tensor_content = as_tensor_content
+        self._inputs = None
 
     def start(self, handle: ServableHandle, runner: Runner) -> Completion:
         request = self._request
@@ -61,15 +63,15 @@ class PredictWork(Work):
         predict_util.check_input_tensors(
             signature, request.inputs, handle.name, self._max_decoded_bytes
         )
+        self._inputs = predict_util.decode_inputs(request)
         self._signature, outputs = predict_util.submit_predict(
-            handle,
-            request.model_spec.signature_name,
-            predict_util.decode_inputs(request),
-            request.output_filter,
-            runner,
+            handle, request.model_spec.signature_name, self._inputs, request.output_filter, runner
         )
         self.signature_name = self._signature.key
         return outputs
+
+    def logged(self, value):
+        return self._signature.key, self._inputs, value
 
     def finish(self, handle: ServableHandle, value) -> predict_pb2.PredictResponse:
         return predict_util.predict_response(
@@ -110,11 +112,13 @@ class PredictionServiceImpl(prediction_service_pb2_grpc.PredictionServiceService
     def Classify(self, request: classification_pb2.ClassificationRequest, context):
         call = grpc_call("Classify", request.model_spec, context)
         work = SyncWork(lambda handle: classifier.classify_response(handle, request))
+        work.example_count = servable_util.num_input_examples(request.input)
         return self._plane.serve(call, work)
 
     def Regress(self, request: regression_pb2.RegressionRequest, context):
         call = grpc_call("Regress", request.model_spec, context)
         work = SyncWork(lambda handle: regressor.regress_response(handle, request))
+        work.example_count = servable_util.num_input_examples(request.input)
         return self._plane.serve(call, work)
 
     def MultiInference(self, request: inference_pb2.MultiInferenceRequest, context):
@@ -123,6 +127,7 @@ class PredictionServiceImpl(prediction_service_pb2_grpc.PredictionServiceService
             lambda handle: multi_inference.multi_inference_response(handle, request),
             check=lambda: multi_inference.check_tasks(request),
         )
+        work.example_count = servable_util.num_input_examples(request.input)
         return self._plane.serve(grpc_call("MultiInference", spec, context), work)
 
     def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context):

@@ -167,10 +167,12 @@ def server_core_options(
     wrap: Callable[[ServableId, object], object] | None = None,
     warmer: IdleWarmer | None = None,
     platform: SessionBundleConfig | None = None,
+    metrics: metrics_lib.ServingMetrics | None = None,
 ) -> ServerCoreOptions:
     """Translates flags into what ServerCore needs; `wrap` decorates each loaded model,
     `warmer` keeps them warm; `platform`: the TensorFlow platform's config (default:
-    platform_config_util.session_bundle_config(options))."""
+    platform_config_util.session_bundle_config(options)); `metrics` counts SavedModel
+    loads and warmups."""
     if not options.model_config_file and not options.model_base_path:
         raise status.invalid_argument(
             "Both server_options.model_base_path and server_options.model_config_file are "
@@ -190,7 +192,7 @@ def server_core_options(
             load_timeout_seconds=options.load_timeout_seconds,
         ),
         bundle=platform_config_util.bundle_options(
-            platform or platform_config_util.session_bundle_config(options), wrap, warmer
+            platform or platform_config_util.session_bundle_config(options), wrap, warmer, metrics
         ),
         model_config_file=options.model_config_file,
         model_config_file_poll_wait_seconds=options.model_config_file_poll_wait_seconds,
@@ -292,7 +294,11 @@ class Server:
         register_op_libraries()  # before the first model loads, as upstream links them in
         self.core = _MonitoredServerCore.create(
             server_core_options(
-                options, self._batching_wrapper(platform, options), self._warmer, platform
+                options,
+                self._batching_wrapper(platform, options),
+                self._warmer,
+                platform,
+                self.metrics,
             )
         )
         self.metrics.attach_core(self.core)
@@ -352,7 +358,9 @@ class Server:
             if model is None:
                 _LOG.info("%s is served without batching (no per-model parameters)", servable_id)
                 return bundle
-            return BatchingServable(bundle, self.batch_scheduler, model, self.on_batch)
+            return BatchingServable(
+                bundle, self.batch_scheduler, model, self.on_batch, servable_id.name
+            )
 
         return wrap
 

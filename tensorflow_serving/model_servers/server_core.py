@@ -3,7 +3,8 @@ requests find them (upstream: server_core.h).
 
 It wires a FileSystemStoragePathSource to an AspiredVersionsManager, realises
 a config exactly (models missing from a new config are unloaded), keeps the
-version labels, and resolves a request's ModelSpec to a servable handle.
+version labels and the models' request loggers (logging_config), and
+resolves a request's ModelSpec to a servable handle.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import threading
 
 from tensorflow_serving.apis import get_model_status_pb2, model_pb2
 from tensorflow_serving.config import model_server_config_pb2
+from tensorflow_serving.core import request_logger
 from tensorflow_serving.core.aspired_version_policy import (
     AspiredVersionPolicy,
     AvailabilityPreservingPolicy,
@@ -93,6 +95,8 @@ def validate_config(config: ModelServerConfig) -> None:
             raise status.invalid_argument(
                 f"Model {model.name} requested unsupported platform {platform}"
             )
+        if model.HasField("logging_config"):
+            request_logger.validate(model.name, model.logging_config)
         policy = model.model_version_policy
         if policy.WhichOneof("policy_choice") == "specific" and not policy.specific.versions:
             raise status.invalid_argument(
@@ -137,6 +141,7 @@ class ServerCore:
         self._stop = threading.Event()
         self._config_thread: threading.Thread | None = None
         self._config_file_text: str | None = None
+        self.request_logger = request_logger.ServerRequestLogger()
 
     # -- Start-up and config ----------------------------------------------
 
@@ -183,6 +188,7 @@ class ServerCore:
             self._config = config
             self._model_names = tuple(m.name for m in models)
             self._labels = {m.name: dict(m.version_labels) for m in models}
+            self.request_logger.update(models)
             try:
                 self._check_labels(models)
             except status.ServingError:
@@ -318,6 +324,7 @@ class ServerCore:
         self._stop.set()
         self.source.stop()
         self.manager.stop()
+        self.request_logger.close()  # what was sampled is written before the process ends
 
 
 def _read_text(path: str) -> str | None:

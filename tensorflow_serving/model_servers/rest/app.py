@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import threading
 import time
 from collections.abc import Callable
 
 from tensorflow_serving.model_servers import metrics as metrics_lib
 from tensorflow_serving.model_servers.data_plane import Call, DataPlane
+from tensorflow_serving.model_servers.rest import content_encoding
 from tensorflow_serving.model_servers.rest.handler import (
     HttpRestApiHandler,
     RestResponse,
@@ -59,6 +61,8 @@ CORS_HEADERS = (
     (b"access-control-allow-methods", b"POST, GET"),
     (b"access-control-allow-headers", b"Content-Type"),
 )
+# What a preflight's Origin must hold (upstream: a partial match of "https?://").
+_WEB_ORIGIN = re.compile(rb"https?://")
 # :predict bodies up to this size are decoded on the event loop; larger ones
 # on a worker, so that parsing them cannot stall the loop.
 INLINE_BODY_BYTES = 256 * 1024
@@ -249,7 +253,16 @@ class RestApiApp:
         raw_path = scope.get("raw_path")
         path = raw_path.decode("utf-8", "replace") if raw_path else scope["path"]
         limit = self._options.max_request_bytes
-        body = await _read_body(receive, limit, _content_length(scope) if limit else None)
+        try:
+            decoder = content_encoding.body_decoder(_header(scope, b"content-encoding"), limit)
+            body = await _read_body(
+                receive, limit, _content_length(scope) if limit else None, decoder
+            )
+        except status.ServingError as error:  # an unknown coding, or a body that does not inflate
+            response = error_response(error)
+            await self._send(send, response)
+            self.record(parse_route(method, path), response, started)
+            return
         if body is None:
             return  # the client went away
         if isinstance(body, _TooLarge):
@@ -264,7 +277,7 @@ class RestApiApp:
             await self._send(send, error_response(error))
             return
         if method == "OPTIONS" and self._extra_headers:
-            await self._send(send, RestResponse(200, b""))  # CORS preflight
+            await self._send(send, _preflight(_header(scope, b"origin")))
             return
         if method == "GET" and path == HEALTH_LIVE_PATH:
             await self._send(send, self.handler.live())
@@ -278,9 +291,10 @@ class RestApiApp:
 
     async def _refuse_too_large(self, send, body: _TooLarge, method, path, started) -> None:
         """413: the body was not (or not entirely) read; a declared length also closes."""
+        what = "inflates to" if body.inflated else "of"
         error = status.resource_exhausted(
-            f"Request body of {body.size} bytes{'' if body.declared else ' or more'} is larger "
-            f"than --max_request_bytes={self._options.max_request_bytes}"
+            f"Request body {what} {body.size} bytes{'' if body.declared else ' or more'} is "
+            f"larger than --max_request_bytes={self._options.max_request_bytes}"
         )
         response = error_response(error)
         response.http_status = 413  # Payload Too Large, rather than RESOURCE_EXHAUSTED's 429
@@ -353,6 +367,22 @@ class _PendingAnswer:
         respond(response)
 
 
+def _preflight(origin: bytes | None) -> RestResponse:
+    """A CORS preflight's answer: empty 200 for a web origin, as upstream; 400 without one.
+
+    Like upstream, a preflight must come from a page (an Origin header with
+    an http:// or https:// URL); the CORS headers go on either answer.
+    """
+    if origin is not None and _WEB_ORIGIN.search(origin):
+        return RestResponse(200, b"")
+    shown = "none" if origin is None else repr(origin.decode("latin-1"))
+    return error_response(
+        status.failed_precondition(
+            f"CORS preflight (OPTIONS) needs an Origin header with an http(s):// URL; got {shown}"
+        )
+    )
+
+
 def _settle(future: asyncio.Future, response: RestResponse) -> None:
     if not future.done():  # not if the request's task was cancelled meanwhile
         future.set_result(response)
@@ -364,25 +394,40 @@ class _TooLarge:
 
     size: int
     declared: bool
+    inflated: bool = False
 
 
-def _content_length(scope) -> int | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
+def _header(scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value
     return None
 
 
+def _content_length(scope) -> int | None:
+    value = _header(scope, b"content-length")
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
 async def _read_body(
-    receive, limit: int = 0, declared: int | None = None
+    receive,
+    limit: int = 0,
+    declared: int | None = None,
+    decoder: content_encoding.GzipBody | None = None,
 ) -> bytes | _TooLarge | None:
-    """The whole body; None if the client left; _TooLarge past `limit` (0: none).
+    """The whole body (inflated by `decoder`, if any); None if the client left; _TooLarge
+    past `limit` (0: none).
 
     A Content-Length over the limit is refused before reading; a chunked body
-    is read only until it passes the limit (uvicorn discards the rest).
+    is read only until it passes the limit (uvicorn discards the rest). A
+    compressed body is inflated as it arrives, and refused as soon as what it
+    inflates to passes the limit. Raises status.ServingError for a body that
+    does not inflate.
     """
     if limit and declared is not None and declared > limit:
         return _TooLarge(declared, declared=True)
@@ -394,12 +439,20 @@ async def _read_body(
             return None
         chunk = message.get("body", b"")
         if chunk:
-            chunks.append(chunk)
             size += len(chunk)
             if limit and size > limit:
                 return _TooLarge(size, declared=False)
+            if decoder is None:
+                chunks.append(chunk)
+            else:
+                try:
+                    decoder.feed(chunk)
+                except content_encoding.InflatedTooLarge as too_large:
+                    return _TooLarge(too_large.size, declared=False, inflated=True)
         if not message.get("more_body", False):
             break
+    if decoder is not None:
+        return decoder.finish()
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 

@@ -32,6 +32,7 @@ from tensorflow_serving.servables.tensorflow import (
     predict_util,
     regressor,
 )
+from tensorflow_serving.servables.tensorflow import util as servable_util
 from tensorflow_serving.servables.tensorflow.servable import Servable
 from tensorflow_serving.util import (
     json_body,
@@ -120,6 +121,7 @@ class PredictWork(Work):
         self._max_decoded_bytes = max_decoded_bytes
         self._format = None
         self._signature = None
+        self._inputs = None
 
     def lookup_failed(self, error: Exception) -> Exception:
         return _bad_body_first(self._body, error, self._max_decoded_bytes)
@@ -127,10 +129,15 @@ class PredictWork(Work):
     def start(self, handle: ServableHandle, runner: Runner) -> Completion:
         body, max_bytes = self._body, self._max_decoded_bytes
         decoded = _decode_body(body, _takes_dense(handle.servable), max_bytes)
-        name, inputs, self._format = _predict_request(handle, decoded, body, max_bytes)
-        self._signature, outputs = predict_util.submit_predict(handle, name, inputs, (), runner)
+        name, self._inputs, self._format = _predict_request(handle, decoded, body, max_bytes)
+        self._signature, outputs = predict_util.submit_predict(
+            handle, name, self._inputs, (), runner
+        )
         self.signature_name = self._signature.key
         return outputs
+
+    def logged(self, value):
+        return self._signature.key, self._inputs, value
 
     def finish(self, handle: ServableHandle, value) -> RestResponse:
         answer = json_response.predict_response_json(value, self._format)
@@ -153,6 +160,7 @@ class ExamplesWork(Work):
         document = json_body.loads_object(self._body, self._max_decoded_bytes)
         self._requested = json_body.signature_name(document)
         self._input = json_example.input_from_json(document)
+        self.example_count = servable_util.num_input_examples(self._input)
 
     def start(self, handle: ServableHandle, runner: Runner) -> Completion:
         return runner.submit(self._run, handle)

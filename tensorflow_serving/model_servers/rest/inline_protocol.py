@@ -12,7 +12,8 @@ connection, the request gets an `_InlineCycle` instead of uvicorn's
 RequestResponseCycle. Its body accumulates as usual; when it is complete,
 it goes to RestApiApp.answer (the same entry the ASGI path ends in), and the
 answer is written straight to the transport. Everything else (chunked
-bodies, pipelined requests, every other URL) takes uvicorn's ASGI path.
+or compressed bodies, pipelined requests, every other URL) takes uvicorn's
+ASGI path.
 
 A complete body is handed to the app on the loop's next pass, and an answer
 is written on the pass after it was built: each phase (reading every
@@ -361,8 +362,8 @@ class InlinePredictProtocol(HttpToolsProtocol):
                 if length is not None or not value.isdigit():
                     return None  # repeated or malformed: let the ASGI path judge
                 length = int(value)
-            elif name == b"transfer-encoding":
-                return None
+            elif name == b"transfer-encoding" or name == b"content-encoding":
+                return None  # the ASGI path reads it (and inflates a compressed body)
         if length is None:
             return None
         raw_path = httptools.parse_url(self.url).path

@@ -1,6 +1,7 @@
 """The HTTP server around the REST handler: headers, limits, the metrics page, lifecycle."""
 
 import asyncio
+import gzip
 import http.client
 import json
 import logging
@@ -134,6 +135,63 @@ def test_cors_headers_and_preflight_when_enabled(serve):
         assert headers["access-control-allow-headers"] == "Content-Type"
     code, headers, _ = request(server, "POST", "/v1/models/nope/versions/x:predict")
     assert code == 400 and headers["access-control-allow-origin"] == "*"
+
+
+def test_a_preflight_needs_a_web_origin(serve):
+    server, _, _ = serve(enable_cors=True)
+    for headers in ({}, {"Origin": "null"}):
+        code, answer_headers, body = request(
+            server, "OPTIONS", "/v1/models/m:predict", headers=headers
+        )
+        assert code == 400
+        assert "Origin" in json.loads(body)["error"]
+        assert answer_headers["access-control-allow-origin"] == "*"
+
+
+def test_gzip_bodies_are_inflated_on_both_paths(serve):
+    server, _, _ = serve(CountingApp)
+    payload = b'{"instances": [1, 2, 3]}'
+    code, _, body = request(
+        server,
+        "POST",
+        "/v1/models/m:predict",
+        gzip.compress(payload),
+        {"Content-Encoding": "gzip"},
+    )
+    assert code == 200 and json.loads(body)["bytes"] == len(payload)
+    assert server.app.asgi_calls == 1  # a compressed body leaves the inline path
+    code, _, body = request(server, "POST", "/v1/models/m:predict", payload)
+    assert code == 200 and json.loads(body)["bytes"] == len(payload)
+    assert server.app.asgi_calls == 1  # an ordinary one keeps it
+
+
+def test_gzip_inflating_past_the_limit_gets_413(serve):
+    server, _, _ = serve(max_request_bytes=1000)
+    bomb = gzip.compress(b"0" * 100_000)
+    assert len(bomb) < 1000
+    code, _, body = request(
+        server, "POST", "/v1/models/m:predict", bomb, {"Content-Encoding": "gzip"}
+    )
+    assert code == 413
+    message = json.loads(body)["error"]
+    assert "inflates to" in message and "--max_request_bytes=1000" in message
+
+
+def test_unknown_encodings_and_broken_gzip_are_refused(serve):
+    server, _, _ = serve()
+    code, _, body = request(
+        server, "POST", "/v1/models/m:predict", b"{}", {"Content-Encoding": "br"}
+    )
+    assert code == 415 and "'br'" in json.loads(body)["error"]
+    code, _, body = request(
+        server, "POST", "/v1/models/m:predict", b"not gzip", {"Content-Encoding": "gzip"}
+    )
+    assert code == 400 and "not valid gzip" in json.loads(body)["error"]
+    truncated = gzip.compress(b'{"instances": [1]}')[:-6]
+    code, _, body = request(
+        server, "POST", "/v1/models/m:predict", truncated, {"Content-Encoding": "gzip"}
+    )
+    assert code == 400 and "ends before" in json.loads(body)["error"]
 
 
 def test_slow_requests_time_out_with_504(serve):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
+import time
 from collections.abc import Callable
 
 from tensorflow.core.protobuf import config_pb2
@@ -17,8 +18,11 @@ from tensorflow_serving.servables.tensorflow.saved_model_bundle import (
     load_saved_model_bundle,
     session_config,
 )
-from tensorflow_serving.servables.tensorflow.saved_model_warmup import run_saved_model_warmup
-from tensorflow_serving.util import file_io
+from tensorflow_serving.servables.tensorflow.saved_model_warmup import (
+    WARMUP_FILE,
+    run_saved_model_warmup,
+)
+from tensorflow_serving.util import file_io, status
 
 
 @dataclasses.dataclass
@@ -35,6 +39,9 @@ class BundleOptions:
     wrap: Callable[[ServableId, object], object] | None = None
     # Reruns the latest request while the server is idle; None: no warming.
     warmer: IdleWarmer | None = None
+    # Metrics hooks (ServingMetrics.record_saved_model_load / record_warmup); None: none.
+    on_saved_model_load: Callable[[str, bool, float, dict], None] | None = None
+    on_warmup: Callable[[str, str, float], None] | None = None
 
 
 def directory_fingerprint(path: str) -> tuple:
@@ -77,17 +84,46 @@ class SavedModelLoader(Loader):
         self.fingerprint = directory_fingerprint(path)
 
     def load(self) -> object:
-        bundle = load_saved_model_bundle(
-            self.path, self.options.tags, self.options.config, self.options.warmer
-        )
+        options = self.options
+        started = time.perf_counter()
         try:
-            if self.options.enable_model_warmup:
-                run_saved_model_warmup(
-                    self.path, self.id.name, self.id.version, bundle, self.options.warmup_iterations
-                )
+            bundle = load_saved_model_bundle(
+                self.path, options.tags, options.config, options.warmer
+            )
+        except Exception:
+            if options.on_saved_model_load is not None:
+                options.on_saved_model_load(self.path, False, time.perf_counter() - started, {})
+            raise
+        if options.on_saved_model_load is not None:
+            options.on_saved_model_load(
+                self.path, True, time.perf_counter() - started, bundle.load_stages
+            )
+        try:
+            if options.enable_model_warmup:
+                self._warm_up(bundle)
             if self.options.wrap is not None:
                 return self.options.wrap(self.id, bundle)
         except BaseException:
             bundle.close()  # a failed load must not keep its session
             raise
         return bundle
+
+    def _warm_up(self, bundle) -> None:
+        """Replays the warmup file; its wall time and outcome go to on_warmup (if it has one)."""
+        if not file_io.exists(file_io.join(self.path, WARMUP_FILE)):
+            return
+        started = time.perf_counter()
+        outcome = "OK"
+        try:
+            run_saved_model_warmup(
+                self.path, self.id.name, self.id.version, bundle, self.options.warmup_iterations
+            )
+        except status.ServingError as error:
+            outcome = f"{error.code.name}: {error.message}"
+            raise
+        except Exception as error:
+            outcome = f"INTERNAL: {error}"
+            raise
+        finally:
+            if self.options.on_warmup is not None:
+                self.options.on_warmup(self.path, outcome, time.perf_counter() - started)

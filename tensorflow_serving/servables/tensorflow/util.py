@@ -16,6 +16,16 @@ from tensorflow_serving.util.executors import CALLING_THREAD
 ResponseT = TypeVar("ResponseT")
 
 
+def num_input_examples(input_proto: input_pb2.Input) -> int:
+    """The tf.Examples an Input carries (upstream's NumInputExamples), for the metrics."""
+    kind = input_proto.WhichOneof("kind")
+    if kind == "example_list":
+        return len(input_proto.example_list.examples)
+    if kind == "example_list_with_context":
+        return len(input_proto.example_list_with_context.examples)
+    return 0
+
+
 def serialized_examples(input_proto: input_pb2.Input) -> np.ndarray:
     """The Input's tf.Examples as a [N] string tensor, context merged in.
 
