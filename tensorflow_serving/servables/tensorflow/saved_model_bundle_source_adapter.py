@@ -1,5 +1,8 @@
 """Turns a version directory into a Loader of a SavedModelBundle (upstream:
-saved_model_bundle_source_adapter.h), with warmup and optional batching."""
+saved_model_bundle_source_adapter.h), with warmup and optional batching.
+
+With --prefer_tflite_model, a version directory holding `model.tflite` loads
+that file as a TfLiteSession instead, as upstream's bundle factory does."""
 
 from __future__ import annotations
 
@@ -18,13 +21,18 @@ from tensorflow_serving.servables.tensorflow.saved_model_bundle import (
     session_config,
 )
 from tensorflow_serving.servables.tensorflow.saved_model_warmup import run_saved_model_warmup
+from tensorflow_serving.servables.tensorflow.tflite_session import (
+    TfLiteOptions,
+    has_tflite_model,
+    load_tflite_session,
+)
 
 
 @dataclasses.dataclass
 class BundleOptions:
     """How every version is loaded: flags --saved_model_tags, --tensorflow_*_parallelism,
     --enable_model_warmup, --num_request_iterations_for_warmup, batching,
-    --keep_model_warm_micros."""
+    --keep_model_warm_micros, the TfLite flags."""
 
     tags: tuple[str, ...] = ("serve",)
     config: config_pb2.ConfigProto = dataclasses.field(default_factory=session_config)
@@ -34,6 +42,7 @@ class BundleOptions:
     wrap: Callable[[ServableId, object], object] | None = None
     # Reruns the latest request while the server is idle; None: no warming.
     warmer: IdleWarmer | None = None
+    tflite: TfLiteOptions = dataclasses.field(default_factory=TfLiteOptions)
 
 
 def directory_fingerprint(path: str) -> tuple:
@@ -83,10 +92,16 @@ class SavedModelLoader(Loader):
         self.options = options
         self.fingerprint = directory_fingerprint(path)
 
-    def load(self) -> object:
-        bundle = load_saved_model_bundle(
+    def _load_model(self) -> object:
+        """The version's model: its model.tflite when preferred and present, else its SavedModel."""
+        if self.options.tflite.prefer_tflite_model and has_tflite_model(self.path):
+            return load_tflite_session(self.path, self.options.tflite)
+        return load_saved_model_bundle(
             self.path, self.options.tags, self.options.config, self.options.warmer
         )
+
+    def load(self) -> object:
+        bundle = self._load_model()
         try:
             if self.options.enable_model_warmup:
                 run_saved_model_warmup(
