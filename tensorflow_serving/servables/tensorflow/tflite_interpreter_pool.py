@@ -37,6 +37,12 @@ class InterpreterPool(Generic[T]):
         self.size = size
         self._ready = threading.Condition()
         self._closed = False
+        self._waiting = 0
+
+    def waiting(self) -> int:
+        """Runs waiting for a free interpreter now."""
+        with self._ready:
+            return self._waiting
 
     @contextlib.contextmanager
     def interpreter(self) -> Iterator[T]:
@@ -45,7 +51,11 @@ class InterpreterPool(Generic[T]):
             while not self._free:
                 if self._closed:
                     raise status.unavailable("The TfLite model was unloaded")
-                self._ready.wait()
+                self._waiting += 1
+                try:
+                    self._ready.wait()
+                finally:
+                    self._waiting -= 1
             if self._closed:
                 raise status.unavailable("The TfLite model was unloaded")
             lent = self._free.pop()

@@ -6,6 +6,7 @@ Each writes `<base>/<version>/model.tflite` and returns the version directory:
   flatbuffer signatures (today's converter), with none (the v1 converter's
   tensor names `x` and `y`), and with upstream's `signature_defs_metadata`
   (alias `x` for the tensor the v1 converter named `tflite_input`);
+- a matmul over [N, 4] inputs, which other shapes fail;
 - two signatures in two subgraphs (`serving_default`: y = 0.5x + 2,
   `times_three`: y = 3x);
 - an examples model that parses tf.Examples with ParseExampleV2 (float
@@ -98,6 +99,20 @@ def with_signature_defs_metadata(
     entry.buffer = len(editable.buffers) - 1
     editable.metadata = list(editable.metadata or []) + [entry]
     return bytes(flatbuffer_utils.convert_object_to_bytearray(editable))
+
+
+def matmul_model() -> bytes:
+    """y = x @ ones([4, 2]) over a [N, 4] input: a [N, 3] input cannot run."""
+
+    class MatMul(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+        def serve(self, x):
+            return {"y": tf.matmul(x, tf.ones([4, 2]))}
+
+    module = MatMul()
+    return tf.lite.TFLiteConverter.from_concrete_functions(
+        [module.serve.get_concrete_function()], module
+    ).convert()
 
 
 def two_signatures(work_dir: str) -> bytes:
