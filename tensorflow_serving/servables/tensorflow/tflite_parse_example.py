@@ -9,8 +9,8 @@ examples with TensorFlow's own ParseExampleV2 kernel, configured from the
 op's constant inputs (feature keys and default values) and its outputs'
 shapes and types, then feeds the parsed tensors to the rest of the model.
 
-Supported: one such op, reading a string input of the model, with dense
-features only (what a Classify/Regress model parses); a model with sparse or
+Supported: one such op, in a model with one signature (subgraph 0), reading
+a string input of the model, with dense features only (what a Classify/Regress model parses); a model with sparse or
 ragged features fails to load with a message that says so.
 """
 
@@ -71,19 +71,26 @@ def _op_name(root: schema.Model, op) -> bytes | None:
 
 
 def find_parse_op(model: bytes) -> int | None:
-    """The index (in subgraph 0) of the model's ParseExample op, or None."""
+    """The index (in subgraph 0) of the model's ParseExample op, or None.
+
+    Raises UNIMPLEMENTED for more than one, or for one in another subgraph
+    (a model converted with several signatures): the interpreter would only
+    find out when that signature first runs.
+    """
     root = schema.Model.GetRootAsModel(model, 0)
-    if not root.SubgraphsLength():
-        return None
-    graph = root.Subgraphs(0)
     found = [
-        i for i in range(graph.OperatorsLength()) if _op_name(root, graph.Operators(i)) in OP_NAMES
+        (s, i)
+        for s in range(root.SubgraphsLength())
+        for i in range(root.Subgraphs(s).OperatorsLength())
+        if _op_name(root, root.Subgraphs(s).Operators(i)) in OP_NAMES
     ]
-    if len(found) > 1:
+    if len(found) > 1 or (found and found[0][0] != 0):
         raise status.unimplemented(
-            f"TfLite model has {len(found)} ParseExample ops; at most one is supported"
+            f"TfLite model has ParseExample ops in subgraphs {[s for s, _ in found]}; one, in a "
+            "model with a single signature (subgraph 0), is supported: convert the signature "
+            "that parses tf.Examples into a model of its own"
         )
-    return found[0] if found else None
+    return found[0][1] if found else None
 
 
 def split_off(model: bytes, op_index: int, interpreter) -> tuple[bytes, ParseStep]:

@@ -112,6 +112,13 @@ def test_classify_and_regress_parse_the_examples_inside_the_model(models):
     assert [r.value for r in regressed.result.regressions] == [3.0, 2.0]
 
 
+def test_parse_example_in_a_second_signature_fails_the_load_with_a_reason(tmp_path):
+    model = export_tflite.two_signatures(str(tmp_path), parse_in_second=True)
+    error = testing.serving_error(session, model)
+    assert error.code == grpc.StatusCode.UNIMPLEMENTED
+    assert "ParseExample ops in subgraphs [1]" in error.message
+
+
 def test_bytes_that_are_no_examples_are_invalid_argument(models):
     servable = session(models["examples"])
     signature = servable.signature("serving_default")

@@ -115,8 +115,9 @@ def matmul_model() -> bytes:
     ).convert()
 
 
-def two_signatures(work_dir: str) -> bytes:
-    """`serving_default` (y = 0.5x + 2) and `times_three` (y = 3x), from a SavedModel."""
+def two_signatures(work_dir: str, parse_in_second: bool = False) -> bytes:
+    """`serving_default` (y = 0.5x + 2) and `times_three` (y = 3x), from a SavedModel;
+    with `parse_in_second`, `times_three` parses tf.Examples (feature `x`) first."""
 
     class Two(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32, name="x")])
@@ -127,19 +128,27 @@ def two_signatures(work_dir: str) -> bytes:
         def times_three(self, x):
             return {"y": x * 3.0}
 
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="x")])
+        def parse_times_three(self, x):
+            feature = tf.io.FixedLenFeature([1], tf.float32, default_value=[0.0])
+            return {"y": tf.io.parse_example(x, {"x": feature})["x"] * 3.0}
+
     module = Two()
-    saved = os.path.join(work_dir, "two_signatures_saved_model")
+    saved = os.path.join(work_dir, f"two_signatures_saved_model_{parse_in_second}")
     tf.saved_model.save(
         module,
         saved,
         signatures={
             "serving_default": module.half_plus_two.get_concrete_function(),
-            "times_three": module.times_three.get_concrete_function(),
+            "times_three": (
+                module.parse_times_three if parse_in_second else module.times_three
+            ).get_concrete_function(),
         },
     )
     converter = tf.lite.TFLiteConverter.from_saved_model(
         saved, signature_keys=["serving_default", "times_three"]
     )
+    converter.allow_custom_ops = parse_in_second
     return converter.convert()
 
 
