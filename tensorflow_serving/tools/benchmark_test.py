@@ -318,7 +318,9 @@ def test_batching_without_a_file_uses_upstreams_cap():
         "monitoring_config_file": "",
         "metrics_path": None,
         "num_server_processes": None,
+        "prefer_tflite_model": False,
     }
+    assert benchmark.server_settings(["--prefer_tflite_model"])["prefer_tflite_model"] is True
     warm = benchmark.server_settings(["--keep_model_warm_micros=100000"])
     assert warm["keep_model_warm_micros"] == 100000
     assert benchmark.server_settings([])["max_batch_size"] is None
