@@ -54,7 +54,9 @@ def test_full_run_reports_limit_floor_ceiling_and_server(tmp_path, capsys):
         "monitoring_config_file": "",
         "metrics_path": None,
         "num_server_processes": None,
+        "prefer_tflite_model": False,
     }
+    assert report["limit_runtime"] == "tensorflow"
     # The server batches: the benchmark turned its Prometheus page on to count the batches.
     assert any(flag.startswith("--monitoring_config_file=") for flag in report["server_command"])
     assert report["model_dir"].endswith(os.path.join("half_plus_two", "123"))
