@@ -1,8 +1,8 @@
 """tensorflow_model_server: the stock server's command line, in Python.
 
 Flags keep upstream's names and defaults (tensorflow_serving/model_servers/
-main.cc). Flags for hardware and runtimes we do not have (TPU, GPU, TFLite,
-XLA, ALTS) are accepted only at their defaults, and otherwise refused with a
+main.cc). Flags for hardware and runtimes we do not have (TPU, GPU, XLA,
+ALTS) are accepted only at their defaults, and otherwise refused with a
 message, so that nobody believes a setting took effect when it did not. An
 unknown flag is reported with the usage and ignored, as upstream does, so a
 command line written for the stock server starts this one.
@@ -97,6 +97,13 @@ _HELP = {
     "bytes: a Predict's tensors (elements x element size; 48 per string) or a REST body's "
     "parsed JSON (estimated from its length and its count of values), checked before "
     "decoding; a request over it gets INVALID_ARGUMENT / 400 at once. 0: no limit.",
+    "prefer_tflite_model": "Serve a version directory's model.tflite (TensorFlow Lite) instead of "
+    "its SavedModel when it has one; without one, the SavedModel is served.",
+    "num_tflite_pools": "TensorFlow Lite interpreters per TFLite model (each runs one batch at "
+    "a time); 0 means 1. Default: the number of CPUs this process may run on.",
+    "num_tflite_interpreters_per_pool": "When above 1, a batch of more than ceil(500 / this) "
+    "rows is split into pieces of that many rows that run at once on a TFLite model's "
+    "interpreters.",
     "bind_address": "Address the gRPC and REST servers listen on (not upstream; upstream "
     "always uses 0.0.0.0).",
     "load_timeout_seconds": "Not upstream: a model version whose load takes longer than this "
@@ -140,9 +147,6 @@ _HELP = {
 _UNSUPPORTED = {
     "per_process_gpu_memory_fraction": (float, 0.0, "no GPU support"),
     "use_alts_credentials": ("bool", False, "ALTS is Google-internal"),
-    "prefer_tflite_model": ("bool", False, "no TensorFlow Lite support"),
-    "num_tflite_pools": (int, 0, "no TensorFlow Lite support"),
-    "num_tflite_interpreters_per_pool": (int, 1, "no TensorFlow Lite support"),
     "xla_cpu_compilation_enabled": ("bool", False, "no XLA:CPU JIT"),
     "thread_pool_factory_config_file": (str, "", "no custom thread pools"),
     "xla_gpu_compilation_enabled": ("bool", False, "no XLA JIT"),

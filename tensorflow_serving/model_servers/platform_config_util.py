@@ -32,6 +32,7 @@ from tensorflow_serving.servables.tensorflow.session_bundle_config import (
     SavedModelBundleSourceAdapterConfig,
     SessionBundleConfig,
 )
+from tensorflow_serving.servables.tensorflow.tflite_session import TfLiteOptions
 from tensorflow_serving.util import config_protos, status
 
 TENSORFLOW_PLATFORM = "tensorflow"
@@ -59,7 +60,6 @@ _UNSUPPORTED_FIELDS = {
     "session_target": "only the in-process TensorFlow runtime is used",
     "session_run_load_threadpool_index": "no separate load thread pool",
     "experimental_fixed_input_tensors": "no fixed input tensors",
-    "prefer_tflite_model": "no TensorFlow Lite models on this path",
     "wrap_session_with_no_threading_params": "no session wrappers",
 }
 
@@ -102,6 +102,9 @@ def config_from_flags(options: ServerOptions) -> SessionBundleConfig:
         tag.strip() for tag in options.saved_model_tags.split(",") if tag.strip()
     )
     config.enable_model_warmup = options.enable_model_warmup
+    config.prefer_tflite_model = options.prefer_tflite_model
+    config.num_tflite_pools = options.num_tflite_pools
+    config.num_tflite_interpreters_per_pool = options.num_tflite_interpreters_per_pool
     if options.num_request_iterations_for_warmup > 0:
         config.model_warmup_options.num_request_iterations.value = (
             options.num_request_iterations_for_warmup
@@ -215,4 +218,16 @@ def bundle_options(
         warmer=warmer,
         on_saved_model_load=None if metrics is None else metrics.record_saved_model_load,
         on_warmup=None if metrics is None else metrics.record_warmup,
+        tflite=tflite_options(config),
+    )
+
+
+def tflite_options(config: SessionBundleConfig) -> TfLiteOptions:
+    """The TFLite fields, as upstream reads them (the deprecated num_tflite_interpreters
+    stands in for num_tflite_pools when that is 0)."""
+    pools = config.num_tflite_pools or config.num_tflite_interpreters
+    return TfLiteOptions(
+        prefer_tflite_model=config.prefer_tflite_model,
+        num_pools=pools,
+        interpreters_per_pool=config.num_tflite_interpreters_per_pool,
     )

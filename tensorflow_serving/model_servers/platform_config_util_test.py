@@ -142,6 +142,28 @@ def test_tags_and_warmup_flags_reach_the_bundle_options():
     )
 
 
+def test_the_tflite_flags_reach_the_bundle_options():
+    flags = [
+        "--prefer_tflite_model",
+        "--num_tflite_pools=3",
+        "--num_tflite_interpreters_per_pool=2",
+    ]
+    options = main.parse_options([*flags, "--model_base_path=/m"])[0]
+    tflite = server_core_options(options).bundle.tflite
+    assert (tflite.prefer_tflite_model, tflite.num_pools, tflite.interpreters_per_pool) == (
+        True,
+        3,
+        2,
+    )
+
+
+def test_a_platform_config_may_prefer_tflite_models(tmp_path):
+    text = PLATFORM_CONFIG % "prefer_tflite_model: true num_tflite_interpreters: 2"
+    config = platform_config_util.read_platform_config_file(write(tmp_path, "p.config", text))
+    tflite = platform_config_util.bundle_options(config).tflite
+    assert (tflite.prefer_tflite_model, tflite.num_pools) == (True, 2)
+
+
 def test_the_platform_config_file_gives_the_whole_session_bundle_config(tmp_path):
     path = write(tmp_path, "platform.config", PLATFORM_CONFIG % "")
     argv = [f"--platform_config_file={path}", "--model_base_path=/m"]
@@ -204,10 +226,9 @@ def test_the_platform_config_file_makes_the_flags_it_replaces_moot(tmp_path):
             "got type_url 'type.googleapis.com/tensorflow.serving.Other'",
         ),
         (PLATFORM_CONFIG % 'session_target: "grpc://elsewhere:2222"', "session_target is not"),
-        (PLATFORM_CONFIG % "prefer_tflite_model: true", "prefer_tflite_model is not supported"),
         (PLATFORM_CONFIG % "no_such_field: 1", "Error parsing text-format"),
     ],
-    ids=["other_platform", "no_tensorflow", "other_adapter", "remote", "tflite", "bad_field"],
+    ids=["other_platform", "no_tensorflow", "other_adapter", "remote", "bad_field"],
 )
 def test_a_platform_config_this_server_cannot_honour_is_refused_by_name(tmp_path, text, message):
     path = write(tmp_path, "platform.config", text)

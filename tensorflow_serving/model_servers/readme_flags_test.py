@@ -18,7 +18,11 @@ from tensorflow_serving.model_servers import main
 from tensorflow_serving.test_util import testing
 
 # Defaults that depend on the machine, as the table writes them.
-_PER_MACHINE = {"grpc_max_threads": "4 x cores", "rest_api_num_threads": "4 x cores"}
+_PER_MACHINE = {
+    "grpc_max_threads": "4 x cores",
+    "rest_api_num_threads": "4 x cores",
+    "num_tflite_pools": "cores",
+}
 
 
 def _readme() -> str:

@@ -51,6 +51,10 @@ class ServerOptions:
     enable_serialization_as_tensor_content: bool = False
     enable_signature_method_name_check: bool = False
     enable_profiler: bool = True
+    prefer_tflite_model: bool = False
+    # Upstream: the number of CPUs this process may be scheduled on.
+    num_tflite_pools: int = len(os.sched_getaffinity(0))
+    num_tflite_interpreters_per_pool: int = 1
     # Not upstream: largest request body (REST) / message (gRPC) accepted; 0: no
     # limit of ours (gRPC then keeps upstream's 2 GiB - 1).
     max_request_bytes: int = 256 * 1024 * 1024
@@ -115,6 +119,11 @@ def check_start_up_options(options: ServerOptions, *, is_worker: bool = False) -
             f"--batching_parameters_file={options.batching_parameters_file} is set without "
             "--enable_batching=true"
         )
+    for name in ("num_tflite_pools", "num_tflite_interpreters_per_pool"):
+        if getattr(options, name) < 0:
+            raise status.invalid_argument(
+                f"--{name} must not be negative; got {getattr(options, name)}"
+            )
     session = options.tensorflow_session_parallelism
     intra = options.tensorflow_intra_op_parallelism
     inter = options.tensorflow_inter_op_parallelism

@@ -105,6 +105,7 @@ def server_settings(server_flags: list[str]) -> dict[str, Any]:
     parser.add_argument("--keep_model_warm_micros", type=int, default=0)
     parser.add_argument("--monitoring_config_file", default="")
     parser.add_argument("--num_server_processes", type=int, default=None)
+    parser.add_argument("--prefer_tflite_model", type=_bool, nargs="?", const=True, default=False)
     known, _ = parser.parse_known_args(server_flags)
     owned = [f"--{n}" for n in _OWNED_SERVER_FLAGS if getattr(known, n) is not None]
     if owned:
@@ -131,6 +132,7 @@ def server_settings(server_flags: list[str]) -> dict[str, Any]:
         "monitoring_config_file": known.monitoring_config_file,
         "metrics_path": _metrics_path(known.monitoring_config_file),
         "num_server_processes": known.num_server_processes,
+        "prefer_tflite_model": known.prefer_tflite_model,
     }
 
 
@@ -259,7 +261,15 @@ class Benchmark:
             f"--intra={self.settings['intra_op_threads']}",
             f"--inter={self.settings['inter_op_threads']}",
             *[f"--input_shape={s}" for s in a.input_shape],
+            *(["--tflite"] if self.serves_tflite() else []),
         ]
+
+    def serves_tflite(self) -> bool:
+        """Whether the server runs the version's model.tflite (--prefer_tflite_model and the
+        file is there): then the limit is that model on a TFLite interpreter."""
+        return self.settings["prefer_tflite_model"] and os.path.isfile(
+            os.path.join(self.model_dir, "model.tflite")
+        )
 
     def measure_limit(
         self, when: str = "before", batches: list[int] | None = None, idle_gap_us: float = 0.0
@@ -293,7 +303,8 @@ class Benchmark:
             cmd.append(f"--input_data={_user_path(a.input_data)}")
         if self.server_cpus:
             cmd.append(f"--cpus={','.join(map(str, sorted(self.server_cpus)))}")
-        say(f"in-process limit ({when}) at batches {batches} ({self.model_dir})")
+        runtime = "TFLite interpreter, model.tflite" if self.serves_tflite() else "TensorFlow"
+        say(f"in-process limit ({when}) at batches {batches} ({self.model_dir}, {runtime})")
         done = subprocess.run(
             cmd,
             env=processes.child_env(),
@@ -676,6 +687,7 @@ class Benchmark:
             "argv": sys.argv,
             "model_base_path": self.model_base_path,
             "model_dir": self.model_dir,
+            "limit_runtime": "tflite" if self.serves_tflite() else "tensorflow",
             "signature": a.signature_name,
             "server_command": server_cmd,
             "server_settings": self.settings,

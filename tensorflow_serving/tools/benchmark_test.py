@@ -54,7 +54,9 @@ def test_full_run_reports_limit_floor_ceiling_and_server(tmp_path, capsys):
         "monitoring_config_file": "",
         "metrics_path": None,
         "num_server_processes": None,
+        "prefer_tflite_model": False,
     }
+    assert report["limit_runtime"] == "tensorflow"
     # The server batches: the benchmark turned its Prometheus page on to count the batches.
     assert any(flag.startswith("--monitoring_config_file=") for flag in report["server_command"])
     assert report["model_dir"].endswith(os.path.join("half_plus_two", "123"))
@@ -318,7 +320,9 @@ def test_batching_without_a_file_uses_upstreams_cap():
         "monitoring_config_file": "",
         "metrics_path": None,
         "num_server_processes": None,
+        "prefer_tflite_model": False,
     }
+    assert benchmark.server_settings(["--prefer_tflite_model"])["prefer_tflite_model"] is True
     warm = benchmark.server_settings(["--keep_model_warm_micros=100000"])
     assert warm["keep_model_warm_micros"] == 100000
     assert benchmark.server_settings([])["max_batch_size"] is None

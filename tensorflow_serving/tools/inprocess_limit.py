@@ -1,5 +1,9 @@
 """The in-process limit of a SavedModel signature, and the requests the benchmark sends.
 
+With `--tflite` the limit is the version's `model.tflite` on one TFLite
+interpreter, called through the server's TfLiteSession (what a server with
+--prefer_tflite_model runs).
+
 Runs in its own process, pinned to the server's core(s) before TensorFlow
 starts, and calls the signature the way the model server does: a graph-mode
 Session with the server's intra/inter-op thread settings, one
@@ -152,6 +156,38 @@ def load_signature(
     return LoadedSignature(session=session, fn=fn, inputs=inputs, outputs=outputs)
 
 
+def load_tflite_signature(
+    model_dir: str, signature: str, input_shape: list[str]
+) -> LoadedSignature:
+    """Loads `<model_dir>/model.tflite` as the server does with --prefer_tflite_model (one
+    interpreter: one caller) and calls `signature` through the same TfLiteSession.run."""
+    from tensorflow_serving.servables.tensorflow.tflite_session import (
+        TfLiteOptions,
+        load_tflite_session,
+    )
+    from tensorflow_serving.tools import signature_inputs
+
+    servable = load_tflite_session(model_dir, TfLiteOptions(prefer_tflite_model=True, num_pools=1))
+    if signature not in servable.signatures:
+        raise SystemExit(
+            f"signature {signature!r} not in {model_dir}/model.tflite; it has "
+            f"{sorted(servable.signatures)}"
+        )
+    overrides = signature_inputs.parse_shape_overrides(input_shape)
+    inputs, outputs = signature_inputs.signature_specs(
+        servable.meta_graph_def.signature_def[signature], overrides
+    )
+    runs = servable.signature(signature)
+    aliases = [s.alias for s in inputs]
+    fetch = tuple(s.alias for s in outputs)
+
+    def fn(*feeds):
+        values = servable.run(runs, dict(zip(aliases, feeds, strict=True)), fetch)
+        return [values[alias] for alias in fetch]
+
+    return LoadedSignature(session=servable, fn=fn, inputs=inputs, outputs=outputs)
+
+
 def add_signature_flags(parser: argparse.ArgumentParser) -> None:
     """The flags that say which signature to load and how (see load_signature_from):
     the limit and the minimal server take the same ones, so they load the same thing."""
@@ -161,10 +197,15 @@ def add_signature_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input_shape", action="append", default=[])
     parser.add_argument("--intra", type=int, default=0, help="intra-op threads (0: TF decides)")
     parser.add_argument("--inter", type=int, default=0, help="inter-op threads (0: TF decides)")
+    parser.add_argument(
+        "--tflite", action="store_true", help="the version's model.tflite, as --prefer_tflite_model"
+    )
 
 
 def load_signature_from(args: argparse.Namespace) -> LoadedSignature:
-    """load_signature with the flags of add_signature_flags."""
+    """load_signature (or load_tflite_signature) with the flags of add_signature_flags."""
+    if args.tflite:
+        return load_tflite_signature(args.model_dir, args.signature, args.input_shape)
     return load_signature(
         args.model_dir, args.tags, args.signature, args.input_shape, args.intra, args.inter
     )
@@ -184,6 +225,7 @@ def measure(args: argparse.Namespace) -> dict:
     record: dict = {
         "model_dir": args.model_dir,
         "signature": args.signature,
+        "runtime": "tflite" if args.tflite else "tensorflow",
         "intra_op_threads": args.intra,
         "inter_op_threads": args.inter,
         "cpus": sorted(os.sched_getaffinity(0)),

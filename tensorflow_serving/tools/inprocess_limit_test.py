@@ -60,5 +60,22 @@ def test_idle_gaps_are_slept_but_not_counted():
     assert clock.slept == pytest.approx(0.25, abs=0.01)
 
 
+def test_the_tflite_limit_calls_model_tflite_as_the_server_does(tmp_path):
+    """--tflite: the version's model.tflite, its signature's specs, outputs in fetch order."""
+    import numpy as np
+
+    from tensorflow_serving.servables.tensorflow.testdata import export_tflite
+
+    version = export_tflite.export(str(tmp_path), 1, export_tflite.half_plus_two_with_signature())
+    args = inprocess_limit.build_parser().parse_args(
+        ["--model_dir", version, "--tflite", "--result", str(tmp_path / "r.json")]
+    )
+    loaded = inprocess_limit.load_signature_from(args)
+    assert [s.alias for s in loaded.inputs] == ["x"] and [s.alias for s in loaded.outputs] == ["y"]
+    (y,) = loaded.fn(np.array([[2.0], [4.0]], np.float32))
+    np.testing.assert_allclose(y.ravel(), [3.0, 4.0])
+    loaded.session.close()
+
+
 if __name__ == "__main__":
     sys.exit(testing.main(__file__))

@@ -81,7 +81,8 @@ def _tensor_spec(alias: str, info: meta_graph_pb2.TensorInfo) -> TensorSpec:
     return TensorSpec(alias=alias, tensor_name=info.name, dtype=info.dtype, shape=shape)
 
 
-def _signature(key: str, sig: meta_graph_pb2.SignatureDef) -> Signature:
+def signature_from_def(key: str, sig: meta_graph_pb2.SignatureDef) -> Signature:
+    """A SignatureDef digested for the hot path (aliases sorted once)."""
     inputs = {alias: _tensor_spec(alias, info) for alias, info in sig.inputs.items()}
     outputs = {alias: _tensor_spec(alias, info) for alias, info in sig.outputs.items()}
     return Signature(
@@ -207,7 +208,7 @@ class SavedModelBundle:
             self._session.close()
             raise
         self.signatures: dict[str, Signature] = {
-            key: _signature(key, sig)
+            key: signature_from_def(key, sig)
             for key, sig in self.meta_graph_def.signature_def.items()
             if key not in _INTERNAL_SIGNATURES
         }

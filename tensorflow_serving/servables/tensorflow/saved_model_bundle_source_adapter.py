@@ -1,5 +1,8 @@
 """Turns a version directory into a Loader of a SavedModelBundle (upstream:
-saved_model_bundle_source_adapter.h), with warmup and optional batching."""
+saved_model_bundle_source_adapter.h), with warmup and optional batching.
+
+With --prefer_tflite_model, a version directory holding `model.tflite` loads
+that file as a TfLiteSession instead, as upstream's bundle factory does."""
 
 from __future__ import annotations
 
@@ -22,6 +25,11 @@ from tensorflow_serving.servables.tensorflow.saved_model_warmup import (
     WARMUP_FILE,
     run_saved_model_warmup,
 )
+from tensorflow_serving.servables.tensorflow.tflite_session import (
+    TfLiteOptions,
+    has_tflite_model,
+    load_tflite_session,
+)
 from tensorflow_serving.util import file_io, status
 
 
@@ -29,7 +37,7 @@ from tensorflow_serving.util import file_io, status
 class BundleOptions:
     """How every version is loaded: flags --saved_model_tags, --tensorflow_*_parallelism,
     --enable_model_warmup, --num_request_iterations_for_warmup, batching,
-    --keep_model_warm_micros."""
+    --keep_model_warm_micros, the TfLite flags."""
 
     tags: tuple[str, ...] = ("serve",)
     config: config_pb2.ConfigProto = dataclasses.field(default_factory=session_config)
@@ -42,6 +50,7 @@ class BundleOptions:
     # Metrics hooks (ServingMetrics.record_saved_model_load / record_warmup); None: none.
     on_saved_model_load: Callable[[str, bool, float, dict], None] | None = None
     on_warmup: Callable[[str, str, float], None] | None = None
+    tflite: TfLiteOptions = dataclasses.field(default_factory=TfLiteOptions)
 
 
 def directory_fingerprint(path: str) -> tuple:
@@ -83,8 +92,12 @@ class SavedModelLoader(Loader):
         self.options = options
         self.fingerprint = directory_fingerprint(path)
 
-    def load(self) -> object:
+    def _load_model(self) -> object:
+        """The version's model: its model.tflite when preferred and present, else its
+        SavedModel (whose load on_saved_model_load counts, as TensorFlow's loader does)."""
         options = self.options
+        if options.tflite.prefer_tflite_model and has_tflite_model(self.path):
+            return load_tflite_session(self.path, options.tflite)
         started = time.perf_counter()
         try:
             bundle = load_saved_model_bundle(
@@ -98,6 +111,11 @@ class SavedModelLoader(Loader):
             options.on_saved_model_load(
                 self.path, True, time.perf_counter() - started, bundle.load_stages
             )
+        return bundle
+
+    def load(self) -> object:
+        options = self.options
+        bundle = self._load_model()
         try:
             if options.enable_model_warmup:
                 self._warm_up(bundle)
