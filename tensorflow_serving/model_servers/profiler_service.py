@@ -24,7 +24,6 @@ a Future that a thread of its own completes.
 
 from __future__ import annotations
 
-import concurrent.futures
 import glob
 import logging
 import os
@@ -39,6 +38,7 @@ from tensorflow.python.profiler.internal import _pywrap_profiler
 from tensorflow.tsl.profiler.protobuf import profiler_options_pb2, xplane_pb2
 
 from tensorflow_serving.util import file_io, status
+from tensorflow_serving.util.completion import Completion
 
 _LOG = logging.getLogger(__name__)
 
@@ -154,8 +154,8 @@ class ProfilerService:
             },
         )
 
-    def profile(self, request, context) -> concurrent.futures.Future:
-        """Starts recording now; the Future's response comes when the trace is written."""
+    def profile(self, request, context) -> Completion:
+        """Starts recording now; the Completion's response comes when the trace is written."""
         _LOG.info(
             "Profile request: %d ms, session %s, to %s",
             request.opts.duration_ms,
@@ -172,7 +172,7 @@ class ProfilerService:
         stop = threading.Event()
         with self._lock:
             self._stops[request.session_id] = stop
-        answer: concurrent.futures.Future = concurrent.futures.Future()
+        answer = Completion()
         threading.Thread(
             target=self._record,
             args=(session, scratch, request, stop, context, answer),

@@ -27,7 +27,6 @@ import logging
 import math
 import os
 import warnings
-from concurrent.futures import Future
 
 import numpy as np
 import tensorflow as tf
@@ -42,6 +41,7 @@ from tensorflow_serving.servables.tensorflow.saved_model_bundle import (
 )
 from tensorflow_serving.servables.tensorflow.tflite_interpreter_pool import InterpreterPool
 from tensorflow_serving.util import status
+from tensorflow_serving.util.completion import Completion
 from tensorflow_serving.util.executors import Runner
 
 _LOG = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ class TfLiteSession:
 
     def submit(
         self, signature: Signature, inputs: Inputs, outputs: Aliases, runner: Runner
-    ) -> Future:
+    ) -> Completion:
         """The Servable protocol's submit: one run on `runner`, no batching."""
         return runner.submit(self.run, signature, inputs, outputs)
 
