@@ -157,22 +157,43 @@ class ServingRun:
     rest_port_inside: int = 8501
 
 
+# Ports are picked free, then bound by podman: another process may take one between.
+_PORT_ATTEMPTS = 3
+
+
 def run_serving(image: str, run: ServingRun) -> Container:
-    """Starts the image detached; the caller removes the container."""
-    container = Container(
-        name=f"tf-serving-image-test-{uuid.uuid4().hex[:10]}",
-        grpc_port=testing.free_port(),
-        rest_port=testing.free_port(),
-    )
-    command = ["run", "-d", "--name", container.name]
-    command += ["-p", f"127.0.0.1:{container.grpc_port}:{run.grpc_port_inside}"]
-    command += ["-p", f"127.0.0.1:{container.rest_port}:{run.rest_port_inside}"]
-    for key, value in run.env.items():
-        command += ["-e", f"{key}={value}"]
-    for host, inside in run.volumes.items():
-        command += ["-v", f"{host}:{inside}:ro"]
-    podman(*command, image, *run.args)
-    return container
+    """Starts the image detached; the caller removes the container.
+
+    A host port taken between picking and binding gets new ports (podman
+    leaves no container behind when it cannot bind).
+    """
+    for attempt in range(_PORT_ATTEMPTS):
+        container = Container(
+            name=f"tf-serving-image-test-{uuid.uuid4().hex[:10]}",
+            grpc_port=testing.free_port(),
+            rest_port=testing.free_port(),
+        )
+        command = ["run", "-d", "--name", container.name]
+        command += ["-p", f"127.0.0.1:{container.grpc_port}:{run.grpc_port_inside}"]
+        command += ["-p", f"127.0.0.1:{container.rest_port}:{run.rest_port_inside}"]
+        for key, value in run.env.items():
+            command += ["-e", f"{key}={value}"]
+        for host, inside in run.volumes.items():
+            command += ["-v", f"{host}:{inside}:ro"]
+        result = subprocess.run(
+            [PODMAN, *command, image, *run.args],
+            capture_output=True,
+            text=True,
+            timeout=120.0,
+            stdin=subprocess.DEVNULL,
+        )
+        if result.returncode == 0:
+            return container
+        taken = "address already in use" in result.stderr
+        subprocess.run([PODMAN, "rm", "-f", container.name], capture_output=True)
+        if not taken or attempt == _PORT_ATTEMPTS - 1:
+            pytest.fail(f"podman {' '.join(command)}: {result.stdout}{result.stderr}")
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture

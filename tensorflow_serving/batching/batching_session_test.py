@@ -211,7 +211,9 @@ def test_splitting_answers_the_same_values_as_the_model_without_batching(schedul
     x = np.linspace(-5.0, 5.0, 100, dtype=np.float32)
     unbatched = bundle.run(signature, {"x": x}, ("y",))["y"]
     sizes = []
-    servable = BatchingServable(bundle, scheduler, splitting_options(1000, 32), sizes.append)
+    servable = BatchingServable(
+        bundle, scheduler, splitting_options(1000, 32), lambda padded, *_: sizes.append(padded)
+    )
     batched = servable.submit(signature, {"x": x}, ("y",), CALLING_THREAD).result(timeout=30)
     np.testing.assert_array_equal(batched["y"], unbatched)
     assert sizes == [32, 32, 32, 4]
