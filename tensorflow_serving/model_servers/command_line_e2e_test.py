@@ -4,7 +4,8 @@ One server, started as a manifest for the stock image might start it: with a
 flag this server does not know, --rest_api_port equal to --port,
 --enable_serialization_as_tensor_content and
 --enable_signature_method_name_check. Then the chapter's model served by
-upstream's configuration command lines: a session config file, a platform
+upstream's command lines: its run-time flags (profiler, TFLite pools, XLA,
+mixed precision, TPU) given explicitly, a session config file, a platform
 config file with batching parameters, per-model batching parameters.
 """
 
@@ -140,6 +141,13 @@ def chapter_model(tmp_path_factory):
 
 
 UPSTREAM_COMMAND_LINES = {
+    "runtime_flags": [
+        "--enable_profiler=true",
+        "--num_tflite_pools=2",
+        "--xla_gpu_compilation_enabled=false",
+        "--mixed_precision=",
+        "--skip_initialize_tpu=true",
+    ],
     "session_config_file": ["--tensorflow_session_config_file={config}/session.config"],
     "platform_config_file": ["--platform_config_file={config}/platform.config"],
     "per_model_batching": ["--enable_batching", "--enable_per_model_batching_parameters"],
