@@ -1,11 +1,13 @@
 """The command line the chapter's exporters share.
 
     serving_model_ch4.py [--training_iteration=x] [--model_version=y] \
-        [--work_dir=dir] [--overwrite] export_dir
+        [--work_dir=dir] [--overwrite] [--verbose] export_dir
 
 Same flags, usage message and positive-value checks as upstream's
-mnist_saved_model; `--overwrite` is ours (an existing version is refused
-without it). Each exporter passes its own `train_and_export` function.
+mnist_saved_model; `--overwrite` (an existing version is refused without it)
+and `--verbose` (TensorFlow's start-up logs, see quiet_tensorflow) are ours.
+Training prints its progress (see training_progress). Each exporter passes
+its own `train_and_export` function.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from tensorflow_serving.example import atomic_export, mnist_input_data
+from tensorflow_serving.example import atomic_export, mnist_input_data, quiet_tensorflow
 from tensorflow_serving.example.mnist_signatures import ExportResult
+from tensorflow_serving.example.training_progress import TrainingProgress
 
 TrainAndExport = Callable[..., ExportResult]
 
@@ -34,7 +37,10 @@ class _Parser(argparse.ArgumentParser):
 
 def main(prog: str, train_and_export: TrainAndExport, argv: Sequence[str] | None = None) -> int:
     """Parses flags, trains, exports and prints the chapter's lines; returns the exit code."""
-    usage = f"{prog} [--training_iteration=x] [--model_version=y] [--work_dir=dir] [--overwrite] export_dir"
+    usage = (
+        f"{prog} [--training_iteration=x] [--model_version=y] [--work_dir=dir] [--overwrite] "
+        "[--verbose] export_dir"
+    )
     parser = _Parser(prog, usage)
     parser.add_argument(
         "--training_iteration", type=int, default=1000, help="number of training iterations."
@@ -44,6 +50,7 @@ def main(prog: str, train_and_export: TrainAndExport, argv: Sequence[str] | None
     parser.add_argument(
         "--overwrite", action="store_true", help="Replace the version if it already exists."
     )
+    quiet_tensorflow.add_verbose_flag(parser)
     parser.add_argument("export_dir", help="Base path; the model goes to export_dir/model_version.")
     args = parser.parse_args(argv)
     if args.training_iteration <= 0:
@@ -61,13 +68,15 @@ def main(prog: str, train_and_export: TrainAndExport, argv: Sequence[str] | None
     start = time.time()
     print("Training model...")
     data = mnist_input_data.read_data_sets(args.work_dir, one_hot=True)
-    result = train_and_export(
-        args.export_dir,
-        model_version=args.model_version,
-        training_iteration=args.training_iteration,
-        data=data,
-        overwrite=args.overwrite,
-    )
+    with TrainingProgress(args.training_iteration) as progress:
+        result = train_and_export(
+            args.export_dir,
+            model_version=args.model_version,
+            training_iteration=args.training_iteration,
+            data=data,
+            overwrite=args.overwrite,
+            progress=progress,
+        )
     print(f"training accuracy {result.test_accuracy:g}")
     print("Done training!")
     print(f"Exporting trained model to {result.export_path}")

@@ -14,6 +14,9 @@ back the three tensors to feed and fetch.
 
 from __future__ import annotations
 
+# Before anything imports tensorflow: its start-up logs off unless asked for.
+from tensorflow_serving.example import quiet_tensorflow  # isort: skip
+
 import argparse
 import dataclasses
 import os
@@ -29,6 +32,7 @@ from tensorflow_serving.example import (
     mnist_softmax,
     saver_checkpoints,
 )
+from tensorflow_serving.example.training_progress import StepReport, TrainingProgress
 
 COLLECTION = "train_var"
 META_GRAPH_FILE = "model_ckpt.meta"
@@ -48,8 +52,12 @@ def train_and_export_meta_graph(
     output_dir: str,
     steps: int = mnist_softmax.NUM_STEPS,
     batch_size: int = mnist_softmax.MINIBATCH_SIZE,
+    progress: StepReport | None = None,
 ) -> MetaGraphExport:
-    """Trains the softmax model, saves a checkpoint and a meta graph with 'train_var'."""
+    """Trains the softmax model, saves a checkpoint and a meta graph with 'train_var'.
+
+    `progress(step, loss)` follows the training.
+    """
     os.makedirs(output_dir, exist_ok=True)
     with tf.Graph().as_default(), tf.Session() as sess:
         model = mnist_softmax.build_softmax()
@@ -61,7 +69,7 @@ def train_and_export_meta_graph(
             keep_checkpoint_every_n_hours=saver_checkpoints.KEEP_CHECKPOINT_EVERY_N_HOURS,
         )
         sess.run(tf.global_variables_initializer())
-        classifier_graph.train(sess, model, data.train, steps, batch_size)
+        classifier_graph.train(sess, model, data.train, steps, batch_size, progress=progress)
         accuracy = classifier_graph.evaluate(sess, model, data.test.images, data.test.labels)
         checkpoint_path = saver.save(
             sess,
@@ -96,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work_dir", default="/tmp", help="MNIST data directory.")
     parser.add_argument("--output_dir", default="/tmp/meta_graph")
     parser.add_argument("--steps", type=int, default=mnist_softmax.NUM_STEPS)
+    quiet_tensorflow.add_verbose_flag(parser)
     args = parser.parse_args(argv)
     if args.steps <= 0:
         print(f"--steps must be positive, got {args.steps}")
@@ -103,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
 
     data = mnist_input_data.read_data_sets(args.work_dir, one_hot=True)
     start = time.time()
-    export = train_and_export_meta_graph(data, args.output_dir, args.steps)
+    with TrainingProgress(args.steps) as progress:
+        export = train_and_export_meta_graph(data, args.output_dir, args.steps, progress=progress)
     print(f"Accuracy before export: {export.accuracy:.4f} ({time.time() - start:.1f} s)")
     print(f"Meta graph: {export.meta_graph_path}, checkpoint: {export.checkpoint_path}")
     restored = restore_from_meta_graph(

@@ -17,6 +17,9 @@ server answers, so a script can start the server and the client together.
 
 from __future__ import annotations
 
+# Before anything imports tensorflow: its start-up logs off unless asked for.
+from tensorflow_serving.example import quiet_tensorflow  # isort: skip
+
 import argparse
 import dataclasses
 import sys
@@ -224,6 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0.0,
         help="retry for up to this long until the server answers (0: one attempt)",
     )
+    quiet_tensorflow.add_verbose_flag(parser)
     args = parser.parse_args(argv)
     if args.num_tests > MAX_TESTS:
         print(f"num_tests should not be greater than 10k, got {args.num_tests}")

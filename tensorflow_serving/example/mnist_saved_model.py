@@ -11,6 +11,9 @@ It exports the same two signatures as serving_model_ch4 (`predict_images`,
 
 from __future__ import annotations
 
+# Before anything imports tensorflow: its start-up logs off unless asked for.
+from tensorflow_serving.example import quiet_tensorflow  # isort: skip  # noqa: F401
+
 import sys
 
 import tensorflow.compat.v1 as tf
@@ -22,6 +25,7 @@ from tensorflow_serving.example import (
     mnist_softmax,
 )
 from tensorflow_serving.example.mnist_signatures import ExportResult
+from tensorflow_serving.example.training_progress import StepReport
 
 # Upstream's mnist_saved_model trains with batches of 50.
 MINIBATCH_SIZE = 50
@@ -37,6 +41,7 @@ def train_and_export(
     data: mnist_input_data.DataSets | None = None,
     batch_size: int = MINIBATCH_SIZE,
     seed: int | None = None,
+    progress: StepReport | None = None,
 ) -> ExportResult:
     """Trains the softmax model (with a bias, as upstream's) and exports it."""
     if data is None:
@@ -46,7 +51,15 @@ def train_and_export(
         return mnist_softmax.build_softmax(x, with_bias=True)
 
     return mnist_signatures.train_and_export_graph(
-        build, export_base, model_version, training_iteration, data, batch_size, overwrite, seed
+        build,
+        export_base,
+        model_version,
+        training_iteration,
+        data,
+        batch_size,
+        overwrite,
+        seed,
+        progress,
     )
 
 

@@ -23,6 +23,9 @@ run `tf.compat.v1.disable_v2_behavior()`.
 
 from __future__ import annotations
 
+# Before anything imports tensorflow: its start-up logs off unless asked for.
+from tensorflow_serving.example import quiet_tensorflow  # isort: skip  # noqa: F401
+
 import logging
 import sys
 import time
@@ -38,6 +41,7 @@ from tensorflow_serving.example.mnist_signatures import (
     PREDICT_SIGNATURE,
     ExportResult,
 )
+from tensorflow_serving.example.training_progress import StepReport
 
 logger = logging.getLogger(__name__)
 
@@ -75,22 +79,26 @@ def train(
     steps: int,
     batch_size: int = MINIBATCH_SIZE,
     learning_rate: float = LEARNING_RATE,
+    progress: StepReport | None = None,
 ) -> None:
-    """Eager minibatch SGD on the softmax cross entropy."""
+    """Eager minibatch SGD on the softmax cross entropy; `progress(step, loss)` after each step."""
     optimizer = tf.keras.optimizers.SGD(learning_rate)
 
     @tf.function
-    def step(images: tf.Tensor, labels: tf.Tensor) -> None:
+    def step(images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(
                 tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=module.logits(images))
             )
         grads = tape.gradient(loss, [module.W, module.b])
         optimizer.apply_gradients(zip(grads, [module.W, module.b], strict=True))
+        return loss
 
-    for _ in range(steps):
+    for number in range(1, steps + 1):
         images, labels = data_set.next_batch(batch_size)
-        step(tf.constant(images), tf.constant(labels, dtype=tf.float32))
+        loss = step(tf.constant(images), tf.constant(labels, dtype=tf.float32))
+        if progress is not None:
+            progress(number, float(loss))
 
 
 def accuracy(module: MnistModule, images: np.ndarray, labels: np.ndarray) -> float:
@@ -121,6 +129,7 @@ def train_and_export(
     data: mnist_input_data.DataSets | None = None,
     batch_size: int = MINIBATCH_SIZE,
     seed: int | None = None,
+    progress: StepReport | None = None,
 ) -> ExportResult:
     """Trains MnistModule eagerly and exports it; same contract as the TF1 exporters."""
     if training_iteration <= 0:
@@ -137,7 +146,7 @@ def train_and_export(
         tf.random.set_seed(seed)
     module = MnistModule()
     start = time.time()
-    train(module, data.train, training_iteration, batch_size)
+    train(module, data.train, training_iteration, batch_size, progress=progress)
     seconds = time.time() - start
     test_scores = module.predict_images(tf.constant(data.test.images))["scores"].numpy()
     test_accuracy = float(np.mean(test_scores.argmax(axis=1) == data.test.labels.argmax(axis=1)))

@@ -28,6 +28,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 
 from tensorflow_serving.example import atomic_export, classifier_graph, mnist_input_data
 from tensorflow_serving.example.classifier_graph import ClassifierGraph
+from tensorflow_serving.example.training_progress import StepReport
 
 logger = logging.getLogger(__name__)
 
@@ -114,12 +115,14 @@ def train_and_export_graph(
     batch_size: int,
     overwrite: bool = False,
     seed: int | None = None,
+    progress: StepReport | None = None,
 ) -> ExportResult:
     """Builds a model on the serving input, trains it, measures it, exports it.
 
     `build_model(x)` builds the classifier on the parsed images `x` in the
     current graph. The target version is checked before training, so a
-    refused export costs no training time.
+    refused export costs no training time. `progress(step, loss)` follows
+    the training.
     """
     if training_iteration <= 0:
         raise ValueError(f"training_iteration must be positive, got {training_iteration}")
@@ -131,7 +134,9 @@ def train_and_export_graph(
         model = build_model(x)
         sess.run(tf.global_variables_initializer())
         start = time.time()
-        classifier_graph.train(sess, model, data.train, training_iteration, batch_size)
+        classifier_graph.train(
+            sess, model, data.train, training_iteration, batch_size, progress=progress
+        )
         seconds = time.time() - start
         accuracy = classifier_graph.evaluate(sess, model, data.test.images, data.test.labels)
         test_scores = classifier_graph.predict(sess, model, data.test.images)

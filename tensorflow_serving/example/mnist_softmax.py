@@ -52,4 +52,5 @@ def build_softmax(
         accuracy=accuracy,
         train_step=train_step,
         parameters=parameters,
+        loss=cross_entropy,
     )

@@ -11,6 +11,9 @@ arrays by index, and measures accuracy again. Both numbers must be equal.
 
 from __future__ import annotations
 
+# Before anything imports tensorflow: its start-up logs off unless asked for.
+from tensorflow_serving.example import quiet_tensorflow  # isort: skip
+
 import argparse
 import dataclasses
 import os
@@ -27,6 +30,7 @@ from tensorflow_serving.example import (
     simple_cnn,
     weights_npz,
 )
+from tensorflow_serving.example.training_progress import StepReport, TrainingProgress
 
 
 @dataclasses.dataclass
@@ -45,13 +49,17 @@ def softmax_round_trip(
     output_dir: str,
     steps: int = mnist_softmax.NUM_STEPS,
     batch_size: int = mnist_softmax.MINIBATCH_SIZE,
+    progress: StepReport | None = None,
 ) -> RoundTrip:
-    """Trains the softmax model, saves W to weight_storage.npz, restores it in a new graph."""
+    """Trains the softmax model, saves W to weight_storage.npz, restores it in a new graph.
+
+    `progress(step, loss)` follows the training.
+    """
     images, labels = data.test.images, data.test.labels
     with tf.Graph().as_default(), tf.Session() as sess:
         model = mnist_softmax.build_softmax()
         sess.run(tf.global_variables_initializer())
-        classifier_graph.train(sess, model, data.train, steps, batch_size)
+        classifier_graph.train(sess, model, data.train, steps, batch_size, progress=progress)
         before = classifier_graph.evaluate(sess, model, images, labels)
         scores_before = classifier_graph.predict(sess, model, images)
         path = weights_npz.save_weights(
@@ -73,19 +81,21 @@ def cnn_round_trip(
     output_dir: str,
     steps: int = 1000,
     batch_size: int = simple_cnn.MINIBATCH_SIZE,
+    progress: StepReport | None = None,
     **cnn_sizes: int,
 ) -> RoundTrip:
     """Trains simple_cnn, saves its parameters to cnn_weight_storage.npz, reloads them.
 
     The restore builds the CNN as the book does, `simple_cnn(x_image,
     keep_prob, weights, sess)`, which assigns the loaded arrays by index.
-    `cnn_sizes` (conv1_depth, conv2_depth, fc_units) shrink it for tests.
+    `cnn_sizes` (conv1_depth, conv2_depth, fc_units) shrink it for tests;
+    `progress(step, loss)` follows the training.
     """
     images, labels = data.test.images, data.test.labels
     with tf.Graph().as_default(), tf.Session() as sess:
         model, _ = simple_cnn.build_cnn(**cnn_sizes)
         sess.run(tf.global_variables_initializer())
-        classifier_graph.train(sess, model, data.train, steps, batch_size)
+        classifier_graph.train(sess, model, data.train, steps, batch_size, progress=progress)
         before = classifier_graph.evaluate(sess, model, images, labels)
         scores_before = classifier_graph.predict(sess, model, images)
         path = weights_npz.save_weights(
@@ -113,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output_dir", default="/tmp/npz_weights", help="Where the .npz goes.")
     parser.add_argument("--steps", type=int, default=1000, help="Training steps.")
     parser.add_argument("--batch_size", type=int, default=0, help="0: the model's default.")
+    quiet_tensorflow.add_verbose_flag(parser)
     args = parser.parse_args(argv)
     if args.steps <= 0:
         print(f"--steps must be positive, got {args.steps}")
@@ -120,13 +131,13 @@ def main(argv: list[str] | None = None) -> int:
 
     data = mnist_input_data.read_data_sets(args.work_dir, one_hot=True)
     start = time.time()
-    if args.model == "softmax":
-        result = softmax_round_trip(
-            data, args.output_dir, args.steps, args.batch_size or mnist_softmax.MINIBATCH_SIZE
-        )
-    else:
-        result = cnn_round_trip(
-            data, args.output_dir, args.steps, args.batch_size or simple_cnn.MINIBATCH_SIZE
+    round_trip, batch_size = {
+        "softmax": (softmax_round_trip, mnist_softmax.MINIBATCH_SIZE),
+        "cnn": (cnn_round_trip, simple_cnn.MINIBATCH_SIZE),
+    }[args.model]
+    with TrainingProgress(args.steps) as progress:
+        result = round_trip(
+            data, args.output_dir, args.steps, args.batch_size or batch_size, progress=progress
         )
     print(f"Accuracy before saving: {result.accuracy_before:.4f}")
     print(f"Weights saved to {result.path}")

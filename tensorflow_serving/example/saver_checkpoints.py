@@ -24,6 +24,9 @@ raw NotFoundError stack trace.
 
 from __future__ import annotations
 
+# Before anything imports tensorflow: its start-up logs off unless asked for.
+from tensorflow_serving.example import quiet_tensorflow  # isort: skip
+
 import argparse
 import dataclasses
 import logging
@@ -36,6 +39,7 @@ from typing import Any
 import tensorflow.compat.v1 as tf
 
 from tensorflow_serving.example import classifier_graph, mnist_input_data, mnist_softmax
+from tensorflow_serving.example.training_progress import StepReport, TrainingProgress
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +70,12 @@ def train_with_checkpoints(
     max_to_keep: int = MAX_TO_KEEP,
     keep_checkpoint_every_n_hours: float = KEEP_CHECKPOINT_EVERY_N_HOURS,
     batch_size: int = mnist_softmax.MINIBATCH_SIZE,
+    progress: StepReport | None = None,
 ) -> TrainResult:
-    """Trains the softmax model, saving a checkpoint every `save_every` steps."""
+    """Trains the softmax model, saving a checkpoint every `save_every` steps.
+
+    `progress(step, loss)` follows the training.
+    """
     if save_every <= 0:
         raise ValueError(f"save_every must be positive, got {save_every}")
     os.makedirs(checkpoint_dir, exist_ok=True)
@@ -85,7 +93,7 @@ def train_with_checkpoints(
                 saved.append(saver.save(sess, prefix, global_step=step))
                 logger.info("saved %s", saved[-1])
 
-        classifier_graph.train(sess, model, data.train, steps, batch_size, on_step)
+        classifier_graph.train(sess, model, data.train, steps, batch_size, on_step, progress)
         accuracy = classifier_graph.evaluate(sess, model, data.test.images, data.test.labels)
         return TrainResult(accuracy, saved, list(saver.last_checkpoints))
 
@@ -165,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep_checkpoint_every_n_hours", type=float, default=KEEP_CHECKPOINT_EVERY_N_HOURS
     )
+    quiet_tensorflow.add_verbose_flag(parser)
     args = parser.parse_args(argv)
     if args.steps <= 0 or args.save_every <= 0:
         print(f"--steps and --save_every must be positive, got {args.steps}, {args.save_every}")
@@ -172,14 +181,16 @@ def main(argv: list[str] | None = None) -> int:
 
     data = mnist_input_data.read_data_sets(args.work_dir, one_hot=True)
     start = time.time()
-    result = train_with_checkpoints(
-        data,
-        args.output_dir,
-        args.steps,
-        args.save_every,
-        args.max_to_keep,
-        args.keep_checkpoint_every_n_hours,
-    )
+    with TrainingProgress(args.steps) as progress:
+        result = train_with_checkpoints(
+            data,
+            args.output_dir,
+            args.steps,
+            args.save_every,
+            args.max_to_keep,
+            args.keep_checkpoint_every_n_hours,
+            progress=progress,
+        )
     print(f"Accuracy after training: {result.accuracy:.4f} ({time.time() - start:.1f} s)")
     print(f"Saved {len(result.saved)} checkpoints; the Saver keeps:")
     for path in result.last_checkpoints:

@@ -16,12 +16,16 @@ with a tiny CNN and few iterations to get a real model in seconds.
 
 from __future__ import annotations
 
+# Before anything imports tensorflow: its start-up logs off unless asked for.
+from tensorflow_serving.example import quiet_tensorflow  # isort: skip  # noqa: F401
+
 import sys
 
 import tensorflow.compat.v1 as tf
 
 from tensorflow_serving.example import exporter_cli, mnist_input_data, mnist_signatures, simple_cnn
 from tensorflow_serving.example.mnist_signatures import ExportResult
+from tensorflow_serving.example.training_progress import StepReport
 
 
 def train_and_export(
@@ -37,6 +41,7 @@ def train_and_export(
     conv2_depth: int = 64,
     fc_units: int = 1024,
     seed: int | None = None,
+    progress: StepReport | None = None,
 ) -> ExportResult:
     """Trains simple_cnn for `training_iteration` steps, exports `<export_base>/<version>`.
 
@@ -55,7 +60,15 @@ def train_and_export(
         return model
 
     return mnist_signatures.train_and_export_graph(
-        build, export_base, model_version, training_iteration, data, batch_size, overwrite, seed
+        build,
+        export_base,
+        model_version,
+        training_iteration,
+        data,
+        batch_size,
+        overwrite,
+        seed,
+        progress,
     )
 
 

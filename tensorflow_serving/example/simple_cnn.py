@@ -137,6 +137,7 @@ def build_cnn(
         train_step=train_step,
         parameters=cnn.parameters,
         train_feed={keep_prob: TRAIN_KEEP_PROB},
+        loss=cross_entropy,
     )
     if weights is not None:
         if sess is None:

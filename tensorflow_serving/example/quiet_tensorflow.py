@@ -1,0 +1,198 @@
+"""Import first in each chapter program: TensorFlow then starts without its log noise.
+
+Importing TensorFlow prints absl's "before absl::InitializeLog()" notice, a
+oneDNN INFO line (once per shared library that carries it, so twice) and,
+later, more INFO lines and Python deprecation warnings for the TF1 APIs the
+chapter teaches. A reader of the chapter should see the program's own lines.
+So importing this module, before anything imports tensorflow:
+
+- imports tensorflow with `TF_CPP_MIN_LOG_LEVEL=1` (TensorFlow's INFO off,
+  its warnings and errors kept) unless the user set it, in which case their
+  level stands;
+- imports tensorflow with file descriptor 2 captured, then writes back only
+  the records at or above that level: the import-time lines that TensorFlow
+  prints regardless of its own setting obey it too (a failed import writes
+  back everything, for the diagnosis);
+- drops TensorFlow's "X is deprecated" warnings and Python's
+  DeprecationWarnings (unless `-W`/`PYTHONWARNINGS` asked for warnings).
+
+`--verbose` on the command line (see `add_verbose_flag`) turns all of that
+off and shows this project's own INFO logs too. Once tensorflow is imported
+the module does nothing: a test process that imports a chapter module keeps
+its logging as it was.
+
+Threads: runs at import time, on the importing thread, before other threads
+exist; the fd swap would lose other threads' stderr lines otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+import tempfile
+import warnings
+from collections.abc import MutableMapping, Sequence
+
+VERBOSE_FLAG = "--verbose"
+LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
+# INFO hidden; TensorFlow's warnings, errors and fatal messages still show.
+QUIET_LEVEL = 1
+
+_SEVERITY = {"I": 0, "W": 1, "E": 2, "F": 3}
+# absl's C++ format ("I0000 00:00:1796629858.697588   28994 port.cc:153] ...")
+# and TensorFlow's older one ("2024-01-01 00:00:00.000000: I tensorflow/...").
+_RECORD = re.compile(
+    r"^(?:([IWEF])\d{4} \d\d:\d\d:[\d.]+\s+\d+ \S+:\d+\]"
+    r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: ([IWEF]) )"
+)
+_ABSL_NOTICE = "WARNING: All log messages before absl::InitializeLog() is called"
+
+
+def verbose_requested(argv: Sequence[str]) -> bool:
+    """Whether `--verbose` is among the program's arguments (before a `--`)."""
+    for arg in argv:
+        if arg == "--":
+            return False
+        if arg == VERBOSE_FLAG:
+            return True
+    return False
+
+
+def add_verbose_flag(parser: argparse.ArgumentParser) -> None:
+    """Declares `--verbose` on a program's parser, so --help lists it and argparse accepts it.
+
+    The flag is acted on at import (see module doc); declaring it here keeps
+    one help text for every chapter program.
+    """
+    parser.add_argument(
+        VERBOSE_FLAG,
+        action="store_true",
+        help="(not upstream) show TensorFlow's start-up INFO logs, deprecation warnings and "
+        f"this program's INFO logs; without it, {LEVEL_VARIABLE} (default {QUIET_LEVEL} here) "
+        "decides what TensorFlow prints",
+    )
+
+
+def min_log_level(value: str | None) -> int:
+    """The level TensorFlow's C++ logging uses for `TF_CPP_MIN_LOG_LEVEL=value`.
+
+    Unset or empty is QUIET_LEVEL here (TensorFlow's own default is 0); a
+    value that is not a number means 0 to TensorFlow, so it does here.
+    """
+    if value is None or not value.strip():
+        return QUIET_LEVEL
+    try:
+        return int(value)
+    except ValueError:
+        return 0
+
+
+def visible_lines(text: str, level: int) -> str:
+    """The part of captured stderr `text` that TensorFlow's `level` lets through.
+
+    A log record is kept if its severity (I=0, W=1, E=2, F=3) is at least
+    `level`; fatal records always. Lines that do not start a record continue
+    the one before them (multi-line messages) or, before any record, are
+    kept. absl's notice about logging before InitializeLog is kept only at
+    level 0.
+    """
+    kept: list[str] = []
+    keep_current = True
+    for line in text.splitlines(keepends=True):
+        if line.startswith(_ABSL_NOTICE):
+            keep_current = level <= 0
+        else:
+            match = _RECORD.match(line)
+            if match:
+                severity = _SEVERITY[match.group(1) or match.group(2)]
+                keep_current = severity >= level or severity == _SEVERITY["F"]
+        if keep_current:
+            kept.append(line)
+    return "".join(kept)
+
+
+def import_tensorflow(level: int) -> None:
+    """Imports tensorflow with fd 2 captured; writes back `visible_lines(captured, level)`.
+
+    If the import raises, everything captured is written back before the
+    exception propagates.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    failed = True
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+
+            failed = False
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode("utf-8", errors="replace")
+            sys.stderr.write(text if failed else visible_lines(text, level))
+            sys.stderr.flush()
+
+
+class _DropDeprecations(logging.Filter):
+    """Drops TensorFlow's "X is deprecated and will be removed" records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.module != "deprecation"
+
+
+def quiet_python_warnings() -> None:
+    """TensorFlow's deprecation records and Python's DeprecationWarnings off.
+
+    Warnings options given with `-W` or PYTHONWARNINGS win: then only
+    TensorFlow's logger is filtered.
+    """
+    logging.getLogger("tensorflow").addFilter(_DropDeprecations())
+    if not sys.warnoptions:
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+
+
+def show_own_info_logs() -> None:
+    """This project's INFO logs to stderr (for --verbose); TensorFlow's logger is left alone."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname).1s %(name)s] %(message)s"))
+    # "__main__": the program's own module, when run as a script.
+    for name in ("tensorflow_serving", "__main__"):
+        own = logging.getLogger(name)
+        own.addHandler(handler)
+        own.setLevel(logging.INFO)
+
+
+def start(argv: Sequence[str], environ: MutableMapping[str, str]) -> None:
+    """Applies the policy of the module doc for a program run with `argv` (without argv[0]).
+
+    A `TF_CPP_MIN_LOG_LEVEL` set here is removed again once tensorflow is
+    imported (TensorFlow has read it by then), so processes this one starts,
+    such as a server a test runs, log as they would have.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    if verbose_requested(argv):
+        show_own_info_logs()
+        return
+    user_value = environ.get(LEVEL_VARIABLE)
+    level = min_log_level(user_value)
+    if user_value is None or not user_value.strip():
+        environ[LEVEL_VARIABLE] = str(level)
+    try:
+        import_tensorflow(level)
+    finally:
+        if user_value is None:
+            environ.pop(LEVEL_VARIABLE, None)
+        else:
+            environ[LEVEL_VARIABLE] = user_value
+    quiet_python_warnings()
+
+
+start(sys.argv[1:], os.environ)
