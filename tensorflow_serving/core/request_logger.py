@@ -1,4 +1,4 @@
-"""Request logging: a model's sampled Predict requests and answers, as PredictionLog records.
+"""Request logging: a model's sampled requests and answers, as PredictionLog records.
 
 Upstream's core/request_logger.h and server_request_logger.h name the
 parts: a RequestLogger per model (`logging_config` in its ModelConfig:
@@ -11,15 +11,20 @@ a new version with real traffic).
 
 On the request path a logger costs a dict lookup and a random draw, and for
 a sampled request one append to a bounded queue: the protos are built on
-the collector's thread from the arrays the request already had.
+the collector's thread from the arrays the request already had. Predict is
+logged as `predict_log`; Classify, Regress and MultiInference, as upstream
+logs them, as `classify_log`, `regress_log` and `multi_inference_log` with
+the request and response protos as they were sent.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +34,31 @@ from tensorflow_serving.util import status, tensor_codec
 
 # Collector types we write; upstream leaves the type to a registered factory.
 COLLECTOR_TYPES = ("", "tfrecord")
+# PredictionLog's fields for the request kinds logged as protos.
+CLASSIFY_LOG = "classify_log"
+REGRESS_LOG = "regress_log"
+MULTI_INFERENCE_LOG = "multi_inference_log"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ExamplesRecord:
+    """A Classify, Regress or MultiInference request and its response, to be logged.
+
+    `kind` is the PredictionLog field (CLASSIFY_LOG, ...). The protos are
+    serialized later, on the collector's thread: neither may change after.
+    """
+
+    kind: str
+    request: Any
+    response: Any
+
+    @property
+    def signature_name(self) -> str:
+        """The signature that answered, as the response names it (a MultiInference's first task)."""
+        response = self.response
+        if self.kind == MULTI_INFERENCE_LOG:
+            return response.results[0].model_spec.signature_name if response.results else ""
+        return response.model_spec.signature_name
 
 
 def validate(model_name: str, config) -> None:
@@ -77,15 +107,37 @@ class RequestLogger:
             (model_name, version, signature_name, inputs, outputs, time.time(), self.config)
         )
 
+    def log(self, model_name: str, version: int, record: tuple | ExamplesRecord) -> bool:
+        """Queues what a request's Work.logged gave: an ExamplesRecord, or a Predict's
+        (signature_name, inputs, outputs). Never blocks; False if the queue was full."""
+        if isinstance(record, ExamplesRecord):
+            return self.collector.collect((model_name, version, record, time.time(), self.config))
+        return self.log_predict(model_name, version, *record)
+
+
+def encode_log(item: tuple) -> bytes:
+    """A queued request (RequestLogger.log or log_predict) as a serialized PredictionLog."""
+    if isinstance(item[2], ExamplesRecord):
+        return encode_examples_log(item)
+    return encode_predict_log(item)
+
+
+def encode_examples_log(item: tuple) -> bytes:
+    """A queued Classify, Regress or MultiInference as a serialized PredictionLog."""
+    model_name, version, record, when, config = item
+    log = prediction_log_pb2.PredictionLog()
+    _fill_metadata(log.log_metadata, model_name, version, record.signature_name, when, config)
+    entry = getattr(log, record.kind)
+    entry.request.CopyFrom(record.request)
+    entry.response.CopyFrom(record.response)
+    return log.SerializeToString()
+
 
 def encode_predict_log(item: tuple) -> bytes:
     """A queued Predict (RequestLogger.log_predict) as a serialized PredictionLog."""
     model_name, version, signature_name, inputs, outputs, when, config = item
     log = prediction_log_pb2.PredictionLog()
-    metadata = log.log_metadata
-    _fill_spec(metadata.model_spec, model_name, version, signature_name)
-    metadata.sampling_config.CopyFrom(config.sampling_config)
-    metadata.timestamp_secs = int(when)
+    _fill_metadata(log.log_metadata, model_name, version, signature_name, when, config)
     request = log.predict_log.request
     _fill_spec(request.model_spec, model_name, version, signature_name)
     for alias, array in inputs.items():
@@ -95,6 +147,14 @@ def encode_predict_log(item: tuple) -> bytes:
     for alias, array in outputs.items():
         tensor_codec.to_tensor_proto(np.asarray(array), response.outputs[alias])
     return log.SerializeToString()
+
+
+def _fill_metadata(
+    metadata, name: str, version: int, signature_name: str, when: float, config
+) -> None:
+    _fill_spec(metadata.model_spec, name, version, signature_name)
+    metadata.sampling_config.CopyFrom(config.sampling_config)
+    metadata.timestamp_secs = int(when)
 
 
 def _fill_spec(spec, name: str, version: int, signature_name: str) -> None:
@@ -134,7 +194,7 @@ class ServerRequestLogger:
                     current[name] = kept
                 collector = LogCollector(
                     config.log_collector_config.filename_prefix,
-                    encode_predict_log,
+                    encode_log,
                     **self._collector_options,
                 )
                 loggers[name] = RequestLogger(config, collector)

@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tensorflow_serving.apis import prediction_log_pb2
+from tensorflow_serving.apis import (
+    classification_pb2,
+    inference_pb2,
+    prediction_log_pb2,
+    regression_pb2,
+)
 from tensorflow_serving.config import logging_config_pb2, model_server_config_pb2
 from tensorflow_serving.core import log_collector, request_logger
 from tensorflow_serving.test_util import testing
@@ -52,6 +57,64 @@ def test_a_logged_predict_is_a_prediction_log_with_request_and_answer(tmp_path):
     np.testing.assert_array_equal(tensor_codec.to_ndarray(response.outputs["y"]), x * 2)
     assert log.log_metadata.model_spec.name == "m"
     assert log.log_metadata.sampling_config.sampling_rate == 1.0
+    servers.close()
+
+
+def examples_exchange(kind):
+    """A request and response of `kind` as a server would have them, signature 'sig'."""
+    if kind == request_logger.CLASSIFY_LOG:
+        request = classification_pb2.ClassificationRequest()
+        response = classification_pb2.ClassificationResponse()
+        response.result.classifications.add().classes.add(label="a", score=0.5)
+    elif kind == request_logger.REGRESS_LOG:
+        request = regression_pb2.RegressionRequest()
+        response = regression_pb2.RegressionResponse()
+        response.result.regressions.add(value=4.0)
+    else:
+        request = inference_pb2.MultiInferenceRequest()
+        request.tasks.add().model_spec.name = "m"
+        response = inference_pb2.MultiInferenceResponse()
+        result = response.results.add()
+        result.regression_result.regressions.add(value=4.0)
+        spec = result.model_spec
+    if kind != request_logger.MULTI_INFERENCE_LOG:
+        request.model_spec.name = "m"
+        spec = response.model_spec
+    spec.name, spec.version.value, spec.signature_name = "m", 3, "sig"
+    request.input.example_list.examples.add().features.feature["x"].float_list.value.append(2)
+    return request, response
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [request_logger.CLASSIFY_LOG, request_logger.REGRESS_LOG, request_logger.MULTI_INFERENCE_LOG],
+)
+def test_classify_regress_and_multi_inference_are_logged_as_their_protos(tmp_path, kind):
+    servers = request_logger.ServerRequestLogger()
+    servers.update([model("m", logging_config(tmp_path / "m", rate=0.75))])
+    logger = servers.logger("m")
+    request, response = examples_exchange(kind)
+    assert logger.log("m", 3, request_logger.ExamplesRecord(kind, request, response))
+    servers.flush()
+    (log,) = records(logger.collector.files)
+    assert log.WhichOneof("log_type") == kind
+    assert getattr(log, kind).request == request
+    assert getattr(log, kind).response == response
+    spec = log.log_metadata.model_spec
+    assert (spec.name, spec.version.value, spec.signature_name) == ("m", 3, "sig")
+    assert log.log_metadata.sampling_config.sampling_rate == 0.75
+    assert log.log_metadata.timestamp_secs > 0
+    servers.close()
+
+
+def test_log_takes_a_predicts_record_too(tmp_path):
+    servers = request_logger.ServerRequestLogger()
+    servers.update([model("m", logging_config(tmp_path / "m"))])
+    x = np.array([1.0], np.float32)
+    assert servers.logger("m").log("m", 1, ("serving_default", {"x": x}, {"y": x}))
+    servers.flush()
+    (log,) = records(servers.logger("m").collector.files)
+    assert log.WhichOneof("log_type") == "predict_log"
     servers.close()
 
 

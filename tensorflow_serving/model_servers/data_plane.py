@@ -89,9 +89,10 @@ class Work:
         """The answer, from start()'s result (encoded for the transport)."""
         return value
 
-    def logged(self, value: Any) -> tuple[str, Any, Any] | None:
-        """(signature name, inputs, outputs) for the request log, from start()'s result;
-        None: this kind of request is not logged. Called only for sampled requests."""
+    def logged(self, value: Any) -> Any:
+        """What the request log keeps, from start()'s result: a Predict's (signature name,
+        inputs, outputs) or a request_logger.ExamplesRecord; None: this kind of request is
+        not logged. Called only for sampled requests."""
         return None
 
 
@@ -259,7 +260,7 @@ class DataPlane:
             return
         record = work.logged(value)
         if record is not None:
-            logger.log_predict(handle.name, handle.version, *record)
+            logger.log(handle.name, handle.version, record)
 
     def _settle(
         self,

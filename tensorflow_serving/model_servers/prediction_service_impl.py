@@ -9,6 +9,9 @@ on failure.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import grpc
 
 from tensorflow_serving.apis import (
@@ -20,6 +23,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
     regression_pb2,
 )
+from tensorflow_serving.core import request_logger
 from tensorflow_serving.core.servable_handle import ServableHandle
 from tensorflow_serving.model_servers.data_plane import Call, DataPlane, SyncWork, Work
 from tensorflow_serving.servables.tensorflow import (
@@ -79,6 +83,26 @@ class PredictWork(Work):
         )
 
 
+class ExamplesWork(SyncWork):
+    """A Classify, Regress or MultiInference request: `run(handle)` answers it; a sampled
+    one is logged (logging_config) as the request and response, under `log_kind`."""
+
+    def __init__(
+        self,
+        run: Callable[[ServableHandle], Any],
+        request: Any,
+        log_kind: str,
+        check: Callable[[], None] | None = None,
+    ):
+        super().__init__(run, check)
+        self._request = request
+        self._log_kind = log_kind
+        self.example_count = servable_util.num_input_examples(request.input)
+
+    def logged(self, value) -> request_logger.ExamplesRecord:
+        return request_logger.ExamplesRecord(self._log_kind, self._request, value)
+
+
 def grpc_call(api: str, model_spec: model_pb2.ModelSpec, context: grpc.ServicerContext) -> Call:
     """A Call with the client's deadline."""
     return Call(api, model_spec, request_deadline.after(context.time_remaining()))
@@ -111,23 +135,30 @@ class PredictionServiceImpl(prediction_service_pb2_grpc.PredictionServiceService
 
     def Classify(self, request: classification_pb2.ClassificationRequest, context):
         call = grpc_call("Classify", request.model_spec, context)
-        work = SyncWork(lambda handle: classifier.classify_response(handle, request))
-        work.example_count = servable_util.num_input_examples(request.input)
+        work = ExamplesWork(
+            lambda handle: classifier.classify_response(handle, request),
+            request,
+            request_logger.CLASSIFY_LOG,
+        )
         return self._plane.serve(call, work)
 
     def Regress(self, request: regression_pb2.RegressionRequest, context):
         call = grpc_call("Regress", request.model_spec, context)
-        work = SyncWork(lambda handle: regressor.regress_response(handle, request))
-        work.example_count = servable_util.num_input_examples(request.input)
+        work = ExamplesWork(
+            lambda handle: regressor.regress_response(handle, request),
+            request,
+            request_logger.REGRESS_LOG,
+        )
         return self._plane.serve(call, work)
 
     def MultiInference(self, request: inference_pb2.MultiInferenceRequest, context):
         spec = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
-        work = SyncWork(
+        work = ExamplesWork(
             lambda handle: multi_inference.multi_inference_response(handle, request),
+            request,
+            request_logger.MULTI_INFERENCE_LOG,
             check=lambda: multi_inference.check_tasks(request),
         )
-        work.example_count = servable_util.num_input_examples(request.input)
         return self._plane.serve(grpc_call("MultiInference", spec, context), work)
 
     def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context):

@@ -15,7 +15,8 @@ import weakref
 import orjson
 from google.protobuf import json_format
 
-from tensorflow_serving.apis import get_model_metadata_pb2
+from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, regression_pb2
+from tensorflow_serving.core import request_logger
 from tensorflow_serving.core.servable_handle import ServableHandle
 from tensorflow_serving.model_servers.data_plane import Call, DataPlane, Work
 from tensorflow_serving.model_servers.rest.routes import (
@@ -147,14 +148,20 @@ class PredictWork(Work):
 
 
 class ExamplesWork(Work):
-    """A :classify or :regress body: tf.Examples in, results as JSON; runs on `runner`."""
+    """A :classify or :regress body: tf.Examples in, results as JSON; runs on `runner`.
 
-    def __init__(self, api: str, body: bytes, max_decoded_bytes: int = 0):
-        self._api = api
+    A sampled one is logged (logging_config) as the gRPC request and response
+    it amounts to, as a Classify or Regress over gRPC is.
+    """
+
+    def __init__(self, route: Route, body: bytes, max_decoded_bytes: int = 0):
+        self._route = route
+        self._api = route.api
         self._body = body
         self._max_decoded_bytes = max_decoded_bytes
         self._requested = ""
         self._input = None
+        self._result = None
 
     def check(self) -> None:
         document = json_body.loads_object(self._body, self._max_decoded_bytes)
@@ -173,7 +180,23 @@ class ExamplesWork(Work):
             result, key = regressor.regress(handle, self._requested, self._input)
             answer = json_response.regression_response_json(result)
         self.signature_name = key
+        self._result = (result, handle.name, handle.version)
         return RestResponse(200, answer, version=str(handle.version), signature_name=key)
+
+    def logged(self, value: RestResponse) -> request_logger.ExamplesRecord:
+        result, name, version = self._result
+        if self._api == CLASSIFY:
+            kind = request_logger.CLASSIFY_LOG
+            request = classification_pb2.ClassificationRequest(input=self._input)
+            response = classification_pb2.ClassificationResponse(result=result)
+        else:
+            kind = request_logger.REGRESS_LOG
+            request = regression_pb2.RegressionRequest(input=self._input)
+            response = regression_pb2.RegressionResponse(result=result)
+        request.model_spec.CopyFrom(self._route.model_spec())
+        request.model_spec.signature_name = self._requested
+        predict_util.fill_model_spec(response.model_spec, name, version, self.signature_name)
+        return request_logger.ExamplesRecord(kind, request, response)
 
 
 class MetadataWork(Work):
@@ -291,7 +314,7 @@ class HttpRestApiHandler:
         if route.api == PREDICT:
             return PredictWork(body, self._max_decoded_bytes)
         if route.api in (CLASSIFY, REGRESS):
-            return ExamplesWork(route.api, body, self._max_decoded_bytes)
+            return ExamplesWork(route, body, self._max_decoded_bytes)
         if route.api == METADATA:
             return MetadataWork(route)
         raise ValueError(f"{route.api} does not use a model version")
