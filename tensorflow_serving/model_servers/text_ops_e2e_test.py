@@ -3,9 +3,13 @@
 The model (testdata/export_text_model.py) runs WhitespaceTokenizer and
 FastWordpieceTokenizer ops, which only load in a process that registered TF
 Text's ops; the server does so at start, as the stock binary links them in.
-It is served beside half_plus_two from one --model_config_file.
+It is served from one --model_config_file, with --prefer_tflite_model, beside
+half_plus_two (a SavedModel) and a TensorFlow Lite model (a version holding
+only model.tflite, which only the TFLite runtime can serve); all three
+answer over gRPC and REST.
 """
 
+import os
 import sys
 
 import numpy as np
@@ -13,6 +17,7 @@ import pytest
 
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two as hp
+from tensorflow_serving.servables.tensorflow.testdata import export_tflite
 from tensorflow_serving.servables.tensorflow.testdata.export_text_model import export_text_model
 from tensorflow_serving.test_util import testing
 from tensorflow_serving.test_util.model_server_process import RunningServer
@@ -22,6 +27,7 @@ CONFIG = """
 model_config_list {
   config { name: "text" base_path: "%(base)s/text" model_platform: "tensorflow" }
   config { name: "hp" base_path: "%(base)s/hp" model_platform: "tensorflow" }
+  config { name: "lite" base_path: "%(base)s/lite" model_platform: "tensorflow" }
 }
 """
 SENTENCES = ["serving the models", "tensorflow"]
@@ -34,9 +40,12 @@ def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("models")
     export_text_model(str(base / "text" / "1"))
     hp.export_half_plus_two_tf2(str(base / "hp"), 1)
+    lite = export_tflite.export(str(base / "lite"), 2, export_tflite.half_plus_two_with_signature())
+    assert os.listdir(lite) == ["model.tflite"], "no SavedModel for TensorFlow to fall back on"
     config = base / "models.config"
     config.write_text(CONFIG % {"base": base})
-    running = RunningServer(base, "text", [f"--model_config_file={config}"])
+    flags = [f"--model_config_file={config}", "--prefer_tflite_model"]
+    running = RunningServer(base, "text", flags)
     with running.serving():
         yield running
 
@@ -74,6 +83,23 @@ def test_text_model_answers_rest_predict(server):
 def test_other_models_serve_beside_it(server):
     code, body = server.json("POST", "/v1/models/hp:predict", {"instances": [1.0, 2.0]})
     assert (code, body) == (200, {"predictions": [2.5, 3.0]})
+
+
+def test_the_tflite_model_answers_grpc_predict_beside_it(server):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "lite"
+    tensor_codec.to_tensor_proto(np.array([[1.0], [2.0]], np.float32), request.inputs["x"])
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(server.channel)
+    response = stub.Predict(request, timeout=30)
+    assert tensor_codec.to_ndarray(response.outputs["y"]).tolist() == [[2.5], [3.0]]
+    assert response.model_spec.version.value == 2
+
+
+def test_the_tflite_model_answers_rest_predict_beside_it(server):
+    code, body = server.json("POST", "/v1/models/lite:predict", {"instances": [[1.0], [2.0]]})
+    assert (code, body) == (200, {"predictions": [[2.5], [3.0]]})
+    code, body = server.json("GET", "/v1/models/lite")
+    assert code == 200 and body["model_version_status"][0]["state"] == "AVAILABLE", body
 
 
 if __name__ == "__main__":
