@@ -309,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
         datefmt="%Y-%m-%d %H:%M:%S",
         stream=sys.stderr,
     )
+    # TensorFlow, imported before this, gave its logger a handler of its own:
+    # each of its records would print twice, once in its format and once in ours.
+    logging.getLogger("tensorflow").handlers.clear()
     open_files.raise_to_hard_limit()  # a supervisor's workers inherit the raised limit
     if options.num_server_processes != 1:
         return supervisor.Supervisor(options, argv).run()

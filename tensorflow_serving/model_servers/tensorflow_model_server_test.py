@@ -99,6 +99,12 @@ def error_of(call, request):
     return raised.value.code(), raised.value.details()
 
 
+def test_tensorflows_log_records_print_once_in_the_servers_format(server):
+    log = server.log_path.read_text()
+    assert "I tensorflow] Restoring parameters from" in log, "the TF1 models' Saver restores"
+    assert "INFO:tensorflow:" not in log, "not a second time in TensorFlow's own format"
+
+
 def test_every_server_thread_runs_under_sched_batch(server):
     """--cpu_scheduling_policy defaults to batch, for gRPC's and TensorFlow's threads too."""
     predict_stub(server).Predict(predict_request("tf1", [[1.0]]))  # TF threads exist by now
