@@ -1,8 +1,7 @@
 """classifier_graph trains any ClassifierGraph and measures it with its own ops."""
 
-import sys
-
 import dataclasses
+import sys
 
 import numpy as np
 import pytest
