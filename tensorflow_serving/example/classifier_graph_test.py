@@ -11,11 +11,15 @@ from tensorflow_serving.example import classifier_graph, mnist_input_data, mnist
 from tensorflow_serving.test_util import testing
 
 
-def test_train_calls_on_step_after_every_step_and_learns(tmp_path):
+def synthetic_data(tmp_path) -> mnist_input_data.DataSets:
     mnist_input_data.write_synthetic_data_sets(str(tmp_path), num_train=300, num_test=100)
-    data = mnist_input_data.read_data_sets(
+    return mnist_input_data.read_data_sets(
         str(tmp_path), one_hot=True, validation_size=0, source_url=None
     )
+
+
+def test_train_calls_on_step_after_every_step_and_learns(tmp_path):
+    data = synthetic_data(tmp_path)
     steps = []
     with tf.Graph().as_default(), tf.Session() as sess:
         model = mnist_softmax.build_softmax()
@@ -33,10 +37,7 @@ def test_train_calls_on_step_after_every_step_and_learns(tmp_path):
 
 
 def test_progress_gets_each_step_with_its_falling_training_loss(tmp_path):
-    mnist_input_data.write_synthetic_data_sets(str(tmp_path), num_train=300, num_test=100)
-    data = mnist_input_data.read_data_sets(
-        str(tmp_path), one_hot=True, validation_size=0, source_url=None
-    )
+    data = synthetic_data(tmp_path)
     reports = []
     with tf.Graph().as_default(), tf.Session() as sess:
         model = mnist_softmax.build_softmax()
