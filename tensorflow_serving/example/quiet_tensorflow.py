@@ -17,9 +17,10 @@ So importing this module, before anything imports tensorflow:
   DeprecationWarnings (unless `-W`/`PYTHONWARNINGS` asked for warnings).
 
 `--verbose` on the command line (see `add_verbose_flag`) turns all of that
-off and shows this project's own INFO logs too. Once tensorflow is imported
-the module does nothing: a test process that imports a chapter module keeps
-its logging as it was.
+off and shows this project's own INFO logs too. If tensorflow is already
+imported the module does nothing. A process that imports a chapter module
+before tensorflow (a test, say) gets the same quiet import; the variable is
+not left set, so the processes it starts (a server) log as they would.
 
 Threads: runs at import time, on the importing thread, before other threads
 exist; the fd swap would lose other threads' stderr lines otherwise.
