@@ -249,6 +249,19 @@ class _Histograms(Collector):
             buckets[bucket] += 1
             self._sums[labels] += value
 
+    def record_all(self, labels: tuple, values) -> None:
+        """record() of each of `values` under `labels`, taking the lock once (a batch's tasks)."""
+        bounds = self._bounds
+        found = [bisect.bisect_left(bounds, value) for value in values]
+        with self._lock:
+            buckets = self._buckets.get(labels)
+            if buckets is None:
+                buckets = self._buckets[labels] = [0] * (len(bounds) + 1)
+                self._sums[labels] = 0.0
+            for bucket in found:
+                buckets[bucket] += 1
+            self._sums[labels] += sum(values)
+
     def collect(self):
         with self._lock:
             buckets = {labels: list(tally) for labels, tally in self._buckets.items()}
@@ -570,15 +583,14 @@ class ServingMetrics:
             return
         model = self._model_label(model_name)
         labels = (model, BATCHING_SESSION_OP)
-        for size in input_sizes:
-            self._input_batch.record(labels, size)
+        self._input_batch.record_all(labels, input_sizes)
         self._processed_batch.record(labels, batch_size)
         self._padding.record(
             (model, str(batch_size), BATCHING_SESSION_OP), batch_size - sum(input_sizes)
         )
-        queuing = (BATCHING_SESSION_OP, model)
-        for seconds in queued_seconds:
-            self._queuing.record(queuing, max(0.0, seconds) * 1e6)
+        self._queuing.record_all(
+            (BATCHING_SESSION_OP, model), [max(0.0, seconds) * 1e6 for seconds in queued_seconds]
+        )
 
     # -- The page ---------------------------------------------------------------
 

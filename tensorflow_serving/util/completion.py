@@ -141,21 +141,27 @@ class Completion:
 
     def set_result(self, result: Any) -> None:
         """Finishes it with `result`. Raises InvalidStateError if it is already done."""
-        self._settle(result, None)
-
-    def set_exception(self, error: BaseException) -> None:
-        """Finishes it with `error`. Raises InvalidStateError if it is already done."""
-        self._settle(None, error)
-
-    def _settle(self, result: Any, error: BaseException | None) -> None:
         with self._lock:
             if self._state >= _CANCELLED:
                 raise InvalidStateError(f"Completion already {_NAMES[self._state]}")
-            self._result, self._error = result, error
+            self._result = result
             self._state = _FINISHED
             callbacks, self._callbacks = self._callbacks, None
             event = self._event
-        _wake_readers(self, callbacks, event)
+        if event is not None or callbacks is not None:
+            _wake_readers(self, callbacks, event)
+
+    def set_exception(self, error: BaseException) -> None:
+        """Finishes it with `error`. Raises InvalidStateError if it is already done."""
+        with self._lock:
+            if self._state >= _CANCELLED:
+                raise InvalidStateError(f"Completion already {_NAMES[self._state]}")
+            self._error = error
+            self._state = _FINISHED
+            callbacks, self._callbacks = self._callbacks, None
+            event = self._event
+        if event is not None or callbacks is not None:
+            _wake_readers(self, callbacks, event)
 
     def _wait(self, timeout: float | None) -> None:
         with self._lock:
@@ -192,7 +198,10 @@ def _wake_readers(
         event.set()
     if callbacks is not None:
         for fn in callbacks:
-            _call_back(fn, completion)
+            try:
+                fn(completion)
+            except Exception:
+                _LOG.exception("A completion's callback %r raised", fn)
 
 
 def _call_back(fn: Callable[[Completion], Any], completion: Completion) -> None:
