@@ -33,7 +33,7 @@ def test_string_bomb_is_a_predict_request_of_empty_strings_for_a_float_input():
 def test_attackers_refuse_hosts_off_loopback():
     stop = threading.Event()
     with pytest.raises(ValueError, match="loopback"):
-        hostile_clients.header_flood("192.0.2.1", 80, 1 << 20, stop, None)
+        hostile_clients.header_flood("192.0.2.1", 80, 1 << 20, 0, stop, None)
     with pytest.raises(ValueError, match="loopback"):
         hostile_clients.idle_connections("192.0.2.1", 80, 1, stop, None)
 
@@ -53,7 +53,7 @@ def test_header_flood_counts_the_refusals_of_a_server_that_answers_431():
         thread = threading.Thread(target=server)
         thread.start()
         reports = multiprocessing.get_context("spawn").Queue()
-        hostile_clients.header_flood("127.0.0.1", port, 8 << 20, stop, reports)
+        hostile_clients.header_flood("127.0.0.1", port, 8 << 20, 0, stop, reports)
         thread.join(10)
         kind, attempts, refused, _ = reports.get(timeout=10)
     assert (kind, attempts, refused) == ("header", 1, 1)

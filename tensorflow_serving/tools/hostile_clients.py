@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import resource
+import selectors
 import socket
 import time
 
@@ -20,6 +21,8 @@ from tensorflow_serving.util import proto_wire
 from tensorflow_serving.util.proto_wire import LENGTH_DELIMITED, VARINT
 
 _CHUNK = 1 << 20
+# Connections an idle attacker starts at once (the server's accept backlog is larger).
+_CONNECT_BATCH = 512
 DT_FLOAT = 1
 
 
@@ -33,9 +36,10 @@ def big_header_head(host: str, port: int) -> bytes:
     return f"GET /v1/models/x HTTP/1.1\r\nHost: {host}:{port}\r\nX-Big: ".encode()
 
 
-def header_flood(host: str, port: int, header_bytes: int, stop, report) -> None:
-    """Sends one `header_bytes` header after another until `stop` is set; reports
-    ("header", attempts, answers that began 'HTTP/1.1 4', bytes the server took).
+def header_flood(host: str, port: int, header_bytes: int, per_second: float, stop, report) -> None:
+    """Sends one `header_bytes` header after another until `stop` is set, starting at
+    most `per_second` of them a second (0: back to back); reports ("header",
+    attempts, answers that began 'HTTP/1.1 4', bytes the kernel took).
 
     Each attempt opens a connection, writes the head and up to `header_bytes`
     of header value as fast as the server reads, then reads what the server
@@ -44,7 +48,10 @@ def header_flood(host: str, port: int, header_bytes: int, stop, report) -> None:
     _check_loopback(host)
     attempts = refused = taken = 0
     filler = b"a" * _CHUNK
-    while not stop.is_set():
+    period = 1 / per_second if per_second > 0 else 0.0
+    next_start = time.monotonic()
+    while not stop.wait(max(0.0, next_start - time.monotonic())):
+        next_start += period
         attempts += 1
         with socket.create_connection((host, port), timeout=10) as sock:
             sent = 0
@@ -84,19 +91,43 @@ def idle_connections(host: str, port: int, count: int, stop, report) -> None:
     held: list[socket.socket] = []
     failed = 0
     started = time.monotonic()
-    for _ in range(count):
+    for first in range(0, count, _CONNECT_BATCH):
         if stop.is_set():
             break
-        try:
-            held.append(socket.create_connection((host, port), timeout=5))
-        except OSError:
-            failed += 1
+        batch = _connect_batch(host, port, min(_CONNECT_BATCH, count - first))
+        held += batch
+        failed += min(_CONNECT_BATCH, count - first) - len(batch)
     report.put(("idle-held", len(held), failed, time.monotonic() - started))
     stop.wait()
     still_open = sum(1 for sock in held if _open(sock))
     for sock in held:
         sock.close()
     report.put(("idle-closed", still_open))
+
+
+def _connect_batch(host: str, port: int, count: int) -> list[socket.socket]:
+    """`count` connections started at once (non-blocking); the ones that connected within 10 s."""
+    pending: list[socket.socket] = []
+    for _ in range(count):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.connect_ex((host, port))
+        pending.append(sock)
+    connected = []
+    with selectors.DefaultSelector() as selector:
+        for sock in pending:
+            selector.register(sock, selectors.EVENT_WRITE)
+        deadline = time.monotonic() + 10
+        while len(selector.get_map()) and time.monotonic() < deadline:
+            for key, _ in selector.select(timeout=max(0.0, deadline - time.monotonic())):
+                selector.unregister(key.fileobj)
+                if key.fileobj.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                    connected.append(key.fileobj)
+                else:
+                    key.fileobj.close()
+        for key in list(selector.get_map().values()):
+            key.fileobj.close()
+    return connected
 
 
 def _open(sock: socket.socket) -> bool:
