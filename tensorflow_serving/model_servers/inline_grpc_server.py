@@ -14,8 +14,11 @@ What it promises:
   it (a `status.ServingError` sets the call's code and details).
 - With `maximum_concurrent_rpcs`, a call beyond that many in flight gets
   RESOURCE_EXHAUSTED at once.
-- `stop(grace)` refuses new calls at once and cancels the calls still running
-  after `grace` seconds; the event it returns is set once every call ended.
+- `drain(grace)` refuses every call gRPC hands over from then on with
+  UNAVAILABLE, lets the calls already handled finish (cancelling those still
+  running after `grace` seconds), and goes on accepting and refusing until
+  the process ends or stop() is called. `stop(grace)` drains, then shuts gRPC
+  core down; the event it returns is set once every call ended.
 - Methods named in `control_methods` (status, metadata, reload, health) are
   answered while `num_threads` handlers of other methods run (a model each,
   say), and the concurrency limit does not refuse them.
@@ -36,6 +39,15 @@ Why: grpcio's stock server hands every call from its polling thread to a pool
 thread and back. Running the handler where the request arrived removes those
 hand-offs, which cost a small call more than the rest of its Python
 (docs/performance/2026-11-27-grpc-transport.md).
+
+Why drain before gRPC core's shutdown: once the core's shutdown has begun, it
+cancels (CANCELLED, not UNAVAILABLE) every call it has received but not yet
+handed to a request for calls, and every call that reaches it later on a
+connection whose client has not yet seen the GOAWAY; no code of ours sees
+them. While draining, the server keeps asking for calls, so the core hands
+every call over and it is refused UNAVAILABLE here. A process that exits
+after the drain (the model server on SIGTERM) never shuts the core down, and
+the exit closes the connections, which clients see as UNAVAILABLE too.
 
 Private API: this is the one module of the server that uses grpcio's private
 Cython layer, `grpc._cython.cygrpc` (and `grpc.ServerCredentials._credentials`),
@@ -83,6 +95,8 @@ _OK = grpc.StatusCode.OK
 # Threads beyond num_threads with control methods: two, so that a reload waiting
 # for its models still leaves one to answer the others.
 CONTROL_THREADS = 2
+# The details of a call refused while the server drains.
+SHUTTING_DOWN = "The server is shutting down: the call was not run; retry it on another server"
 
 # The members of grpcio's private cygrpc classes this module uses on their
 # instances (names used as `cygrpc.Name` or `cygrpc.Name.member` are found in
@@ -144,6 +158,8 @@ class _Rpc(grpc.ServicerContext):
         self.finished = False
         self.cancelled = False
         self.close_requested = False
+        # Handed to a handler (not refused): counted until it ends, for drain().
+        self.admitted = False
         self.handler: grpc.RpcMethodHandler | None = None
 
     # --- replies (started from whichever thread finished the work) ---
@@ -212,7 +228,7 @@ class _Rpc(grpc.ServicerContext):
                 callback()
             except Exception:
                 _LOG.exception("gRPC call-end callback failed")
-        self._server._rpc_ended()
+        self._server._rpc_ended(self)
 
     # --- grpc.ServicerContext ---
 
@@ -349,7 +365,10 @@ class InlineGrpcServer:
         self._handling_lock = threading.Lock()
         self._lock = threading.Lock()
         self._active_rpcs = 0
-        self._stage = "new"  # new -> started -> stopping -> stopped
+        # Calls handed to a handler (not refused) that have not ended yet.
+        self._admitted: set[_Rpc] = set()
+        self._stage = "new"  # new -> started -> draining -> stopping -> stopped
+        self._drained = threading.Event()
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
         # Threads in the completion queue (at most _MAX_POLLERS), and the others,
@@ -389,31 +408,69 @@ class InlineGrpcServer:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self, grace: float | None) -> threading.Event:
-        """Refuses new calls now; cancels the ones still running after `grace` seconds."""
+    def drain(self, grace: float | None) -> threading.Event:
+        """Refuses every call handed over from now on (UNAVAILABLE) while the calls
+        already handled finish; cancels those still running after `grace` seconds
+        (None or <= 0: at once).
+
+        The event it returns is set once the handled calls have all ended, or
+        were cancelled. The server goes on accepting connections and refusing
+        calls until stop(): a process that exits next need not call it (see
+        the module's docstring). Any thread, any number of times.
+        """
         with self._lock:
             if self._stage == "new":
                 self._stage = "stopped"
+                self._drained.set()
                 self._stopped.set()
-            if self._stage == "started":
-                self._stage = "stopping"
-                self._server.shutdown(self._cq, self._on_shutdown)
-            if self._stage == "stopping" and (grace is None or grace <= 0):
-                self._server.cancel_all_calls()
-        if grace is not None and grace > 0 and not self._stopped.is_set():
+            if self._stage != "started":
+                return self._drained
+            self._stage = "draining"
+            if not self._admitted:
+                self._drained.set()
+        if grace is None or grace <= 0:
+            self._cancel_admitted()
+        elif not self._drained.is_set():
             threading.Thread(target=self._cancel_after, args=(grace,), daemon=True).start()
+        return self._drained
+
+    def stop(self, grace: float | None) -> threading.Event:
+        """Drains (see drain()), then shuts gRPC core down; the event it returns is set
+        once the core has ended every call and connection."""
+        drained = self.drain(grace)
+        if drained.is_set():
+            self._shut_down_core()
+        elif not self._stopped.is_set():
+            threading.Thread(target=self._shut_down_once_drained, daemon=True).start()
         return self._stopped
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
         return self._stopped.wait(timeout)
 
+    def _shut_down_once_drained(self) -> None:
+        self._drained.wait()
+        self._shut_down_core()
+
+    def _shut_down_core(self) -> None:
+        with self._lock:
+            if self._stage == "draining":
+                self._stage = "stopping"
+                self._server.shutdown(self._cq, self._on_shutdown)
+
     def _cancel_after(self, grace: float) -> None:
-        # Under the lock, and only while stopping: the shutdown event destroys the
-        # C server, and touching it afterwards would crash the process.
-        if not self._stopped.wait(grace):
-            with self._lock:
-                if self._stage == "stopping":
-                    self._server.cancel_all_calls()
+        if not self._drained.wait(grace):
+            self._cancel_admitted()
+
+    def _cancel_admitted(self) -> None:
+        """Cuts off every call still running (UNAVAILABLE, in gRPC's words for a
+        shutdown's cancellation); the drain ends."""
+        # Under the lock, and only before the shutdown event: it destroys the
+        # C server, and touching a call afterwards would crash the process.
+        with self._lock:
+            if self._stage in ("draining", "stopping"):
+                for rpc in self._admitted:
+                    rpc.call.cancel(cygrpc.StatusCode.unavailable, b"Cancelling all calls")
+        self._drained.set()
 
     def _on_shutdown(self, event) -> None:
         """Every call has ended: let the pollers go, and the waiters of stop()."""
@@ -491,16 +548,21 @@ class InlineGrpcServer:
     def _ignore(self, event) -> None:
         pass
 
-    def _rpc_ended(self) -> None:
+    def _rpc_ended(self, rpc: _Rpc) -> None:
         with self._lock:
             self._active_rpcs -= 1
+            if rpc.admitted:
+                self._admitted.discard(rpc)
+                if not self._admitted and self._stage != "started":
+                    self._drained.set()
 
     def _on_new_call(self, event) -> None:
         """A call gRPC matched to our request: serve it, and ask for the next one.
 
-        A call matched before stop() but seen after it is served like any
-        call in flight: dropping it would leave the client waiting until the
-        grace ended, or CANCELLED when the dropped call object is collected.
+        Once draining, every call seen is refused UNAVAILABLE, also one gRPC
+        received before drain() began: nothing of it has run, and a client may
+        retry it elsewhere. The next call is asked for until the core's
+        shutdown, so that gRPC core never holds a call it would cancel.
         A control method's call is not refused by the concurrency limit, its
         handler runs as soon as its request is in, and it is not counted
         among the arrivals (it never joins a batch).
@@ -510,13 +572,19 @@ class InlineGrpcServer:
         rpc = _Rpc(self, event)
         control = rpc.method in self._control_methods
         with self._lock:
-            if self._stage == "started":
+            if self._stage in ("started", "draining"):
                 self._server.request_call(self._cq, self._cq, self._on_new_call)
             self._active_rpcs += 1
+            refused = self._stage != "started"
             over_limit = (
                 not control and self._max_rpcs is not None and self._active_rpcs > self._max_rpcs
             )
-        if over_limit:
+            rpc.admitted = not (refused or over_limit)
+            if rpc.admitted:
+                self._admitted.add(rpc)
+        if refused:
+            rpc.fail(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+        elif over_limit:
             rpc.fail(grpc.StatusCode.RESOURCE_EXHAUSTED, "Concurrent RPC limit exceeded!")
         elif control:
             self._serve_call(rpc, self._handle_request, None)

@@ -14,7 +14,7 @@ import grpc
 import pytest
 from grpc._cython import cygrpc
 
-from tensorflow_serving.model_servers.inline_grpc_server import InlineGrpcServer
+from tensorflow_serving.model_servers.inline_grpc_server import SHUTTING_DOWN, InlineGrpcServer
 from tensorflow_serving.test_util import testing
 from tensorflow_serving.util import status
 
@@ -307,12 +307,11 @@ def test_stop_with_grace_finishes_running_calls_and_refuses_new_ones():
         held = server.unary("Block").future(b"", timeout=30)
         assert testing.wait_for(lambda: server.echo.blocked == 1, timeout=10)
         stopped = server.server.stop(20)
-        code, _ = error_of(server.unary("Echo"), b"late")
-        # Refused UNAVAILABLE once the client saw the shutdown's GOAWAY. A call that
-        # reaches the server after the shutdown began but before its client saw
-        # the GOAWAY is cancelled inside gRPC core, before any code of ours sees
-        # it: CANCELLED (issue 36, item 5, left open: no API refuses it otherwise).
-        assert code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+        # On the connection the running call uses, so gRPC core would see it.
+        assert error_of(server.unary("Echo"), b"late") == (
+            grpc.StatusCode.UNAVAILABLE,
+            SHUTTING_DOWN,
+        )
         assert not stopped.is_set()
         server.echo.release.set()
         assert held.result() == b"released"
@@ -327,22 +326,55 @@ def _calls_received() -> int:
     return sum(int(server["data"].get("callsStarted", 0)) for server in servers)
 
 
-def test_a_call_received_before_stop_is_answered_though_handled_after():
-    """gRPC hands a call it received to the server's request for the next call at
-    once; with the one thread busy, the server sees it only after stop(). Dropped
-    there, it got CANCELLED (or waited out the grace period); it is served."""
+def test_calls_received_but_not_yet_handled_when_stop_begins_are_refused_unavailable():
+    """Issue 36, item 5. With the one thread busy, gRPC hands the first late call
+    to the server's request for calls (the server sees it only after stop()) and
+    holds the second one unmatched. gRPC core's shutdown cancelled that one
+    (CANCELLED); drained first, the server asks for it and refuses both."""
     server = Running(Echo(), num_threads=1)
     try:
         held = server.unary("Block").future(b"", timeout=30)
         assert testing.wait_for(lambda: server.echo.blocked == 1, timeout=10)
         received = _calls_received()
-        late = server.unary("Echo").future(b"late", timeout=30)
-        assert testing.wait_for(lambda: _calls_received() == received + 1, timeout=10)
+        late = [server.unary("Echo").future(b"late", timeout=30) for _ in range(2)]
+        assert testing.wait_for(lambda: _calls_received() == received + 2, timeout=10)
         stopped = server.server.stop(30)
         server.echo.release.set()
-        assert late.result() == b"echo:late"
         assert held.result() == b"released"
+        for call in late:
+            with pytest.raises(grpc.RpcError) as raised:
+                call.result()
+            assert (raised.value.code(), raised.value.details()) == (
+                grpc.StatusCode.UNAVAILABLE,
+                SHUTTING_DOWN,
+            )
         assert stopped.wait(10)
+    finally:
+        server.close()
+
+
+def test_drain_refuses_every_later_call_until_stop_and_reports_the_running_ones_done():
+    """A process that exits after drain() never shuts gRPC core down: calls on any
+    connection, old or new, are refused UNAVAILABLE for as long as it lives."""
+    server = Running(Echo())
+    try:
+        held = server.unary("Block").future(b"", timeout=30)
+        assert testing.wait_for(lambda: server.echo.blocked == 1, timeout=10)
+        drained = server.server.drain(30)
+        for _ in range(3):
+            assert error_of(server.unary("Echo"), b"late")[0] == grpc.StatusCode.UNAVAILABLE
+        assert not drained.is_set()
+        server.echo.release.set()
+        assert held.result() == b"released"
+        assert drained.wait(10)
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as fresh:
+            call = fresh.unary_unary(f"/{SERVICE}/Echo")
+            assert error_of(call, b"new connection") == (
+                grpc.StatusCode.UNAVAILABLE,
+                SHUTTING_DOWN,
+            )
+        assert not server.server.wait_for_termination(0)
+        assert server.server.stop(30).wait(10)
     finally:
         server.close()
 

@@ -272,7 +272,9 @@ def _shut_down(server, grace_seconds: float) -> int:
     and no lingering library thread may keep a stopped server alive.
     """
     log = logging.getLogger(__name__)
-    stopper = threading.Thread(target=server.stop, args=(grace_seconds,), daemon=True)
+    stopper = threading.Thread(
+        target=server.stop, args=(grace_seconds,), kwargs={"process_exits": True}, daemon=True
+    )
     stopper.start()
     stopper.join(grace_seconds + _STOP_SLACK_SECONDS)
     code = 0

@@ -505,15 +505,24 @@ class Server:
     def wait_for_termination(self) -> None:
         self._terminated.wait()
 
-    def stop(self, grace_seconds: float = 30.0) -> None:
-        """Stops accepting work, lets in-flight requests finish, unloads models."""
-        if self._health is not None:
-            self._health.stop()
+    def stop(self, grace_seconds: float = 30.0, process_exits: bool = False) -> None:
+        """Stops accepting work, lets in-flight requests finish, unloads models.
+
+        `process_exits`: the process ends right after. The inline gRPC server
+        is then drained, not shut down: it refuses every later call with
+        UNAVAILABLE until the exit closes its connections, where gRPC core's
+        shutdown would cancel some of them (see inline_grpc_server).
+        """
         # Both transports refuse new work first, then drain side by side: gRPC's
         # stop() returns at once, so it must not wait behind the HTTP drain.
         grpc_stopped = None
         if self.grpc_server is not None:
-            grpc_stopped = self.grpc_server.stop(grace_seconds)
+            if process_exits and isinstance(self.grpc_server, InlineGrpcServer):
+                grpc_stopped = self.grpc_server.drain(grace_seconds)
+            else:
+                grpc_stopped = self.grpc_server.stop(grace_seconds)
+        if self._health is not None:
+            self._health.stop()
         if self.http_server is not None:
             self.http_server.stop(timeout=grace_seconds)
         if grpc_stopped is not None:

@@ -1,6 +1,6 @@
-"""SIGTERM drains: requests in flight (gRPC and REST) complete successfully, new
-connections are refused from the moment the signal arrives, and the process
-exits 0.
+"""SIGTERM drains: requests in flight (gRPC and REST) complete successfully, every
+gRPC call made after the signal gets UNAVAILABLE (on a new connection or one
+opened before it), new REST connections are refused, and the process exits 0.
 
 Requests are made slow by batching with a 2 s batch timeout; the test waits
 until the queue-depth gauge shows all of them queued before it signals, so
@@ -56,13 +56,17 @@ def server(tmp_path):
         running.stop()
 
 
-def grpc_predict(port, x):
+def predict_request(x: float) -> predict_pb2.PredictRequest:
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "hp"
     tensor_codec.to_tensor_proto(np.array([[x]], np.float32), request.inputs["x"])
+    return request
+
+
+def grpc_predict(port, x):
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        return stub.Predict(request, timeout=30).outputs["y"].float_val[0]
+        return stub.Predict(predict_request(x), timeout=30).outputs["y"].float_val[0]
 
 
 def rest_predict(server, x):
@@ -81,6 +85,10 @@ def rest_refuses(server) -> bool:
 
 
 def test_sigterm_drains_in_flight_requests_refuses_new_ones_and_exits_zero(server):
+    # Connected before the signal: its later calls reach the server on a live
+    # connection, where gRPC core's shutdown would cancel them (CANCELLED).
+    connected = prediction_service_pb2_grpc.PredictionServiceStub(server.channel)
+    assert connected.Predict(predict_request(1.0), timeout=30).outputs["y"].float_val[0] == 2.5
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         in_flight = [pool.submit(grpc_predict, server.grpc_port, float(i)) for i in range(4)]
         in_flight += [pool.submit(rest_predict, server, float(i)) for i in range(4, 6)]
@@ -96,6 +104,9 @@ def test_sigterm_drains_in_flight_requests_refuses_new_ones_and_exits_zero(serve
         with pytest.raises(grpc.RpcError) as raised:
             grpc_predict(server.grpc_port, 100.0)
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+        late = [connected.Predict.future(predict_request(7.0), timeout=30) for _ in range(20)]
+        codes = [future.exception().code() for future in late]
+        assert codes == [grpc.StatusCode.UNAVAILABLE] * 20, codes
         assert not any(f.done() for f in in_flight), "refusals came while the old work drained"
 
         answers = [f.result(timeout=60) for f in in_flight]
