@@ -49,12 +49,14 @@ class Arrivals:
         self._clock = clock or _Monotonic()
         self._count = 0
         self._waiting = 0
-        self._cond = threading.Condition(threading.Lock())
+        # Counting takes the lock itself; waits use the condition on it.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._local = threading.local()
 
     def begin(self) -> None:
         """A request was taken in; its hand-over follows on the thread that calls `handing()`."""
-        with self._cond:
+        with self._lock:
             self._count += 1
 
     def handing(self) -> None:
@@ -110,7 +112,7 @@ class Arrivals:
         return self._count
 
     def _release(self) -> None:
-        with self._cond:
+        with self._lock:
             self._count -= 1
             if not self._count and self._waiting:
                 self._cond.notify_all()

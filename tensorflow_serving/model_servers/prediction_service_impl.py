@@ -64,15 +64,15 @@ class PredictWork(Work):
         signature = predict_util.predict_signature(
             handle.servable, request.model_spec.signature_name
         )
-        predict_util.check_input_tensors(
+        shapes = predict_util.check_input_tensors(
             signature, request.inputs, handle.name, self._max_decoded_bytes
         )
-        self._inputs = predict_util.decode_inputs(request)
-        self._signature, outputs = predict_util.submit_predict(
-            handle, request.model_spec.signature_name, self._inputs, request.output_filter, runner
+        self._inputs = predict_util.decode_inputs(request, shapes)
+        self._signature = signature
+        self.signature_name = signature.key
+        return predict_util.submit_checked(
+            handle, signature, self._inputs, request.output_filter, runner
         )
-        self.signature_name = self._signature.key
-        return outputs
 
     def logged(self, value):
         return self._signature.key, self._inputs, value

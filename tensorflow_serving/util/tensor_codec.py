@@ -178,13 +178,16 @@ def _check_no_foreign_values(proto: tensor_pb2.TensorProto, field: str) -> None:
             )
 
 
-def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
+def to_ndarray(
+    proto: tensor_pb2.TensorProto, known_shape: tuple[int, ...] | None = None
+) -> np.ndarray:
     """Decodes a TensorProto; raises INVALID_ARGUMENT when its parts disagree (check_tensor).
 
     As in TensorFlow, a typed field holding one value fills the whole shape,
     and an empty one means zeros. Values are converted DECODE_CHUNK at a time.
+    `known_shape`: check_tensor(proto), when the caller already ran it.
     """
-    shape = check_tensor(proto)
+    shape = check_tensor(proto) if known_shape is None else known_shape
     dtype, field = _CODECS[proto.dtype]
     # Each read of a bytes field copies it out of the message: read it once.
     content = proto.tensor_content

@@ -58,23 +58,26 @@ def check_input_tensors(
     tensors: Mapping[str, tensor_pb2.TensorProto],
     model_name: str,
     max_decoded_bytes: int,
-) -> None:
+) -> dict[str, tuple[int, ...]]:
     """Checks a PredictRequest's tensors before any is decoded, from their sizes alone.
 
     In upstream's order: the aliases against the signature, each tensor's
     parts against each other (tensor_codec.check_tensor), its dtype against
     the signature's (upstream's words for each); then their decoded size
-    against `max_decoded_bytes` (0: no limit).
+    against `max_decoded_bytes` (0: no limit). Returns each alias's checked
+    shape, for decode_inputs.
     """
     check_aliases(signature, tensors, model_name)
     budget = DecodeBudget(max_decoded_bytes)
+    shapes = {}
     for index, alias in enumerate(signature.input_order):
         proto = tensors[alias]
-        shape = tensor_codec.check_tensor(proto)
+        shape = shapes[alias] = tensor_codec.check_tensor(proto)
         want = signature.inputs[alias].dtype
         if proto.dtype != want:
             raise dtype_mismatch(index, want, proto.dtype)
         budget.charge_tensor(alias, want, shape)
+    return shapes
 
 
 def output_aliases(signature: Signature, output_filter: Iterable[str]) -> tuple[str, ...]:
@@ -122,8 +125,21 @@ def submit_predict(
     """
     signature = predict_signature(handle.servable, signature_name)
     validate_inputs(signature, inputs, handle.name)
-    fetch = output_aliases(signature, output_filter)
-    return signature, handle.servable.submit(signature, inputs, fetch, runner)
+    return signature, submit_checked(handle, signature, inputs, output_filter, runner)
+
+
+def submit_checked(
+    handle: ServableHandle,
+    signature: Signature,
+    inputs: dict[str, np.ndarray],
+    output_filter: Iterable[str],
+    runner: Runner,
+) -> Completion:
+    """Submits inputs already checked against `signature` (check_input_tensors, then
+    decode_inputs with its shapes); the Servable's future of the outputs."""
+    return handle.servable.submit(
+        signature, inputs, output_aliases(signature, output_filter), runner
+    )
 
 
 def fill_model_spec(model_spec, name: str, version: int, signature_name: str | None) -> None:
@@ -134,9 +150,20 @@ def fill_model_spec(model_spec, name: str, version: int, signature_name: str | N
         model_spec.signature_name = signature_name
 
 
-def decode_inputs(request: predict_pb2.PredictRequest) -> dict[str, np.ndarray]:
-    """The request's input tensors as numpy arrays (check_input_tensors first for a client's)."""
-    return {alias: tensor_codec.to_ndarray(proto) for alias, proto in request.inputs.items()}
+def decode_inputs(
+    request: predict_pb2.PredictRequest, shapes: Mapping[str, tuple[int, ...]] | None = None
+) -> dict[str, np.ndarray]:
+    """The request's input tensors as numpy arrays (check_input_tensors first for a client's).
+
+    `shapes`: what check_input_tensors returned for this request; each tensor
+    is then not checked again.
+    """
+    if shapes is None:
+        return {alias: tensor_codec.to_ndarray(proto) for alias, proto in request.inputs.items()}
+    return {
+        alias: tensor_codec.to_ndarray(proto, shapes[alias])
+        for alias, proto in request.inputs.items()
+    }
 
 
 def predict_response(
