@@ -33,12 +33,13 @@ import threading
 
 import grpc
 import tensorflow as tf
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import descriptor_pb2, descriptor_pool
 from tensorflow.python.profiler.internal import _pywrap_profiler
 from tensorflow.tsl.profiler.protobuf import profiler_options_pb2, xplane_pb2
 
 from tensorflow_serving.util import file_io, status
 from tensorflow_serving.util.completion import Completion
+from tensorflow_serving.util.declared_protos import declare_messages
 
 _LOG = logging.getLogger(__name__)
 
@@ -70,23 +71,13 @@ def _message_classes() -> dict[str, type]:
         profiler_options_pb2.DESCRIPTOR.serialized_pb
     )
     pool.Add(options_file)
-    ours = descriptor_pb2.FileDescriptorProto(
-        name="tensorflow_serving/profiler_service_messages.proto",
-        package="tensorflow",
-        syntax="proto3",
-        dependency=[options_file.name],
+    return declare_messages(
+        "tensorflow_serving/profiler_service_messages.proto",
+        "tensorflow",
+        [options_file.name],
+        _MESSAGES,
+        pool,
     )
-    for name, fields in _MESSAGES.items():
-        message = ours.message_type.add(name=name)
-        for field_name, number, kind, label, type_name in fields:
-            field = message.field.add(name=field_name, number=number, type=kind, label=label)
-            if type_name:
-                field.type_name = type_name
-    pool.Add(ours)
-    return {
-        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tensorflow.{name}"))
-        for name in _MESSAGES
-    }
 
 
 def xplane_file_name(host_name: str) -> str:

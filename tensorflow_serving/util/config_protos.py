@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from google.protobuf import (
     descriptor_pb2,
-    descriptor_pool,
-    message_factory,
     text_format,
     wrappers_pb2,  # noqa: F401  (registers wrappers.proto in the pool)
 )
 
 from tensorflow_serving.util import file_io, status
+from tensorflow_serving.util.declared_protos import declare_messages
 
 # The file these messages are declared in (other declared files depend on it).
 FILE_NAME = "tensorflow_serving_py/config_protos.proto"
@@ -83,31 +82,7 @@ _MESSAGES = {
 }
 
 
-def _build_classes() -> dict[str, type]:
-    file_proto = descriptor_pb2.FileDescriptorProto(
-        name=FILE_NAME,
-        package="tensorflow.serving",
-        syntax="proto3",
-        dependency=[_WRAPPERS],
-    )
-    for name, fields in _MESSAGES.items():
-        message = file_proto.message_type.add(name=name)
-        for field_name, number, kind, label, type_name in fields:
-            field = message.field.add(name=field_name, number=number, type=kind, label=label)
-            if type_name:
-                field.type_name = type_name
-    pool = descriptor_pool.Default()
-    try:
-        file_descriptor = pool.FindFileByName(file_proto.name)
-    except KeyError:
-        file_descriptor = pool.Add(file_proto) or pool.FindFileByName(file_proto.name)
-    return {
-        name: message_factory.GetMessageClass(file_descriptor.message_types_by_name[name])
-        for name in _MESSAGES
-    }
-
-
-_CLASSES = _build_classes()
+_CLASSES = declare_messages(FILE_NAME, "tensorflow.serving", [_WRAPPERS], _MESSAGES)
 BatchingParameters = _CLASSES["BatchingParameters"]
 PrometheusConfig = _CLASSES["PrometheusConfig"]
 MonitoringConfig = _CLASSES["MonitoringConfig"]

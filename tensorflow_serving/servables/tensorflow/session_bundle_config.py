@@ -15,10 +15,11 @@ that sets a newer field fails to parse, naming it.
 
 from __future__ import annotations
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import descriptor_pb2
 from tensorflow.core.protobuf import config_pb2, named_tensor_pb2
 
 from tensorflow_serving.util import config_protos
+from tensorflow_serving.util.declared_protos import declare_messages
 
 _F = descriptor_pb2.FieldDescriptorProto
 _OPTIONAL = _F.LABEL_OPTIONAL
@@ -88,37 +89,18 @@ _MESSAGES = {
 }
 
 
-def _build_classes() -> dict[str, type]:
-    """Adds the messages to the default pool once (text_format resolves Any types there)."""
-    file_proto = descriptor_pb2.FileDescriptorProto(
-        name="tensorflow_serving_py/session_bundle_config.proto",
-        package="tensorflow.serving",
-        syntax="proto3",
-        dependency=[
-            config_protos.FILE_NAME,
-            config_pb2.DESCRIPTOR.name,
-            named_tensor_pb2.DESCRIPTOR.name,
-            "google/protobuf/wrappers.proto",
-        ],
-    )
-    for name, fields in _MESSAGES.items():
-        message = file_proto.message_type.add(name=name)
-        for field_name, number, kind, label, type_name in fields:
-            field = message.field.add(name=field_name, number=number, type=kind, label=label)
-            if type_name:
-                field.type_name = type_name
-    pool = descriptor_pool.Default()
-    try:
-        file_descriptor = pool.FindFileByName(file_proto.name)
-    except KeyError:
-        file_descriptor = pool.Add(file_proto) or pool.FindFileByName(file_proto.name)
-    return {
-        name: message_factory.GetMessageClass(file_descriptor.message_types_by_name[name])
-        for name in _MESSAGES
-    }
-
-
-_CLASSES = _build_classes()
+# In the default pool, where text_format resolves an Any's type.
+_CLASSES = declare_messages(
+    "tensorflow_serving_py/session_bundle_config.proto",
+    "tensorflow.serving",
+    [
+        config_protos.FILE_NAME,
+        config_pb2.DESCRIPTOR.name,
+        named_tensor_pb2.DESCRIPTOR.name,
+        "google/protobuf/wrappers.proto",
+    ],
+    _MESSAGES,
+)
 ModelWarmupOptions = _CLASSES["ModelWarmupOptions"]
 SessionBundleConfig = _CLASSES["SessionBundleConfig"]
 SavedModelBundleSourceAdapterConfig = _CLASSES["SavedModelBundleSourceAdapterConfig"]
