@@ -31,25 +31,16 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import sys
-import tempfile
 import warnings
 from collections.abc import MutableMapping, Sequence
 
+from tensorflow_serving.util import tensorflow_import
+
 VERBOSE_FLAG = "--verbose"
-LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
+LEVEL_VARIABLE = tensorflow_import.LEVEL_VARIABLE
 # INFO hidden; TensorFlow's warnings, errors and fatal messages still show.
 QUIET_LEVEL = 1
-
-_SEVERITY = {"I": 0, "W": 1, "E": 2, "F": 3}
-# absl's C++ format ("I0000 00:00:1796629858.697588   28994 port.cc:153] ...")
-# and TensorFlow's older one ("2024-01-01 00:00:00.000000: I tensorflow/...").
-_RECORD = re.compile(
-    r"^(?:([IWEF])\d{4} \d\d:\d\d:[\d.]+\s+\d+ \S+:\d+\]"
-    r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: ([IWEF]) )"
-)
-_ABSL_NOTICE = "WARNING: All log messages before absl::InitializeLog() is called"
 
 
 def verbose_requested(argv: Sequence[str]) -> bool:
@@ -78,66 +69,13 @@ def add_verbose_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def min_log_level(value: str | None) -> int:
-    """The level TensorFlow's C++ logging uses for `TF_CPP_MIN_LOG_LEVEL=value`.
-
-    Unset or empty is QUIET_LEVEL here (TensorFlow's own default is 0); a
-    value that is not a number means 0 to TensorFlow, so it does here.
-    """
-    if value is None or not value.strip():
-        return QUIET_LEVEL
-    try:
-        return int(value)
-    except ValueError:
-        return 0
+    """The level TensorFlow's C++ logging uses for `TF_CPP_MIN_LOG_LEVEL=value`; unset or
+    empty is QUIET_LEVEL here (TensorFlow's own default is 0)."""
+    return tensorflow_import.min_log_level(value, QUIET_LEVEL)
 
 
-def visible_lines(text: str, level: int) -> str:
-    """The part of captured stderr `text` that TensorFlow's `level` lets through.
-
-    A log record is kept if its severity (I=0, W=1, E=2, F=3) is at least
-    `level`; fatal records always. Lines that do not start a record continue
-    the one before them (multi-line messages) or, before any record, are
-    kept. absl's notice about logging before InitializeLog is kept only at
-    level 0.
-    """
-    kept: list[str] = []
-    keep_current = True
-    for line in text.splitlines(keepends=True):
-        if line.startswith(_ABSL_NOTICE):
-            keep_current = level <= 0
-        else:
-            match = _RECORD.match(line)
-            if match:
-                severity = _SEVERITY[match.group(1) or match.group(2)]
-                keep_current = severity >= level or severity == _SEVERITY["F"]
-        if keep_current:
-            kept.append(line)
-    return "".join(kept)
-
-
-def import_tensorflow(level: int) -> None:
-    """Imports tensorflow with fd 2 captured; writes back `visible_lines(captured, level)`.
-
-    If the import raises, everything captured is written back before the
-    exception propagates.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    failed = True
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow  # noqa: F401
-
-            failed = False
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            text = captured.read().decode("utf-8", errors="replace")
-            sys.stderr.write(text if failed else visible_lines(text, level))
-            sys.stderr.flush()
+visible_lines = tensorflow_import.visible_lines
+import_tensorflow = tensorflow_import.import_tensorflow
 
 
 class _DropDeprecations(logging.Filter):

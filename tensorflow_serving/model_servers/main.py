@@ -32,7 +32,12 @@ grpc_core_settings.choose_server_experiments()
 from tensorflow_serving.model_servers import supervisor  # noqa: E402
 from tensorflow_serving.model_servers.inline_grpc_server import check_grpc_server  # noqa: E402
 from tensorflow_serving.model_servers.server_options import ServerOptions  # noqa: E402
-from tensorflow_serving.util import cpu_scheduling, open_files, status  # noqa: E402
+from tensorflow_serving.util import (  # noqa: E402
+    cpu_scheduling,
+    open_files,
+    status,
+    tensorflow_import,
+)
 
 SERVER_VERSION = "2.21.0-py"
 
@@ -295,6 +300,10 @@ _STOP_SLACK_SECONDS = 60.0
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # First, before any thread starts: TensorFlow's import-time lines once each, at the
+    # level TF_CPP_MIN_LOG_LEVEL sets, as the stock server prints them.
+    level = tensorflow_import.min_log_level(os.environ.get(tensorflow_import.LEVEL_VARIABLE))
+    tensorflow_import.import_tensorflow(level)
     worker = supervisor.worker_identity()
     # A worker's command line is its supervisor's, which reported what it ignores.
     options, args = parse_options(argv, report_unknown=worker is None)

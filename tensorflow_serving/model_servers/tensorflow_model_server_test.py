@@ -105,6 +105,12 @@ def test_tensorflows_log_records_print_once_in_the_servers_format(server):
     assert "INFO:tensorflow:" not in log, "not a second time in TensorFlow's own format"
 
 
+def test_tensorflows_import_lines_print_once_as_the_stock_server_prints_them(server):
+    log = server.log_path.read_text()
+    assert log.count("oneDNN custom operations are on") == 1, log[:2000]
+    assert log.count("before absl::InitializeLog() is called") == 1, log[:2000]
+
+
 def test_every_server_thread_runs_under_sched_batch(server):
     """--cpu_scheduling_policy defaults to batch, for gRPC's and TensorFlow's threads too."""
     predict_stub(server).Predict(predict_request("tf1", [[1.0]]))  # TF threads exist by now
