@@ -15,8 +15,8 @@ split into pieces of that many rows that run at once on the pool's
 interpreters, and their outputs are joined again.
 
 The runtime is `tf.lite.Interpreter` from the TensorFlow the server already
-loads: `ai-edge-litert` measured the same (load, batch 1 and 32) and runs
-the same test models, and would be a second copy of the TFLite runtime.
+loads, so the image carries one copy of the TFLite runtime (the choice
+against `ai-edge-litert` is in docs/performance).
 """
 
 from __future__ import annotations
