@@ -43,7 +43,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
@@ -242,25 +242,25 @@ class _Histograms(Collector):
     def record(self, labels: tuple, value: float) -> None:
         bucket = bisect.bisect_left(self._bounds, value)
         with self._lock:
-            buckets = self._buckets.get(labels)
-            if buckets is None:
-                buckets = self._buckets[labels] = [0] * (len(self._bounds) + 1)
-                self._sums[labels] = 0.0
-            buckets[bucket] += 1
+            self._tally(labels)[bucket] += 1
             self._sums[labels] += value
 
-    def record_all(self, labels: tuple, values) -> None:
+    def record_all(self, labels: tuple, values: Sequence[float]) -> None:
         """record() of each of `values` under `labels`, taking the lock once (a batch's tasks)."""
-        bounds = self._bounds
-        found = [bisect.bisect_left(bounds, value) for value in values]
+        found = [bisect.bisect_left(self._bounds, value) for value in values]
         with self._lock:
-            buckets = self._buckets.get(labels)
-            if buckets is None:
-                buckets = self._buckets[labels] = [0] * (len(bounds) + 1)
-                self._sums[labels] = 0.0
+            tally = self._tally(labels)
             for bucket in found:
-                buckets[bucket] += 1
+                tally[bucket] += 1
             self._sums[labels] += sum(values)
+
+    def _tally(self, labels: tuple) -> list[int]:
+        """The per-bucket counts of `labels` (+Inf last), created at zero; lock held."""
+        tally = self._buckets.get(labels)
+        if tally is None:
+            tally = self._buckets[labels] = [0] * (len(self._bounds) + 1)
+            self._sums[labels] = 0.0
+        return tally
 
     def collect(self):
         with self._lock:

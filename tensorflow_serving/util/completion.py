@@ -20,7 +20,6 @@ every request settles at least one on its way and most are only called back.
 
 from __future__ import annotations
 
-import _thread
 import asyncio
 import concurrent.futures
 import logging
@@ -45,7 +44,7 @@ class Completion:
     __slots__ = ("_lock", "_state", "_result", "_error", "_callbacks", "_event")
 
     def __init__(self) -> None:
-        self._lock = _thread.allocate_lock()
+        self._lock = threading.Lock()
         self._state = _PENDING
         self._result: Any = None
         self._error: BaseException | None = None
@@ -107,7 +106,7 @@ class Completion:
             return self.result()
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
-        self.add_done_callback(lambda done: _hand_to_loop(loop, waiter, done))
+        self.add_done_callback(lambda _: _hand_to_loop(loop, waiter))
         yield from waiter.__await__()
         return self.result()
 
@@ -141,27 +140,21 @@ class Completion:
 
     def set_result(self, result: Any) -> None:
         """Finishes it with `result`. Raises InvalidStateError if it is already done."""
-        with self._lock:
-            if self._state >= _CANCELLED:
-                raise InvalidStateError(f"Completion already {_NAMES[self._state]}")
-            self._result = result
-            self._state = _FINISHED
-            callbacks, self._callbacks = self._callbacks, None
-            event = self._event
-        if event is not None or callbacks is not None:
-            _wake_readers(self, callbacks, event)
+        self._finish(result, None)
 
     def set_exception(self, error: BaseException) -> None:
         """Finishes it with `error`. Raises InvalidStateError if it is already done."""
+        self._finish(None, error)
+
+    def _finish(self, result: Any, error: BaseException | None) -> None:
         with self._lock:
             if self._state >= _CANCELLED:
                 raise InvalidStateError(f"Completion already {_NAMES[self._state]}")
-            self._error = error
+            self._result, self._error = result, error
             self._state = _FINISHED
             callbacks, self._callbacks = self._callbacks, None
             event = self._event
-        if event is not None or callbacks is not None:
-            _wake_readers(self, callbacks, event)
+        _wake_readers(self, callbacks, event)
 
     def _wait(self, timeout: float | None) -> None:
         with self._lock:
@@ -180,14 +173,6 @@ class Completion:
 _NAMES = {_PENDING: "pending", _RUNNING: "running", _CANCELLED: "cancelled", _FINISHED: "finished"}
 
 
-def completed(result: Any) -> Completion:
-    """A Completion already finished with `result`."""
-    completion = Completion()
-    completion._state = _FINISHED
-    completion._result = result
-    return completion
-
-
 def _wake_readers(
     completion: Completion,
     callbacks: list[Callable[[Completion], Any]] | None,
@@ -198,10 +183,7 @@ def _wake_readers(
         event.set()
     if callbacks is not None:
         for fn in callbacks:
-            try:
-                fn(completion)
-            except Exception:
-                _LOG.exception("A completion's callback %r raised", fn)
+            _call_back(fn, completion)
 
 
 def _call_back(fn: Callable[[Completion], Any], completion: Completion) -> None:
@@ -211,9 +193,7 @@ def _call_back(fn: Callable[[Completion], Any], completion: Completion) -> None:
         _LOG.exception("A completion's callback %r raised", fn)
 
 
-def _hand_to_loop(
-    loop: asyncio.AbstractEventLoop, waiter: asyncio.Future, done: Completion
-) -> None:
+def _hand_to_loop(loop: asyncio.AbstractEventLoop, waiter: asyncio.Future) -> None:
     """Wakes `waiter` on its loop (any thread); a closed loop has nobody waiting."""
     try:
         loop.call_soon_threadsafe(_wake, waiter)

@@ -5,12 +5,14 @@ import threading
 import unittest
 
 from tensorflow_serving.test_util import testing
-from tensorflow_serving.util.completion import (
-    CancelledError,
-    Completion,
-    InvalidStateError,
-    completed,
-)
+from tensorflow_serving.util.completion import CancelledError, Completion, InvalidStateError
+
+
+def completed(result) -> Completion:
+    """A Completion already finished with `result`."""
+    completion = Completion()
+    completion.set_result(result)
+    return completion
 
 
 class ReadingTest(unittest.TestCase):

@@ -15,7 +15,6 @@ only the completions its callers read.
 
 from __future__ import annotations
 
-import _thread
 import concurrent.futures
 import logging
 import queue
@@ -100,7 +99,7 @@ class WorkerThreads(Runner):
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         # Threads waiting on the queue with no item promised to them.
         self._idle = 0
-        self._lock = _thread.allocate_lock()
+        self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._shut_down = False
 

@@ -158,10 +158,8 @@ def decode_inputs(
     `shapes`: what check_input_tensors returned for this request; each tensor
     is then not checked again.
     """
-    if shapes is None:
-        return {alias: tensor_codec.to_ndarray(proto) for alias, proto in request.inputs.items()}
     return {
-        alias: tensor_codec.to_ndarray(proto, shapes[alias])
+        alias: tensor_codec.to_ndarray(proto, None if shapes is None else shapes[alias])
         for alias, proto in request.inputs.items()
     }
 
