@@ -96,8 +96,9 @@ _HELP = {
     "signature's method_name (Predict: any of the three). Leave off to serve TF2 "
     "classify/regress signatures, which all say predict.",
     "max_request_bytes": "Not upstream: largest request accepted, in bytes: bigger REST bodies "
-    "get 413 without being read, bigger gRPC messages RESOURCE_EXHAUSTED. 0: no limit of ours "
-    "(gRPC keeps upstream's 2 GiB).",
+    "get 413 without being read, bigger gRPC messages RESOURCE_EXHAUSTED. Receiving a gRPC "
+    "message takes about three times its size in memory. 0: no limit of ours (gRPC keeps "
+    "upstream's 2 GiB).",
     "max_decoded_request_bytes": "Not upstream: what one request may decode to in memory, in "
     "bytes: a Predict's tensors (elements x element size; 48 per string) or a REST body's "
     "parsed JSON (estimated from its length and its count of values), checked before "

@@ -56,13 +56,16 @@ class ServerOptions:
     num_tflite_pools: int = len(os.sched_getaffinity(0))
     num_tflite_interpreters_per_pool: int = 1
     # Not upstream: largest request body (REST) / message (gRPC) accepted; 0: no
-    # limit of ours (gRPC then keeps upstream's 2 GiB - 1).
-    max_request_bytes: int = 256 * 1024 * 1024
+    # limit of ours (gRPC then keeps upstream's 2 GiB - 1). 64 MiB because grpcio
+    # holds a gRPC message three times over while it hands it to Python (gRPC
+    # core's buffer, a bytearray, then bytes), so the default bounds that to
+    # about 200 MB of memory per request.
+    max_request_bytes: int = 64 * 1024 * 1024
     # Not upstream: what a request's tensors (or a REST body's JSON) may decode
     # to in memory, checked before decoding (0: no limit; see decode_budget.py).
     # Four times --max_request_bytes: a numeric tensor within that is never
     # refused by it, while strings and JSON may expand at most that much.
-    max_decoded_request_bytes: int = 1 << 30
+    max_decoded_request_bytes: int = 256 * 1024 * 1024
     bind_address: str = "0.0.0.0"
     # Not upstream: a version load that takes longer fails (0: no limit).
     load_timeout_seconds: float = 0.0

@@ -119,5 +119,20 @@ def test_summary_holds_a_check_only_when_every_round_is_within_its_limit():
     assert "1.50 (min 1.50" not in lines[0] and "2.00 (min 1.50, max 2.50)" in lines[0]
 
 
+@pytest.mark.parametrize(
+    "code, verdict",
+    [
+        ("INVALID_ARGUMENT", "HELD"),
+        ("RESOURCE_EXHAUSTED", "HELD"),
+        ("OK", "NOT MET"),
+        ("INTERNAL", "NOT MET"),
+    ],
+)
+def test_the_bomb_holds_only_when_refused_as_the_clients_fault_or_too_large(code, verdict):
+    bomb = {"code": code, "seconds": 0.1, "rss_growth_mb": 3.0, "serving_after": True}
+    lines = hostile_bench.summary_lines({"bomb_bytes": 1, "checks": {"bomb": [bomb]}})
+    assert lines[0].rsplit(": ", 1)[1] == verdict
+
+
 if __name__ == "__main__":
     sys.exit(testing.main(__file__))

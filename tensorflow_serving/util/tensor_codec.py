@@ -90,7 +90,7 @@ def _safe_name(dtype: int) -> str:
 MAX_RANK = 64
 # A TensorProto with no value, or one, stands for its whole shape: a request of
 # a few bytes could make the server fill terabytes. Beyond this many elements
-# (256 MiB of float32, the default --max_request_bytes) the values must be sent.
+# (256 MiB of float32, the default --max_decoded_request_bytes) the values must be sent.
 MAX_FILL_ELEMENTS = 1 << 26
 # Values converted from a repeated field per call: a large tensor is decoded in
 # steps, so that no single call holds the interpreter for long.
