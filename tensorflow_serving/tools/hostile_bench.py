@@ -57,6 +57,9 @@ _SERVER_BINARY = "tensorflow_serving/model_servers/tensorflow_model_server"
 _MODEL = "hp"
 _GET_MODEL_STATUS = "/tensorflow.serving.ModelService/GetModelStatus"
 _SOCKETS_PER_PROCESS = 10_000
+# Open files beyond those of before an idle attack that still count as released (the
+# load's own connections, log files).
+_SETTLED_SLACK = 64
 # The answers that refuse the string bomb: over the decode budget, or over the size limit.
 _BOMB_REFUSALS = {"INVALID_ARGUMENT", "RESOURCE_EXHAUSTED"}
 CHECKS = ("header", "idle", "bomb", "control")
@@ -84,7 +87,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--idle_connections", type=int, default=20_000)
     parser.add_argument(
-        "--idle_warmup", type=float, default=8.0, help="seconds the attacker has to open them"
+        "--idle_warmup",
+        type=float,
+        default=15.0,
+        help="seconds the attacker has to open them before the window",
     )
     parser.add_argument("--bomb_entries", type=int, default=60_000_000)
     parser.add_argument("--control_clients", type=int, default=32)
@@ -242,6 +248,17 @@ def open_files(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def wait_for_open_files(pid: int, at_most: int, timeout: float) -> float | None:
+    """Waits until the server holds at most `at_most` open files, so that an attack's
+    sockets are closed on its side before the next check; seconds waited (None: timed out)."""
+    started = time.monotonic()
+    while open_files(pid) > at_most:
+        if time.monotonic() - started > timeout:
+            return None
+        time.sleep(0.05)
+    return round(time.monotonic() - started, 2)
+
+
 # -- Attackers ----------------------------------------------------------------------------
 
 
@@ -338,6 +355,7 @@ def attacked_pair(
         record["attacker"] = attack.stop()
     else:
         spec = predict_spec(protocol, server, 1, args.clients, args.duration, args.idle_warmup)
+        files_before = open_files(server.pid)
         started = time.monotonic()
         thread, box = _in_thread(lambda: load_generator.run_load(spec))
         # The clients connect first: past the connection cap a new one is refused (503).
@@ -355,6 +373,7 @@ def attacked_pair(
         thread.join()
         loud = box[0]
         record["attacker"] = held + attack.stop()
+        record["released_s"] = wait_for_open_files(server.pid, files_before + _SETTLED_SLACK, 120)
     record["attacked"] = _load_record(loud)
     q, a = quiet.latency_ms.get("p99"), loud.latency_ms.get("p99")
     record["ratio"] = round(a / q, 2) if q and a else None
