@@ -129,6 +129,10 @@ _HELP = {
     "per core this server may use (CPU affinity and cgroup quota); 1: this process serves "
     "alone. Each worker holds its own copy of every model (memory x N); a connection stays "
     "with one worker, so use several connections.",
+    "pin_server_processes": "Not upstream: with --num_server_processes above 1, each worker "
+    "runs on its own share of the CPUs this server may use (one CPU each when there are as "
+    "many workers as CPUs), so that its threads do not pass the interpreter lock between "
+    "cores; false: every worker may run on every CPU. No effect with more workers than CPUs.",
     "grpc_server": "Not upstream: 'inline' runs each gRPC handler on the thread that polled "
     "its request (no thread hand-offs per call); 'grpcio' is grpcio's stock thread-pool "
     "server.",
@@ -303,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # First, before any thread starts: TensorFlow's import-time lines once each, at the
     # level TF_CPP_MIN_LOG_LEVEL sets, as the stock server prints them.
+    supervisor.keep_to_worker_cpus()  # before TensorFlow and gRPC start their threads
     level = tensorflow_import.min_log_level(os.environ.get(tensorflow_import.LEVEL_VARIABLE))
     tensorflow_import.import_tensorflow(level)
     worker = supervisor.worker_identity()

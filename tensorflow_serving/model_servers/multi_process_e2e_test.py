@@ -7,6 +7,7 @@ so the test knows which connections a kill may break.
 
 import http.client
 import json
+import os
 import re
 import signal
 import subprocess
@@ -21,7 +22,7 @@ from tensorflow_serving.apis import (
     model_service_pb2_grpc,
 )
 from tensorflow_serving.config import model_server_config_pb2
-from tensorflow_serving.model_servers import worker_group
+from tensorflow_serving.model_servers import supervisor, worker_group
 from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two as hp
 from tensorflow_serving.test_util import process_sockets, testing
 from tensorflow_serving.test_util.model_server_process import RunningServer, server_command
@@ -89,6 +90,36 @@ def test_every_worker_listens_on_both_ports_and_answers(server):
     }
     assert owners <= set(pids) and None not in owners
     assert "worker 0/2" in server.log_path.read_text() and "worker 1/2" in server.log_tail()
+
+
+def cpus_of_threads(pid: int) -> set[frozenset[int]]:
+    """The CPU sets the threads of process `pid` may run on (one per distinct set)."""
+    found = set()
+    for thread in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{thread}/status") as handle:
+            for line in handle:
+                if line.startswith("Cpus_allowed_list:"):
+                    found.add(frozenset(parse_cpu_list(line.split()[1])))
+    return found
+
+
+def parse_cpu_list(text: str) -> set[int]:
+    """'0-2,5' -> {0, 1, 2, 5}."""
+    cpus = set()
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+def test_each_worker_runs_every_thread_on_its_own_share_of_the_cpus(server):
+    shares = supervisor.worker_cpu_sets(os.sched_getaffinity(server.process.pid), WORKERS)
+    per_worker = [cpus_of_threads(pid) for pid in workers_listening(server)]
+    if shares is None:  # fewer CPUs than workers: none is pinned
+        everything = frozenset(os.sched_getaffinity(server.process.pid))
+        assert per_worker == [{everything}] * WORKERS
+    else:
+        assert sorted(map(sorted, (one for [one] in per_worker))) == sorted(map(sorted, shares))
 
 
 def test_the_metrics_page_counts_every_workers_requests_whichever_worker_serves_it(server):

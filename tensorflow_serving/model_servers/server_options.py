@@ -84,6 +84,9 @@ class ServerOptions:
     # Not upstream: worker processes serving the same ports (0: one per usable
     # core; 1: this process serves; see supervisor.py).
     num_server_processes: int = 1
+    # Not upstream: with several workers, each keeps to its own share of the CPUs
+    # (see supervisor.worker_cpu_sets).
+    pin_server_processes: bool = True
     # Not upstream: what one REST connection may cost (rest/inline_protocol.py);
     # for each, 0: no limit.
     rest_api_max_header_bytes: int = 64 * 1024

@@ -102,5 +102,30 @@ def test_a_negative_count_is_refused():
         supervisor.check_num_server_processes(-1)
 
 
+@pytest.mark.parametrize(
+    "cpus, count, shares",
+    [
+        ({0, 1}, 2, [{0}, {1}]),
+        ({0, 1, 2, 3, 4}, 2, [{0, 1, 2}, {3, 4}]),
+        ({2, 5, 7}, 3, [{2}, {5}, {7}]),
+        ({0, 1, 2, 3}, 1, [{0, 1, 2, 3}]),
+        ({0, 1}, 3, None),
+    ],
+)
+def test_worker_cpu_sets_splits_the_cpus_into_disjoint_neighbouring_shares(cpus, count, shares):
+    got = supervisor.worker_cpu_sets(cpus, count)
+    assert got == (None if shares is None else [frozenset(share) for share in shares])
+
+
+def test_a_worker_keeps_to_the_cpus_its_supervisor_named(monkeypatch):
+    chosen = []
+    monkeypatch.setattr(os, "sched_setaffinity", lambda pid, cpus: chosen.append((pid, cpus)))
+    monkeypatch.delenv(supervisor.CPUS_ENV, raising=False)
+    supervisor.keep_to_worker_cpus()
+    monkeypatch.setenv(supervisor.CPUS_ENV, "1,3")
+    supervisor.keep_to_worker_cpus()
+    assert chosen == [(0, {1, 3})]
+
+
 if __name__ == "__main__":
     sys.exit(testing.main(__file__))
