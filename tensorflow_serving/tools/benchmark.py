@@ -55,6 +55,7 @@ from typing import Any
 
 from tensorflow_serving.model_servers import metrics
 from tensorflow_serving.model_servers.inline_grpc_server import GRPC_SERVERS
+from tensorflow_serving.model_servers.supervisor import worker_cpu_sets
 from tensorflow_serving.tools import (
     c_load_generators,
     host_idle,
@@ -279,48 +280,84 @@ class Benchmark:
         With `idle_gap_us` the child sleeps that long before each call (see
         inprocess_limit.timed_runs) and writes no payloads.
         """
-        a = self.args
         if batches is None:
             batches = report.limit_batches(
                 self.scenarios, self.settings["max_batch_size"], between=self.sweep
             )
-        result_path = os.path.join(self.work, f"limit_{when}.json")
-        cmd = [
-            *processes.python_module("tensorflow_serving.tools.inprocess_limit"),
-            *self._signature_flags(),
-            f"--batches={','.join(map(str, batches))}",
-            f"--runs={a.limit_runs if 'limit' in self.parties else 0}",
-            f"--run_seconds={a.limit_seconds}",
-            f"--warmup_seconds={min(a.limit_seconds, 1.0)}",
-            f"--data={a.data}",
-            f"--model_name={a.model_name}",
-            f"--rest_format={a.rest_format}",
-            f"--payload_dir={'' if idle_gap_us else self.work}",
-            f"--idle_gap_us={idle_gap_us}",
-            f"--result={result_path}",
-        ]
-        if a.input_data:
-            cmd.append(f"--input_data={_user_path(a.input_data)}")
-        if self.server_cpus:
-            cmd.append(f"--cpus={','.join(map(str, sorted(self.server_cpus)))}")
+        runs = self.args.limit_runs if "limit" in self.parties else 0
         runtime = "TFLite interpreter, model.tflite" if self.serves_tflite() else "TensorFlow"
         say(f"in-process limit ({when}) at batches {batches} ({self.model_dir}, {runtime})")
-        done = subprocess.run(
-            cmd,
-            env=processes.child_env(),
-            cwd=self.cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=120 + len(batches) * (a.limit_runs + 1) * (a.limit_seconds + 1) * 2,
+        [record] = self._run_limits(
+            [(when, self.server_cpus)], batches, runs, idle_gap_us, payloads=not idle_gap_us
         )
-        if done.returncode != 0 or not os.path.exists(result_path):
-            raise SystemExit(
-                f"in-process limit failed (exit {done.returncode}):\n{done.stdout[-3000:]}"
+        return record
+
+    def measure_limit_copies(
+        self, when: str, cpu_sets: list[frozenset[int]], batches: list[int]
+    ) -> list[dict[str, Any]]:
+        """The model alone in one inprocess_limit per CPU set, all running at once, each
+        pinned to its set (--limit_runs timed runs): what the machine gives N copies of the
+        model side by side."""
+        say(
+            f"in-process limit ({when}): {len(cpu_sets)} at once, on CPUs "
+            f"{' / '.join(','.join(map(str, sorted(c))) for c in cpu_sets)}, batches {batches}"
+        )
+        children = [(f"{when}_{index}", cpus) for index, cpus in enumerate(cpu_sets)]
+        return self._run_limits(children, batches, self.args.limit_runs, 0.0, payloads=False)
+
+    def _run_limits(
+        self,
+        children: list[tuple[str, set[int] | frozenset[int] | None]],
+        batches: list[int],
+        runs: int,
+        idle_gap_us: float,
+        payloads: bool,
+    ) -> list[dict[str, Any]]:
+        """Runs one inprocess_limit child per (name, CPUs) at the same time; their records.
+        With `payloads` the first child also writes the request payloads."""
+        a = self.args
+        started = []
+        for when, cpus in children:
+            result_path = os.path.join(self.work, f"limit_{when}.json")
+            cmd = [
+                *processes.python_module("tensorflow_serving.tools.inprocess_limit"),
+                *self._signature_flags(),
+                f"--batches={','.join(map(str, batches))}",
+                f"--runs={runs}",
+                f"--run_seconds={a.limit_seconds}",
+                f"--warmup_seconds={min(a.limit_seconds, 1.0)}",
+                f"--data={a.data}",
+                f"--model_name={a.model_name}",
+                f"--rest_format={a.rest_format}",
+                f"--payload_dir={self.work if payloads and not started else ''}",
+                f"--idle_gap_us={idle_gap_us}",
+                f"--result={result_path}",
+            ]
+            if a.input_data:
+                cmd.append(f"--input_data={_user_path(a.input_data)}")
+            if cpus:
+                cmd.append(f"--cpus={','.join(map(str, sorted(cpus)))}")
+            child = subprocess.Popen(
+                cmd,
+                env=processes.child_env(),
+                cwd=self.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
             )
-        with open(result_path) as handle:
-            return json.load(handle)
+            started.append((child, result_path))
+        timeout = 120 + len(batches) * (a.limit_runs + 1) * (a.limit_seconds + 1) * 2
+        records = []
+        for child, result_path in started:
+            output, _ = child.communicate(timeout=timeout)
+            if child.returncode != 0 or not os.path.exists(result_path):
+                raise SystemExit(
+                    f"in-process limit failed (exit {child.returncode}):\n{output[-3000:]}"
+                )
+            with open(result_path) as handle:
+                records.append(json.load(handle))
+        return records
 
     def measure_gapped_limits(self, floors: dict[str, dict]) -> dict[str, dict]:
         """For each concurrency-1 scenario: the limit at b_eff with the floor's p50 as idle gap.
@@ -714,6 +751,27 @@ class Benchmark:
             "sweep_tables": report.render_sweep_tables(summaries) if self.sweep else None,
         }
 
+    def measure_machine(self) -> dict[str, Any]:
+        """The model alone, without any server: one copy on the one-core setup's CPU, then
+        one copy per worker on the CPUs a pinned all-cores server gives its workers, at the
+        batches each setup's server would run; scaling.machine_ratio reads it."""
+        one, every = self.setups
+        workers = scaling.expected_processes(every, scaling.cgroup_cpu_limit())
+        cpu_sets = worker_cpu_sets(every.server_cpus or os.sched_getaffinity(0), workers)
+        if cpu_sets is None:
+            return {}
+        max_batch = self.settings["max_batch_size"]
+        batches = sorted(
+            {b for s in self.scenarios for b in scaling.model_batches(s, workers, max_batch)}
+        )
+        [solo] = self.measure_limit_copies("machine_one", [one.server_cpus], batches)
+        copies = self.measure_limit_copies("machine_all", cpu_sets, batches)
+        return {
+            "workers": workers,
+            "one": {str(b): solo["limits"].get(str(b)) for b in batches},
+            "all": [{str(b): c["limits"].get(str(b)) for b in batches} for c in copies],
+        }
+
     def run_scaling(self) -> dict[str, Any]:
         """The scaling mode: every scenario against each setup, --rounds times, interleaved
         (scaling.py); the report with each scenario's median rounds and ratios."""
@@ -731,7 +789,10 @@ class Benchmark:
                     say(f"round {index + 1} of {a.rounds}: {setup.describe()}")
                     measured[setup.name], commands[setup.name] = self.measure_server(setup)
                 rounds.append(measured)
-        summaries = scaling.summarize(self.scenarios, self.setups, rounds)
+            machine = self.measure_machine() if a.limit_runs else None
+        summaries = scaling.summarize(
+            self.scenarios, self.setups, rounds, machine, self.settings["max_batch_size"]
+        )
         return {
             "started": started,
             "argv": sys.argv,
@@ -754,6 +815,7 @@ class Benchmark:
             "load": {"duration_s": a.duration, "warmup_s": a.warmup, "data": a.data},
             "signature_inputs": payloads["inputs"],
             "scaling": summaries,
+            "machine": machine,
             "rounds": rounds,
             "table": scaling.render_table(summaries, self.setups),
         }

@@ -247,10 +247,15 @@ def test_scaling_mode_runs_one_core_and_all_cores_with_their_processes(tmp_path,
             f"--out={out}",
             *"--model_name=hpt --scaling --scaling_processes=2 --engine=python".split(),
             *"--scenarios=grpc:1:4,rest:1:4 --duration=1 --warmup=0.3 --rounds=2".split(),
+            *"--limit_runs=1 --limit_seconds=0.3".split(),
         ],
     )
     assert code == 0, stdout
     report = json.loads(out.read_text())
+    # The model alone: one copy on the one-core CPU, then one per worker at once.
+    machine = report["machine"]
+    assert machine["workers"] == 2 and len(machine["all"]) == 2
+    assert all(summary["machine_ratio"] > 0 for summary in report["scaling"])
     one, every = report["setups"]
     assert one["num_server_processes"] == 1 and len(one["server_cpus"]) == 1
     assert every["num_server_processes"] == 2 and len(every["server_cpus"]) >= 2

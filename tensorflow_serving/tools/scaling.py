@@ -176,17 +176,49 @@ def _ips(result: dict | None) -> float | None:
     return result["throughput_ips"] if usable(result) else None
 
 
+def model_batches(scenario: Scenario, workers: int, max_batch: int | None) -> tuple[int, int]:
+    """The batch the model runs at for `scenario`: on one core with one process, and in
+    each of `workers` workers that share its clients evenly (batching merges the
+    requests in flight, up to `max_batch`; without batching each request is a batch)."""
+    if max_batch is None:
+        return scenario.batch, scenario.batch
+    per_worker = math.ceil(scenario.concurrency / workers)
+    return (
+        min(scenario.batch * scenario.concurrency, max_batch),
+        min(scenario.batch * per_worker, max_batch),
+    )
+
+
+def machine_ratio(
+    scenario: Scenario, machine: dict[str, Any] | None, max_batch: int | None
+) -> float | None:
+    """What the model alone gains from all cores for `scenario`: the summed inf/s of one
+    copy per worker, all running at once at the per-worker batch, over one copy alone on
+    one core at the one-core batch (Benchmark.measure_machine's record). None: not measured."""
+    if not machine:
+        return None
+    one_batch, worker_batch = model_batches(scenario, machine["workers"], max_batch)
+    solo = (machine["one"].get(str(one_batch)) or {}).get("inferences_per_s")
+    copies = [(c.get(str(worker_batch)) or {}).get("inferences_per_s") for c in machine["all"]]
+    if not solo or not all(copies):
+        return None
+    return round(sum(copies) / solo, 3)
+
+
 def summarize(
     scenarios: list[Scenario],
     pair: Sequence[ServerSetup],
     rounds: list[dict[str, dict[str, dict]]],
+    machine: dict[str, Any] | None = None,
+    max_batch: int | None = None,
 ) -> list[dict[str, Any]]:
     """Per scenario, each setup's median round and every round's inf/s, and the ratios.
 
     `rounds[i][setup name][scenario name]` is a load result (a LoadResult's
     dict with `server_processes`). `ips_ratio` is the all-cores median over
     the one-core median, `p50_ratio` the same for p50 latency, and
-    `rounds_ips_ratio` each round's own ratio.
+    `rounds_ips_ratio` each round's own ratio. `machine_ratio`: the same
+    ratio for the model alone (machine_ratio), the most any server can gain.
     """
     one, every = pair
     summaries = []
@@ -214,6 +246,7 @@ def summarize(
                     _ratio(h, lo)
                     for h, lo in zip(high["rounds_ips"], low["rounds_ips"], strict=True)
                 ],
+                "machine_ratio": machine_ratio(scenario, machine, max_batch),
             }
         )
     return summaries
@@ -235,7 +268,8 @@ def _fmt(value, pattern: str = "{:,.0f}") -> str:
 
 HEADER = (
     "| scenario | server | processes | inf/s (every round) | p50/p99 ms | errors "
-    "| server cores | client cores | all/one inf/s (every round) | all/one p50 |"
+    "| server cores | client cores | all/one inf/s (every round) | all/one p50 "
+    "| model alone all/one |"
 )
 
 
@@ -259,8 +293,9 @@ def _row(summary: dict[str, Any], name: str, last: bool) -> str:
             _fmt((result.get("server_cpu") or {}).get("cores"), "{:.2f}"),
             _fmt(client.get("cores"), "{:.2f}") + (" SAT" if client.get("saturated") else ""),
         ]
-    ratio = p50 = "-"
+    ratio = p50 = alone = "-"
     if last:
+        alone = _fmt(summary.get("machine_ratio"), "{:.2f}")
         each = " / ".join(_fmt(r, "{:.2f}") for r in summary["rounds_ips_ratio"])
         ratio = f"**{_fmt(summary['ips_ratio'], '{:.2f}')}**" + (
             f" ({each})" if len(summary["rounds_ips_ratio"]) > 1 else ""
@@ -269,14 +304,14 @@ def _row(summary: dict[str, Any], name: str, last: bool) -> str:
     return (
         f"| {summary['scenario']} | {name} | {_fmt(result.get('server_processes'), '{}')} | "
         + " | ".join(cells)
-        + f" | {ratio} | {p50} |"
+        + f" | {ratio} | {p50} | {alone} |"
     )
 
 
 def render_table(summaries: list[dict[str, Any]], pair: Sequence[ServerSetup]) -> str:
     """The setups' placement, then a Markdown table: per scenario a row per setup."""
     lines = [setup.describe() for setup in pair]
-    lines += ["", HEADER, "|" + "---|" * 10]
+    lines += ["", HEADER, "|" + "---|" * 11]
     for summary in summaries:
         for index, setup in enumerate(pair):
             lines.append(_row(summary, setup.name, last=index == len(pair) - 1))
@@ -290,7 +325,10 @@ LEGEND = (
     "and workers) over the measured window's wall time. client cores: the load generator's "
     "(SAT: it used 90% or more of its cores, so the row may measure the client). all/one: "
     "the all-cores median over the one-core median (in brackets each round's own ratio); "
-    "all/one p50 likewise for the median latency. Clients open a connection each, and the "
+    "all/one p50 likewise for the median latency. model alone all/one: the model in "
+    "process, no server: one copy per worker running at once, each on its worker's CPUs at "
+    "the batch a worker would form, over one copy alone on the one-core CPU at the one-core "
+    "batch; the most any server could gain on this machine. Clients open a connection each, and the "
     "kernel hands each connection to one worker: with few connections some workers may get "
     "none."
 )

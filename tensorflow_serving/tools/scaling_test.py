@@ -113,7 +113,7 @@ def test_each_setup_reports_its_median_round_and_the_ratio():
     table = scaling.render_table([summary], pair)
     assert "| grpc:1:32 | one core | 1 | 5,000 (5,000 / 4,800 / 5,200) | 4.00/8.00 | 0 |" in table
     assert "| grpc:1:32 | all cores | 2 | 8,600 (9,000 / 8,000 / 8,600) |" in table
-    assert "**1.72** (1.80 / 1.67 / 1.65) | 0.80 |" in table
+    assert "**1.72** (1.80 / 1.67 / 1.65) | 0.80 | - |" in table  # no model-alone run
 
 
 def test_a_failed_setup_is_reported():
@@ -124,6 +124,39 @@ def test_a_failed_setup_is_reported():
     assert summary["ips_ratio"] is None
     assert scaling.failed([summary]) == ["rest:1:2 (all cores)"]
     assert "FAILED: request rejected: HTTP 404" in scaling.render_table([summary], pair)
+
+
+@pytest.mark.parametrize(
+    "scenario, workers, max_batch, batches",
+    [
+        (Scenario("grpc", 1, 32), 2, 32, (32, 16)),  # each worker gets half the clients
+        (Scenario("rest", 1, 3), 2, 32, (3, 2)),  # an odd client lands on one of them
+        (Scenario("grpc", 32, 8), 2, 32, (32, 32)),  # one request fills a batch
+        (Scenario("grpc", 1, 32), 2, None, (1, 1)),  # no batching: each request alone
+    ],
+)
+def test_model_batches_one_core_and_per_worker(scenario, workers, max_batch, batches):
+    assert scaling.model_batches(scenario, workers, max_batch) == batches
+
+
+def test_the_model_alone_ratio_is_the_copies_sum_at_the_worker_batch_over_one_copy():
+    machine = {
+        "workers": 2,
+        "one": {"16": {"inferences_per_s": 7700.0}, "32": {"inferences_per_s": 8300.0}},
+        "all": [
+            {"16": {"inferences_per_s": 6500.0}, "32": {"inferences_per_s": 7400.0}},
+            {"16": {"inferences_per_s": 6400.0}, "32": {"inferences_per_s": 7100.0}},
+        ],
+    }
+    c32 = Scenario("grpc", 1, 32)
+    assert scaling.machine_ratio(c32, machine, 32) == round((6500 + 6400) / 8300, 3)
+    assert scaling.machine_ratio(Scenario("rest", 32, 8), machine, 32) == round(14500 / 8300, 3)
+    assert scaling.machine_ratio(c32, {}, 32) is None
+    pair = scaling.setups([0, 1], "auto", "auto", 0)
+    rounds = [{ONE_CORE: {"grpc:1:32": _result(5000)}, ALL_CORES: {"grpc:1:32": _result(8000)}}]
+    (summary,) = scaling.summarize([c32], pair, rounds, machine, 32)
+    assert summary["machine_ratio"] == 1.554
+    assert "| 1.55 |" in scaling.render_table([summary], pair)
 
 
 if __name__ == "__main__":
