@@ -30,6 +30,13 @@ def test_defaults_are_upstreams():
     assert options.enable_batching is False
 
 
+def test_tflite_pools_default_to_the_cpus_this_process_may_use_when_parsed(monkeypatch):
+    """A pinned worker parses its flags after keeping to its CPUs: its pools follow them."""
+    monkeypatch.setattr(main.os, "sched_getaffinity", lambda pid: {3})
+    options, _ = main.parse_options([])
+    assert options.num_tflite_pools == 1
+
+
 def test_chapter_command_line():
     options, _ = main.parse_options(
         ["--port=8000", "--model_name=mnist", "--model_base_path=/tmp/mnist_model/"]

@@ -52,8 +52,9 @@ class ServerOptions:
     enable_signature_method_name_check: bool = False
     enable_profiler: bool = True
     prefer_tflite_model: bool = False
-    # Upstream: the number of CPUs this process may be scheduled on.
-    num_tflite_pools: int = len(os.sched_getaffinity(0))
+    # Upstream: the number of CPUs this process may be scheduled on, counted when
+    # the options are made (a pinned worker has applied its CPUs by then).
+    num_tflite_pools: int = dataclasses.field(default_factory=lambda: len(os.sched_getaffinity(0)))
     num_tflite_interpreters_per_pool: int = 1
     # Not upstream: largest request body (REST) / message (gRPC) accepted; 0: no
     # limit of ours (gRPC then keeps upstream's 2 GiB - 1). 64 MiB because grpcio
