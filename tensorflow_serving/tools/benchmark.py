@@ -754,7 +754,8 @@ class Benchmark:
     def measure_machine(self) -> dict[str, Any]:
         """The model alone, without any server: one copy on the one-core setup's CPU, then
         one copy per worker on the CPUs a pinned all-cores server gives its workers, at the
-        batches each setup's server would run; scaling.machine_ratio reads it."""
+        batches each setup's server would run; scaling.machine_ratio reads it. Run once
+        per round, so that the machine's drift shows in it as in the servers' rounds."""
         one, every = self.setups
         workers = scaling.expected_processes(every, scaling.cgroup_cpu_limit())
         cpu_sets = worker_cpu_sets(every.server_cpus or os.sched_getaffinity(0), workers)
@@ -779,6 +780,7 @@ class Benchmark:
         started = time.strftime("%Y-%m-%d %H:%M:%S")
         commands: dict[str, list[str]] = {}
         rounds: list[dict[str, dict[str, dict]]] = []
+        machines: list[dict[str, Any]] = []  # the model alone, one record per round
         with tempfile.TemporaryDirectory(prefix="tfs_benchmark_") as work:
             self.work = work
             payloads = self.measure_limit("payloads")  # parties: server only, so no timing
@@ -789,9 +791,10 @@ class Benchmark:
                     say(f"round {index + 1} of {a.rounds}: {setup.describe()}")
                     measured[setup.name], commands[setup.name] = self.measure_server(setup)
                 rounds.append(measured)
-            machine = self.measure_machine() if a.limit_runs else None
+                if a.limit_runs:
+                    machines.append(self.measure_machine())
         summaries = scaling.summarize(
-            self.scenarios, self.setups, rounds, machine, self.settings["max_batch_size"]
+            self.scenarios, self.setups, rounds, machines, self.settings["max_batch_size"]
         )
         return {
             "started": started,
@@ -815,7 +818,7 @@ class Benchmark:
             "load": {"duration_s": a.duration, "warmup_s": a.warmup, "data": a.data},
             "signature_inputs": payloads["inputs"],
             "scaling": summaries,
-            "machine": machine,
+            "machine": machines,
             "rounds": rounds,
             "table": scaling.render_table(summaries, self.setups),
         }

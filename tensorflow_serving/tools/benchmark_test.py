@@ -252,9 +252,10 @@ def test_scaling_mode_runs_one_core_and_all_cores_with_their_processes(tmp_path,
     )
     assert code == 0, stdout
     report = json.loads(out.read_text())
-    # The model alone: one copy on the one-core CPU, then one per worker at once.
-    machine = report["machine"]
-    assert machine["workers"] == 2 and len(machine["all"]) == 2
+    # The model alone, every round: one copy on the one-core CPU, then one per worker at once.
+    assert len(report["machine"]) == 2
+    for machine in report["machine"]:
+        assert machine["workers"] == 2 and len(machine["all"]) == 2
     assert all(summary["machine_ratio"] > 0 for summary in report["scaling"])
     one, every = report["setups"]
     assert one["num_server_processes"] == 1 and len(one["server_cpus"]) == 1

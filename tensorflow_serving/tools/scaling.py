@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import statistics
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -205,11 +206,22 @@ def machine_ratio(
     return round(sum(copies) / solo, 3)
 
 
+def _machine_ratios(
+    scenario: Scenario, machines: list[dict[str, Any]], max_batch: int | None
+) -> dict[str, Any]:
+    each = [machine_ratio(scenario, machine, max_batch) for machine in machines]
+    measured = [ratio for ratio in each if ratio is not None]
+    return {
+        "machine_ratio": round(statistics.median(measured), 3) if measured else None,
+        "rounds_machine_ratio": each,
+    }
+
+
 def summarize(
     scenarios: list[Scenario],
     pair: Sequence[ServerSetup],
     rounds: list[dict[str, dict[str, dict]]],
-    machine: dict[str, Any] | None = None,
+    machines: list[dict[str, Any]] | None = None,
     max_batch: int | None = None,
 ) -> list[dict[str, Any]]:
     """Per scenario, each setup's median round and every round's inf/s, and the ratios.
@@ -218,7 +230,9 @@ def summarize(
     dict with `server_processes`). `ips_ratio` is the all-cores median over
     the one-core median, `p50_ratio` the same for p50 latency, and
     `rounds_ips_ratio` each round's own ratio. `machine_ratio`: the same
-    ratio for the model alone (machine_ratio), the most any server can gain.
+    ratio for the model alone (machine_ratio of each of `machines`, one per
+    round: their median; `rounds_machine_ratio` each), the most any server
+    can gain.
     """
     one, every = pair
     summaries = []
@@ -246,7 +260,7 @@ def summarize(
                     _ratio(h, lo)
                     for h, lo in zip(high["rounds_ips"], low["rounds_ips"], strict=True)
                 ],
-                "machine_ratio": machine_ratio(scenario, machine, max_batch),
+                **_machine_ratios(scenario, machines or [], max_batch),
             }
         )
     return summaries
@@ -295,7 +309,10 @@ def _row(summary: dict[str, Any], name: str, last: bool) -> str:
         ]
     ratio = p50 = alone = "-"
     if last:
-        alone = _fmt(summary.get("machine_ratio"), "{:.2f}")
+        each = summary.get("rounds_machine_ratio") or []
+        alone = _fmt(summary.get("machine_ratio"), "{:.2f}") + (
+            f" ({' / '.join(_fmt(r, '{:.2f}') for r in each)})" if len(each) > 1 else ""
+        )
         each = " / ".join(_fmt(r, "{:.2f}") for r in summary["rounds_ips_ratio"])
         ratio = f"**{_fmt(summary['ips_ratio'], '{:.2f}')}**" + (
             f" ({each})" if len(summary["rounds_ips_ratio"]) > 1 else ""
@@ -328,7 +345,8 @@ LEGEND = (
     "all/one p50 likewise for the median latency. model alone all/one: the model in "
     "process, no server: one copy per worker running at once, each on its worker's CPUs at "
     "the batch a worker would form, over one copy alone on the one-core CPU at the one-core "
-    "batch; the most any server could gain on this machine. Clients open a connection each, and the "
+    "batch, measured in every round (median, every round in brackets); the most any server "
+    "could gain on this machine. Clients open a connection each, and the "
     "kernel hands each connection to one worker: with few connections some workers may get "
     "none."
 )

@@ -154,9 +154,14 @@ def test_the_model_alone_ratio_is_the_copies_sum_at_the_worker_batch_over_one_co
     assert scaling.machine_ratio(c32, {}, 32) is None
     pair = scaling.setups([0, 1], "auto", "auto", 0)
     rounds = [{ONE_CORE: {"grpc:1:32": _result(5000)}, ALL_CORES: {"grpc:1:32": _result(8000)}}]
-    (summary,) = scaling.summarize([c32], pair, rounds, machine, 32)
+    (summary,) = scaling.summarize([c32], pair, rounds, [machine], 32)
     assert summary["machine_ratio"] == 1.554
     assert "| 1.55 |" in scaling.render_table([summary], pair)
+    slower = {**machine, "one": {"32": {"inferences_per_s": 6450.0}}}  # 2.0x
+    (summary,) = scaling.summarize([c32], pair, rounds, [machine, slower, {}], 32)
+    assert summary["rounds_machine_ratio"] == [1.554, 2.0, None]
+    assert summary["machine_ratio"] == round((1.554 + 2.0) / 2, 3)
+    assert "| 1.78 (1.55 / 2.00 / -) |" in scaling.render_table([summary], pair)
 
 
 if __name__ == "__main__":
