@@ -305,9 +305,9 @@ _STOP_SLACK_SECONDS = 60.0
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    # First, before any thread starts: TensorFlow's import-time lines once each, at the
-    # level TF_CPP_MIN_LOG_LEVEL sets, as the stock server prints them.
     supervisor.keep_to_worker_cpus()  # before TensorFlow and gRPC start their threads
+    # Then, still before any thread starts: TensorFlow's import-time lines once each, at
+    # the level TF_CPP_MIN_LOG_LEVEL sets, as the stock server prints them.
     level = tensorflow_import.min_log_level(os.environ.get(tensorflow_import.LEVEL_VARIABLE))
     tensorflow_import.import_tensorflow(level)
     worker = supervisor.worker_identity()

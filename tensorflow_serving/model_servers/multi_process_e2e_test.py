@@ -94,22 +94,9 @@ def test_every_worker_listens_on_both_ports_and_answers(server):
 
 def cpus_of_threads(pid: int) -> set[frozenset[int]]:
     """The CPU sets the threads of process `pid` may run on (one per distinct set)."""
-    found = set()
-    for thread in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{thread}/status") as handle:
-            for line in handle:
-                if line.startswith("Cpus_allowed_list:"):
-                    found.add(frozenset(parse_cpu_list(line.split()[1])))
-    return found
-
-
-def parse_cpu_list(text: str) -> set[int]:
-    """'0-2,5' -> {0, 1, 2, 5}."""
-    cpus = set()
-    for part in text.split(","):
-        first, _, last = part.partition("-")
-        cpus.update(range(int(first), int(last or first) + 1))
-    return cpus
+    return {
+        frozenset(os.sched_getaffinity(int(thread))) for thread in os.listdir(f"/proc/{pid}/task")
+    }
 
 
 def test_each_worker_runs_every_thread_on_its_own_share_of_the_cpus(server):

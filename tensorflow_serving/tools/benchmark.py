@@ -349,14 +349,20 @@ class Benchmark:
             started.append((child, result_path))
         timeout = 120 + len(batches) * (a.limit_runs + 1) * (a.limit_seconds + 1) * 2
         records = []
-        for child, result_path in started:
-            output, _ = child.communicate(timeout=timeout)
-            if child.returncode != 0 or not os.path.exists(result_path):
-                raise SystemExit(
-                    f"in-process limit failed (exit {child.returncode}):\n{output[-3000:]}"
-                )
-            with open(result_path) as handle:
-                records.append(json.load(handle))
+        try:
+            for child, result_path in started:
+                output, _ = child.communicate(timeout=timeout)
+                if child.returncode != 0 or not os.path.exists(result_path):
+                    raise SystemExit(
+                        f"in-process limit failed (exit {child.returncode}):\n{output[-3000:]}"
+                    )
+                with open(result_path) as handle:
+                    records.append(json.load(handle))
+        finally:
+            for child, _ in started:  # after a failure, the others too (our children, by pid)
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
         return records
 
     def measure_gapped_limits(self, floors: dict[str, dict]) -> dict[str, dict]:
@@ -757,7 +763,7 @@ class Benchmark:
         batches each setup's server would run; scaling.machine_ratio reads it. Run once
         per round, so that the machine's drift shows in it as in the servers' rounds."""
         one, every = self.setups
-        workers = scaling.expected_processes(every, scaling.cgroup_cpu_limit())
+        workers = self._expected_processes(every)
         cpu_sets = worker_cpu_sets(every.server_cpus or os.sched_getaffinity(0), workers)
         if cpu_sets is None:
             return {}
