@@ -92,6 +92,8 @@ _NO_FLAGS = 0
 _MIN_POLLERS = 1
 _MAX_POLLERS = 2
 _OK = grpc.StatusCode.OK
+# The stages in which the completion queue takes new operations.
+_STAGES_WITH_QUEUE = ("new", "started", "draining", "stopping")
 # Threads beyond num_threads with control methods: two, so that a reload waiting
 # for its models still leaves one to answer the others.
 CONTROL_THREADS = 2
@@ -363,7 +365,12 @@ class InlineGrpcServer:
         self._handling = 0
         self._waiting: collections.deque = collections.deque()
         self._handling_lock = threading.Lock()
+        # Guards the stage and the counts below; never held across a call into gRPC
+        # core that releases the interpreter lock (see _enter_core).
         self._lock = threading.Lock()
+        # Threads inside gRPC core on a call or the server; _on_shutdown waits for none.
+        self._in_core = 0
+        self._core_left = threading.Condition(self._lock)
         self._active_rpcs = 0
         # Calls handed to a handler (not refused) that have not ended yet.
         self._admitted: set[_Rpc] = set()
@@ -476,21 +483,45 @@ class InlineGrpcServer:
         """Every call has ended: let the pollers go, and the waiters of stop()."""
         with self._lock:
             self._stage = "stopped"
+            while self._in_core:
+                self._core_left.wait()
             self._server.destroy()
             self._cq.shutdown()
         self._stopped.set()
 
+    def _enter_core(self, stages: tuple[str, ...]) -> bool:
+        """Counts the calling thread in gRPC core if the server is in one of `stages`.
+
+        On True the caller must call _leave_core() once its core call returned.
+        Why a count and not the lock held across the core call: cygrpc releases
+        the interpreter lock there (to write a reply, say), and every poller
+        that then wanted the lock would queue behind that write.
+        """
+        with self._lock:
+            if self._stage not in stages:
+                return False
+            self._in_core += 1
+            return True
+
+    def _leave_core(self) -> None:
+        with self._lock:
+            self._in_core -= 1
+            if not self._in_core and self._stage == "stopped":
+                self._core_left.notify_all()
+
     def start_batch(self, call, operations: Sequence, tag: Callable) -> bool:
-        """Starts operations on a call, unless the queue is shut down (False).
+        """Starts operations on a call, unless the queue is shut down (False). Any thread.
 
         A handler can outlive its call (a cancelled stream, a stop without
         grace), and gRPC aborts the process on a batch for a shut-down queue.
         """
-        with self._lock:
-            if self._stage == "stopped":
-                return False
+        if not self._enter_core(_STAGES_WITH_QUEUE):
+            return False
+        try:
             call.start_server_batch(operations, tag)
-            return True
+        finally:
+            self._leave_core()
+        return True
 
     # --- the pollers ---
 
@@ -571,9 +602,8 @@ class InlineGrpcServer:
             return  # the request was failed by the shutdown: no call
         rpc = _Rpc(self, event)
         control = rpc.method in self._control_methods
+        self._request_next_call()
         with self._lock:
-            if self._stage in ("started", "draining"):
-                self._server.request_call(self._cq, self._cq, self._on_new_call)
             self._active_rpcs += 1
             refused = self._stage != "started"
             over_limit = (
@@ -590,6 +620,19 @@ class InlineGrpcServer:
             self._serve_call(rpc, self._handle_request, None)
         else:
             self._serve_call(rpc, self._on_request, self._arrivals)
+
+    def _request_next_call(self) -> None:
+        """Asks gRPC for the next call while the server serves or drains.
+
+        A request that races the core's shutdown is failed by gRPC, and
+        _on_new_call ignores it.
+        """
+        if not self._enter_core(("started", "draining")):
+            return
+        try:
+            self._server.request_call(self._cq, self._cq, self._on_new_call)
+        finally:
+            self._leave_core()
 
     def _serve_call(self, rpc: _Rpc, on_request: Callable, arrivals: Arrivals | None) -> None:
         """Finds the call's handler, then asks for its request message; `on_request` takes

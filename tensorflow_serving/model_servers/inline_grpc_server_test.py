@@ -414,5 +414,72 @@ def test_interceptor_can_replace_the_handler():
         server.close()
 
 
+class _CoreCall:
+    """Stands in for a cygrpc call: start_server_batch blocks while `held` (a write in progress)."""
+
+    def __init__(self, held: bool = False) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        if not held:
+            self.release.set()
+        self.batches = 0
+
+    def start_server_batch(self, operations, tag) -> None:
+        self.entered.set()
+        assert self.release.wait(30)
+        self.batches += 1
+
+
+class _CoreServer:
+    """Stands in for the cygrpc server and queue: records destroy() and shutdown()."""
+
+    def __init__(self) -> None:
+        self.destroyed = threading.Event()
+
+    def destroy(self) -> None:
+        self.destroyed.set()
+
+    def shutdown(self) -> None:
+        pass
+
+
+def _in_thread(target, *args) -> threading.Thread:
+    thread = threading.Thread(target=target, args=args, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_batch_in_progress_does_not_hold_up_batches_of_other_calls():
+    server = InlineGrpcServer(num_threads=1)
+    writing = _CoreCall(held=True)
+    first = _in_thread(server.start_batch, writing, (), None)
+    assert writing.entered.wait(10)
+    other = _CoreCall()
+    second = _in_thread(server.start_batch, other, (), None)
+    second.join(10)
+    assert other.batches == 1, "a second call's batch waited for the first call's write"
+    writing.release.set()
+    first.join(10)
+    assert writing.batches == 1
+
+
+def test_the_core_is_destroyed_only_after_batches_in_progress_return():
+    server = InlineGrpcServer(num_threads=1)
+    core = _CoreServer()
+    server._server, server._cq, server._stage = core, core, "stopping"
+    writing = _CoreCall(held=True)
+    batch = _in_thread(server.start_batch, writing, (), None)
+    assert writing.entered.wait(10)
+    shutdown = _in_thread(server._on_shutdown, None)
+    assert testing.wait_for(lambda: server._stage == "stopped", timeout=10)
+    assert not core.destroyed.is_set()
+    assert not server.start_batch(_CoreCall(), (), None)  # refused once stopped
+    writing.release.set()
+    batch.join(10)
+    shutdown.join(10)
+    assert core.destroyed.is_set()
+    assert server.wait_for_termination(10)
+
+
 if __name__ == "__main__":
     sys.exit(testing.main(__file__))
