@@ -211,10 +211,21 @@ def test_sigterm_stops_every_worker_and_the_supervisor_exits_0(server):
 
 
 def test_a_start_that_fails_in_every_worker_fails_with_the_lone_servers_message(tmp_path):
-    flags = [f"--port={testing.free_port()}", "--model_config_file=/nonexistent/models.config"]
-    alone = subprocess.run([*server_command(), *flags], capture_output=True, text=True, timeout=300)
+    config = "--model_config_file=/nonexistent/models.config"
+    alone = subprocess.run(
+        [*server_command(), f"--port={testing.free_port()}", config],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    # A port of its own, picked just before: tests running beside this one pick ports too.
     supervised = subprocess.run(
-        [*server_command(), *flags, f"--num_server_processes={WORKERS}"],
+        [
+            *server_command(),
+            f"--port={testing.free_port()}",
+            config,
+            f"--num_server_processes={WORKERS}",
+        ],
         capture_output=True,
         text=True,
         timeout=300,
