@@ -11,9 +11,11 @@ the benchmark can tell the transport's cost from the server's:
   PredictResponse of that shape, encoded as the model server encodes
   outputs. Turning tensors into numpy is the server's work, not the
   transport's, so it is not part of the floor.
-- REST: a bare ASGI app on uvicorn (uvloop, httptools). Each :predict call
-  reads the body, parses it with orjson into numpy arrays and answers a
-  prebuilt {"predictions": ...} of the right shape.
+- REST: the model server's HTTP stack (rest/server.py's HttpServer: uvicorn
+  on uvloop with the inline :predict protocol), with an app that answers on
+  the event loop. Each :predict call's body is parsed as the model server
+  parses it first (json_dense; other bodies with orjson into numpy arrays),
+  and a prebuilt {"predictions": ...} of the right shape is the answer.
 
     python -m tensorflow_serving.tools.floor_servers grpc --port 9000 --spec '{...}'
 
@@ -97,7 +99,8 @@ def serve_prediction_service(servicer, port: int, threads: int, kind: str = "inl
 
 
 def rest_app(spec: dict):
-    """The ASGI app of the REST floor."""
+    """The REST floor's answers as an ASGI app (for bodies the inline protocol leaves to
+    ASGI); its `rows(body)` and `response(rows)` serve the inline path too."""
     import orjson
 
     dtypes = dict(spec["inputs"])
@@ -145,28 +148,55 @@ def rest_app(spec: dict):
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
+    app.rows = decode
+    app.response = response
     return app
 
 
-def serve_rest(port: int, spec: dict) -> None:
-    """Serves the REST floor on 127.0.0.1:`port`; uvicorn stops on SIGTERM/SIGINT."""
-    import uvicorn
+def floor_rest_app(spec: dict, options):
+    """The REST floor's app: the model server's RestApiApp, with :predict answered at once.
 
-    config = uvicorn.Config(
-        rest_app(spec),
-        host="127.0.0.1",
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="off",
-        access_log=False,
-        log_level="warning",
-    )
-    server = uvicorn.Server(config)
+    Small :predict bodies reach `answer` through the inline protocol, as in
+    the model server; everything else goes through ASGI to `rest_app`.
+    """
+    from tensorflow_serving.model_servers.rest.app import RestApiApp
+    from tensorflow_serving.model_servers.rest.handler import RestResponse
+    from tensorflow_serving.util import json_dense
+
+    asgi = rest_app(spec)
+
+    class FloorRestApp(RestApiApp):
+        def answer(self, route, body: bytes, respond) -> None:
+            dense = json_dense.decode(body)
+            rows = asgi.rows(body) if dense is None else _rows_of(dense.values)
+            respond(RestResponse(200, asgi.response(rows)))
+
+        async def __call__(self, scope, receive, send) -> None:
+            await asgi(scope, receive, send)
+
+    return FloorRestApp(None, options)
+
+
+def _rows_of(values: np.ndarray) -> int:
+    return int(values.shape[0]) if values.ndim else 1
+
+
+def serve_rest(port: int, spec: dict) -> None:
+    """Serves the REST floor on 127.0.0.1:`port` until SIGTERM/SIGINT."""
+    from tensorflow_serving.model_servers.rest.app import HttpOptions
+    from tensorflow_serving.model_servers.rest.server import HttpServer
+
+    options = HttpOptions(port=port, host="127.0.0.1")
+    server = HttpServer(floor_rest_app(spec, options), options)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     gc.collect()
     gc.freeze()
-    print(f"READY {port} {os.getpid()}", flush=True)
-    server.run()
+    server.start()
+    print(f"READY {server.port} {os.getpid()}", flush=True)
+    stop.wait()
+    server.stop(timeout=5)
 
 
 def main(argv: list[str] | None = None) -> int:

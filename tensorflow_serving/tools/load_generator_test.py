@@ -4,6 +4,7 @@ import dataclasses
 import json
 import shutil
 import sys
+import urllib.request
 
 import numpy as np
 import pytest
@@ -86,6 +87,17 @@ def test_rest_timed_run(floors):
     assert result.throughput_ips == pytest.approx(3 * result.throughput_rps, rel=0.01)
     assert result.server_cpu is None  # no server pid given
     assert result.server_batches is None
+
+
+def test_rest_floor_answers_one_prediction_per_row(floors):
+    port, _ = floors["rest"]
+    spec = _spec("rest", port, batch=3)
+    check = load_generator.send_one(spec)
+    assert check.ok, check.detail
+    url = f"http://127.0.0.1:{port}/v1/models/m:predict"
+    with urllib.request.urlopen(urllib.request.Request(url, data=spec.body), timeout=10) as answer:
+        assert answer.status == 200
+        assert json.loads(answer.read()) == {"predictions": [[0.0, 0.0, 0.0]] * 3}
 
 
 def test_http_errors_are_counted_by_status(floors):
