@@ -91,7 +91,7 @@ def test_rest_timed_run(floors):
 
 def test_rest_floor_answers_one_prediction_per_row(floors):
     port, _ = floors["rest"]
-    spec = _spec("rest", port, batch=3)
+    spec = _spec("rest", port, batch=3, concurrency=1)
     check = load_generator.send_one(spec)
     assert check.ok, check.detail
     url = f"http://127.0.0.1:{port}/v1/models/m:predict"
