@@ -462,6 +462,7 @@ class Benchmark:
                 f"--spec={json.dumps(floor_spec)}",
                 f"--threads={self.args.floor_grpc_threads}",
                 f"--grpc_server={self.args.floor_grpc_server}",
+                f"--hold_micros={self.args.floor_hold_micros}",
             ]
             say(f"floor: {protocol} no-work server on 127.0.0.1:{port}")
             scenarios = [s for s in self.scenarios if s.protocol == protocol]
@@ -901,6 +902,13 @@ def build_parser() -> argparse.ArgumentParser:
         "usable core)",
     )
     add("--floor_grpc_threads", type=int, default=8, help="handler threads of the gRPC floor")
+    add(
+        "--floor_hold_micros",
+        type=int,
+        default=0,
+        help="the floors answer as a batching server does: held requests together, this long "
+        "after the first, from a stand-in batch thread (0: each at once)",
+    )
     add(
         "--floor_grpc_server",
         default="inline",

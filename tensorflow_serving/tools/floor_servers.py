@@ -21,6 +21,14 @@ the benchmark can tell the transport's cost from the server's:
 
 `--spec` is JSON: {"model_name", "signature", "inputs": {alias: dtype},
 "outputs": {alias: {"dtype", "row_shape"}}}. SIGTERM stops either server.
+
+`--hold_micros=N` answers as a batching server does: requests wait on a
+stand-in batch thread, which answers all that are waiting N microseconds
+after the first of them came, from its own thread (gRPC: the reply leaves
+from that thread; REST: each answer is handed to the event loop, which
+writes it). The hold sleeps, so the floor's CPU per request stays the
+transport's: what the batched path costs each protocol beyond answering at
+once. gRPC only with `--grpc_server=inline`.
 """
 
 from __future__ import annotations
@@ -33,10 +41,47 @@ import os
 import signal
 import sys
 import threading
+import time
+from collections.abc import Callable
 
 import numpy as np
 
 from tensorflow_serving.model_servers.inline_grpc_server import GRPC_SERVERS, new_grpc_server
+
+
+class Holder:
+    """The stand-in batch thread of `--hold_micros`: answers every held request together.
+
+    `hold(answer)` from any thread; `answer()` runs on the holder's thread
+    `hold_s` after the first request of its batch was held.
+    """
+
+    def __init__(self, hold_s: float):
+        self._hold_s = hold_s
+        self._held: list[Callable[[], None]] = []
+        self._cond = threading.Condition()
+        threading.Thread(target=self._run, name="floor_hold", daemon=True).start()
+
+    def hold(self, answer: Callable[[], None]) -> None:
+        with self._cond:
+            self._held.append(answer)
+            if len(self._held) == 1:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._held:
+                    self._cond.wait()
+            time.sleep(self._hold_s)
+            with self._cond:
+                batch, self._held = self._held, []
+            for answer in batch:
+                answer()
+
+
+def _holder(hold_micros: int) -> Holder | None:
+    return Holder(hold_micros / 1e6) if hold_micros > 0 else None
 
 
 def _zeros(outputs: dict, batch: int) -> dict[str, np.ndarray]:
@@ -45,11 +90,18 @@ def _zeros(outputs: dict, batch: int) -> dict[str, np.ndarray]:
     }
 
 
-def serve_grpc(port: int, spec: dict, threads: int, kind: str = "inline") -> None:
+def serve_grpc(
+    port: int, spec: dict, threads: int, kind: str = "inline", hold_micros: int = 0
+) -> None:
     """Serves the gRPC floor on 127.0.0.1:`port` until SIGTERM/SIGINT."""
 
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
     from tensorflow_serving.util import tensor_codec
+    from tensorflow_serving.util.completion import Completion
+
+    if hold_micros > 0 and kind != "inline":
+        raise ValueError("--hold_micros needs --grpc_server=inline (it answers with a Completion)")
+    holder = _holder(hold_micros)
 
     @functools.lru_cache(maxsize=64)
     def response(batch: int) -> predict_pb2.PredictResponse:
@@ -67,7 +119,12 @@ def serve_grpc(port: int, spec: dict, threads: int, kind: str = "inline") -> Non
             for tensor in request.inputs.values():
                 dims = tensor.tensor_shape.dim
                 batch = dims[0].size if dims else 1
-            return response(batch)
+            if holder is None:
+                return response(batch)
+            answer = Completion()
+            answer.set_running_or_notify_cancel()
+            holder.hold(functools.partial(answer.set_result, response(batch)))
+            return answer
 
     serve_prediction_service(FixedPrediction(), port, threads, kind)
 
@@ -153,23 +210,32 @@ def rest_app(spec: dict):
     return app
 
 
-def floor_rest_app(spec: dict, options):
-    """The REST floor's app: the model server's RestApiApp, with :predict answered at once.
+def floor_rest_app(spec: dict, options, hold_micros: int = 0):
+    """The REST floor's app: the model server's RestApiApp, with :predict answered at once
+    (or after a hold, see --hold_micros).
 
     Small :predict bodies reach `answer` through the inline protocol, as in
     the model server; everything else goes through ASGI to `rest_app`.
     """
+    import asyncio
+
     from tensorflow_serving.model_servers.rest.app import RestApiApp
     from tensorflow_serving.model_servers.rest.handler import RestResponse
     from tensorflow_serving.util import json_dense
 
     asgi = rest_app(spec)
+    holder = _holder(hold_micros)
 
     class FloorRestApp(RestApiApp):
         def answer(self, route, body: bytes, respond) -> None:
             dense = json_dense.decode(body)
             rows = asgi.rows(body) if dense is None else _rows_of(dense.values)
-            respond(RestResponse(200, asgi.response(rows)))
+            response = RestResponse(200, asgi.response(rows))
+            if holder is None:
+                respond(response)
+                return
+            loop = asyncio.get_running_loop()
+            holder.hold(functools.partial(loop.call_soon_threadsafe, respond, response))
 
         async def __call__(self, scope, receive, send) -> None:
             await asgi(scope, receive, send)
@@ -181,13 +247,13 @@ def _rows_of(values: np.ndarray) -> int:
     return int(values.shape[0]) if values.ndim else 1
 
 
-def serve_rest(port: int, spec: dict) -> None:
+def serve_rest(port: int, spec: dict, hold_micros: int = 0) -> None:
     """Serves the REST floor on 127.0.0.1:`port` until SIGTERM/SIGINT."""
     from tensorflow_serving.model_servers.rest.app import HttpOptions
     from tensorflow_serving.model_servers.rest.server import HttpServer
 
     options = HttpOptions(port=port, host="127.0.0.1")
-    server = HttpServer(floor_rest_app(spec, options), options)
+    server = HttpServer(floor_rest_app(spec, options, hold_micros), options)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -210,12 +276,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--grpc_server", default="inline", choices=GRPC_SERVERS, help="as the model server's flag"
     )
+    parser.add_argument(
+        "--hold_micros",
+        type=int,
+        default=0,
+        help="answer held requests together this long after the first (0: each at once)",
+    )
     args = parser.parse_args(argv)
     spec = json.loads(args.spec)
     if args.protocol == "grpc":
-        serve_grpc(args.port, spec, args.threads, args.grpc_server)
+        serve_grpc(args.port, spec, args.threads, args.grpc_server, args.hold_micros)
     else:
-        serve_rest(args.port, spec)
+        serve_rest(args.port, spec, args.hold_micros)
     return 0
 
 

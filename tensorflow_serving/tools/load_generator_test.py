@@ -100,6 +100,30 @@ def test_rest_floor_answers_one_prediction_per_row(floors):
         assert json.loads(answer.read()) == {"predictions": [[0.0, 0.0, 0.0]] * 3}
 
 
+@pytest.mark.parametrize("protocol", ["grpc", "rest"])
+def test_a_floor_that_holds_answers_every_request_of_a_concurrent_load(tmp_path, protocol):
+    port = processes.free_port()
+    cmd = [
+        *processes.python_module("tensorflow_serving.tools.floor_servers"),
+        protocol,
+        f"--port={port}",
+        f"--spec={json.dumps(SPEC)}",
+        "--hold_micros=2000",
+    ]
+    log = str(tmp_path / "floor.log")
+    server = processes.start(cmd, None, log)
+    try:
+        assert processes.wait_for_port(port, 120, server), processes.log_tail(log)
+        spec = _spec(protocol, port, concurrency=4, requests=80, duration_s=None, warmup_s=0.0)
+        check = load_generator.send_one(spec)
+        assert check.ok, check.detail
+        result = load_generator.run_load(spec)
+        assert result.failure is None and result.errors == 0
+        assert result.requests_ok == 80
+    finally:
+        processes.stop(server)
+
+
 def test_http_errors_are_counted_by_status(floors):
     port, _ = floors["rest"]
     spec = _spec(
