@@ -144,15 +144,27 @@ def serve_prediction_service(servicer, port: int, threads: int, kind: str = "inl
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, server)
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
-    stop = threading.Event()
+
+    def start() -> int:
+        server.start()
+        return bound
+
+    _serve_until_signalled(start, lambda: server.stop(0))
+
+
+def _serve_until_signalled(start: Callable[[], int], stop: Callable[[], None]) -> None:
+    """Runs `start()` (which returns the port it serves on), prints "READY <port> <pid>",
+    then blocks until SIGTERM/SIGINT and runs `stop()`. Main thread only: it installs
+    the signal handlers. Shared by both floors, so they start and stop alike."""
+    signalled = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, lambda *_: signalled.set())
     gc.collect()
     gc.freeze()
-    server.start()
-    print(f"READY {bound} {os.getpid()}", flush=True)
-    stop.wait()
-    server.stop(0)
+    port = start()
+    print(f"READY {port} {os.getpid()}", flush=True)
+    signalled.wait()
+    stop()
 
 
 def rest_app(spec: dict):
@@ -254,15 +266,12 @@ def serve_rest(port: int, spec: dict, hold_micros: int = 0) -> None:
 
     options = HttpOptions(port=port, host="127.0.0.1")
     server = HttpServer(floor_rest_app(spec, options, hold_micros), options)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    gc.collect()
-    gc.freeze()
-    server.start()
-    print(f"READY {server.port} {os.getpid()}", flush=True)
-    stop.wait()
-    server.stop(timeout=5)
+
+    def start() -> int:
+        server.start()
+        return server.port
+
+    _serve_until_signalled(start, lambda: server.stop(timeout=5))
 
 
 def main(argv: list[str] | None = None) -> int:
