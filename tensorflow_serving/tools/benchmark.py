@@ -12,9 +12,14 @@ Like Triton's perf_analyzer, pointed at your own SavedModel:
   4. standin the minimal server with the model call replaced by a busy loop
              as long as the limit's time per call: the same ceiling, for a
              model whose cost does not change between requests;
-  5. server  the model server, started here on free loopback ports with the
+  5. modelfloor  the floor with a stand-in batch thread that runs the model
+             on every batch of held requests (at most the server's
+             max_batch_size rows) before answering them: the least a
+             batching server on each transport does, for every scenario, so
+             gRPC/REST of the model floors is what the transports allow;
+  6. server  the model server, started here on free loopback ports with the
              flags you give;
-  6. load    the same multi-process load generator drives the floors, the
+  7. load    the same multi-process load generator drives the floors, the
              minimal and stand-in servers and the server for every scenario
              (protocol:batch:concurrency).
 
@@ -24,7 +29,9 @@ server/ceiling) and writes everything as JSON with --out. A concurrency
 sweep (--concurrency=1,2,4,... with --protocols and --batch_size instead of
 --scenarios) also prints one table per protocol: the server's throughput,
 latency, mean batch (from its Prometheus page), cores busy, and its ratio to
-the in-process limit at that mean batch. On a machine with
+the in-process limit at that mean batch. With both protocols it also prints
+gRPC over REST per concurrency, for the server and for each floor measured.
+On a machine with
 two or more CPUs the server side (limit, floors, server) is pinned to one
 CPU and the load generator to another, so each party has a core of its own.
 
@@ -71,7 +78,7 @@ from tensorflow_serving.tools.scaling import ServerSetup
 _OWNED_SERVER_FLAGS = ("port", "rest_api_port", "model_name", "model_base_path", "bind_address")
 _SERVER_BINARY = "tensorflow_serving/model_servers/tensorflow_model_server"
 _MAX_ROUNDS = 9
-PARTIES = ("limit", "floor", "minimal", "standin", "server")
+PARTIES = ("limit", "floor", "minimal", "standin", "modelfloor", "server")
 DEFAULT_SCENARIOS = "grpc:1:1,grpc:1:32,grpc:32:1,rest:1:32"
 _UPSTREAM_MAX_BATCH_SIZE = 1000  # BatchingParameters default when the file does not set it
 # What the benchmark adds when the server batches and the flags turn no Prometheus page on.
@@ -473,6 +480,42 @@ class Benchmark:
             )
         return results
 
+    def measure_model_floors(self, floor_spec: dict) -> dict[str, dict]:
+        """Each protocol's model floor (floor_servers.py --model_dir), started pinned, under
+        every scenario of that protocol: the floor plus the model run in a stand-in batch
+        thread on batches of at most the server's max_batch_size rows."""
+        a = self.args
+        results: dict[str, dict] = {}
+        for protocol in sorted({s.protocol for s in self.scenarios}):
+            port = processes.free_port()
+            log_path = os.path.join(self.work, f"model_floor_{protocol}.log")
+            cmd = [
+                *processes.python_module("tensorflow_serving.tools.floor_servers"),
+                protocol,
+                f"--port={port}",
+                f"--spec={json.dumps(floor_spec)}",
+                f"--threads={a.floor_grpc_threads}",
+                *self._signature_flags(),
+                # Without server batching each request runs alone: batches of one request.
+                f"--max_batch_size={self.settings['max_batch_size'] or 1}",
+                f"--data={a.data}",
+                *([f"--input_data={a.input_data}"] if a.input_data else []),
+            ]
+            say(f"model floor: {protocol} floor with the model in a batch thread on :{port}")
+            scenarios = [s for s in self.scenarios if s.protocol == protocol]
+            results.update(
+                self._start_and_drive(
+                    f"{protocol} model floor",
+                    "model floor",
+                    cmd,
+                    port,
+                    log_path,
+                    a.ready_timeout,
+                    scenarios,
+                )
+            )
+        return results
+
     def _start_and_drive(
         self,
         what: str,
@@ -681,7 +724,8 @@ class Benchmark:
                 "outputs": limit["output_rows"],
             }
             passes = [limit["limits"]]
-            # per round: (floors, minimal servers, stand-ins, servers, limits with idle gaps)
+            # per round: (floors, minimal servers, stand-ins, servers, limits with idle gaps,
+            # model floors)
             measured = []
             for index in range(a.rounds):
                 if index:
@@ -693,13 +737,16 @@ class Benchmark:
                 stand_in = {}
                 if "standin" in self.parties and "limit" in self.parties:
                     stand_in = self.measure_stand_in(passes[-1])
+                model_floors = {}
+                if "modelfloor" in self.parties:
+                    model_floors = self.measure_model_floors(floor_spec)
                 servers = {}
                 if "server" in self.parties:
                     servers, server_cmd = self.measure_server(self.setups[0])
                 gapped = {}
                 if "limit" in self.parties and a.limit_idle_gaps:
                     gapped = self.measure_gapped_limits(floors)
-                measured.append((floors, minimal, stand_in, servers, gapped))
+                measured.append((floors, minimal, stand_in, servers, gapped, model_floors))
             if "limit" in self.parties and a.limit_passes > 1:
                 # Bracket the load runs: the host's speed drifts, and the limit is
                 # the best the same core showed in the same minutes.
@@ -718,10 +765,13 @@ class Benchmark:
                     gapped.get(s.name),
                     minimal.get(s.name),
                     stand_in.get(s.name),
+                    model_floors.get(s.name),
                 )
                 for s in self.scenarios
             ]
-            for index, (floors, minimal, stand_in, servers, gapped) in enumerate(measured)
+            for index, (floors, minimal, stand_in, servers, gapped, model_floors) in enumerate(
+                measured
+            )
         ]
         summaries = rounds[0] if len(rounds) == 1 else report.median_rounds(rounds)
         limit["limits"] = report.merge_limit_passes(passes)
@@ -756,6 +806,7 @@ class Benchmark:
             ),
             "table": report.render_table(summaries),
             "sweep_tables": report.render_sweep_tables(summaries) if self.sweep else None,
+            "protocol_ratios": report.render_protocol_ratios(summaries),
         }
 
     def measure_machine(self) -> dict[str, Any]:
@@ -870,7 +921,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--parties",
         default=",".join(PARTIES),
         help=f"what to measure ({','.join(PARTIES)}); minimal and standin: gRPC scenarios "
-        "with one client (standin needs limit)",
+        "with one client (standin needs limit); modelfloor: the floors with the model run in "
+        "a stand-in batch thread",
     )
     add("--server_cpus", default="auto", help="CPUs for limit, floors, server ('none': unpinned)")
     add("--client_cpus", default="auto", help="CPUs for the load generator ('none': unpinned)")
@@ -988,6 +1040,11 @@ def _print_tables(result: dict[str, Any]) -> list[str]:
         print(result["sweep_tables"])
         print()
         print(report.SWEEP_LEGEND)
+    if result["protocol_ratios"]:
+        print()
+        print(result["protocol_ratios"])
+        print()
+        print(report.PROTOCOL_RATIOS_LEGEND)
     _print_engine_notes(
         [
             s.get(party)

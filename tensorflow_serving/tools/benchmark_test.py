@@ -108,6 +108,12 @@ def test_full_run_reports_limit_floor_ceiling_and_server(tmp_path, capsys):
     )
     assert by_name["grpc:1:1"]["stand_in_vs_ceiling"] > 0
     assert by_name["grpc:1:4"]["stand_in"] is None and by_name["rest:2:2"]["stand_in"] is None
+    # Every scenario: the floor with the model in a batch thread of at most 8 rows.
+    for name, s in by_name.items():
+        model_floor = s["model_floor"]
+        assert model_floor["failure"] is None and model_floor["errors"] == 0, (name, model_floor)
+        assert model_floor["requests_ok"] > 0 and s["server_vs_model_floor"] > 0, name
+    assert report["protocol_ratios"] is None, "no load ran with both protocols"
     assert by_name["rest:2:2"]["server"]["throughput_ips"] == pytest.approx(
         2 * by_name["rest:2:2"]["server"]["throughput_rps"], rel=0.01
     )
@@ -225,6 +231,13 @@ def test_a_concurrency_sweep_prints_a_table_per_protocol_with_the_servers_mean_b
     assert report["sweep_tables"].startswith("gRPC, 1 row per request:")
     assert "\n\nREST, 1 row per request:" in report["sweep_tables"]
     assert report["sweep_tables"].count(report_lib.SWEEP_HEADER) == 2
+    # Both protocols at each concurrency: gRPC over REST, the server's only (no floors ran).
+    ratios = report["protocol_ratios"]
+    assert ratios in stdout and report_lib.PROTOCOL_RATIOS_HEADER in ratios
+    for clients in (1, 6):
+        [row] = [line for line in ratios.splitlines() if line.startswith(f"| 1 | {clients} | ")]
+        server, bound, model_floor, floor = row.strip("|").split("|")[2:]
+        assert float(server) > 0 and bound.strip() == model_floor.strip() == floor.strip() == "-"
 
 
 STAND_IN = os.path.join(

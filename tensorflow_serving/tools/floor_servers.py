@@ -29,11 +29,25 @@ from that thread; REST: each answer is handed to the event loop, which
 writes it). The hold sleeps, so the floor's CPU per request stays the
 transport's: what the batched path costs each protocol beyond answering at
 once. gRPC only with `--grpc_server=inline`.
+
+`--model_dir` (with the minimal server's signature flags) makes it the
+*model floor*: the least a batching model server on this transport does.
+The stand-in batch thread takes what is held (at most `--max_batch_size`
+rows; 0: all), runs the model on that many rows of `--data` (the same
+Session callable as the in-process limit), and only then answers those
+requests, with the fixed response as before. As with batch_timeout_micros 0,
+a batch starts as soon as the thread is free, so batches grow while the
+model runs. It does not decode inputs, check them, or use the model's
+outputs: both protocols' model floors differ only in their transport, so
+their ratio is what the transport allows a server when a model runs between
+its requests (evicting the transport's code and data from the caches).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import dataclasses
 import functools
 import gc
 import json
@@ -47,24 +61,36 @@ from collections.abc import Callable
 import numpy as np
 
 from tensorflow_serving.model_servers.inline_grpc_server import GRPC_SERVERS, new_grpc_server
+from tensorflow_serving.tools import inprocess_limit
 
 
 class Holder:
-    """The stand-in batch thread of `--hold_micros`: answers every held request together.
+    """The stand-in batch thread of `--hold_micros` and `--model_dir`: answers held requests
+    together.
 
-    `hold(answer)` from any thread; `answer()` runs on the holder's thread
-    `hold_s` after the first request of its batch was held.
+    `hold(rows, answer)` from any thread; `answer()` runs on the holder's
+    thread, `hold_s` after the first request of its batch was held and after
+    `run_batch(rows in the batch)` returned (when given). A batch takes held
+    requests in order while their rows fit in `max_rows` (always at least
+    one; 0: every held request).
     """
 
-    def __init__(self, hold_s: float):
+    def __init__(
+        self,
+        hold_s: float,
+        run_batch: Callable[[int], None] | None = None,
+        max_rows: int = 0,
+    ):
         self._hold_s = hold_s
-        self._held: list[Callable[[], None]] = []
+        self._run_batch = run_batch
+        self._max_rows = max_rows
+        self._held: collections.deque[tuple[int, Callable[[], None]]] = collections.deque()
         self._cond = threading.Condition()
         threading.Thread(target=self._run, name="floor_hold", daemon=True).start()
 
-    def hold(self, answer: Callable[[], None]) -> None:
+    def hold(self, rows: int, answer: Callable[[], None]) -> None:
         with self._cond:
-            self._held.append(answer)
+            self._held.append((rows, answer))
             if len(self._held) == 1:
                 self._cond.notify()
 
@@ -73,14 +99,53 @@ class Holder:
             with self._cond:
                 while not self._held:
                     self._cond.wait()
-            time.sleep(self._hold_s)
+            if self._hold_s > 0:
+                time.sleep(self._hold_s)
             with self._cond:
-                batch, self._held = self._held, []
-            for answer in batch:
+                batch = self._take_batch()
+            if self._run_batch is not None:
+                self._run_batch(sum(rows for rows, _ in batch))
+            for _, answer in batch:
                 answer()
 
+    def _take_batch(self) -> list[tuple[int, Callable[[], None]]]:
+        """The held requests of the next batch, oldest first (condition held)."""
+        batch = [self._held.popleft()]
+        rows = batch[0][0]
+        while self._held and (not self._max_rows or rows + self._held[0][0] <= self._max_rows):
+            rows += self._held[0][0]
+            batch.append(self._held.popleft())
+        return batch
 
-def _holder(hold_micros: int) -> Holder | None:
+
+@dataclasses.dataclass(frozen=True)
+class ModelBatch:
+    """What the model floor's batch thread runs: `loaded` on `rows` rows of `data` inputs."""
+
+    loaded: object  # an inprocess_limit.LoadedSignature
+    data: str = "random"
+    max_rows: int = 0
+    rows_by_alias: dict | None = None  # --input_data's rows, cycled to the batch
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_feeds", functools.lru_cache(maxsize=128)(self._make_feeds))
+
+    def __call__(self, rows: int) -> None:
+        self.loaded.fn(*self._feeds(rows))
+
+    def _make_feeds(self, rows: int) -> list[np.ndarray]:
+        from tensorflow_serving.tools import signature_inputs
+
+        arrays = signature_inputs.make_inputs(
+            self.loaded.inputs, rows, self.data, data=self.rows_by_alias
+        )
+        return [arrays[spec.alias] for spec in self.loaded.inputs]
+
+
+def _holder(hold_micros: int, model: ModelBatch | None = None) -> Holder | None:
+    """The stand-in batch thread the flags ask for; None: each request is answered at once."""
+    if model is not None:
+        return Holder(max(hold_micros, 0) / 1e6, model, model.max_rows)
     return Holder(hold_micros / 1e6) if hold_micros > 0 else None
 
 
@@ -91,17 +156,26 @@ def _zeros(outputs: dict, batch: int) -> dict[str, np.ndarray]:
 
 
 def serve_grpc(
-    port: int, spec: dict, threads: int, kind: str = "inline", hold_micros: int = 0
+    port: int,
+    spec: dict,
+    threads: int,
+    kind: str = "inline",
+    hold_micros: int = 0,
+    model: ModelBatch | None = None,
 ) -> None:
-    """Serves the gRPC floor on 127.0.0.1:`port` until SIGTERM/SIGINT."""
+    """Serves the gRPC floor (with `model`, the model floor) on 127.0.0.1:`port` until
+    SIGTERM/SIGINT."""
 
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
     from tensorflow_serving.util import tensor_codec
     from tensorflow_serving.util.completion import Completion
 
-    if hold_micros > 0 and kind != "inline":
-        raise ValueError("--hold_micros needs --grpc_server=inline (it answers with a Completion)")
-    holder = _holder(hold_micros)
+    holder = _holder(hold_micros, model)
+    if holder is not None and kind != "inline":
+        raise ValueError(
+            "--hold_micros and --model_dir need --grpc_server=inline (they answer with a "
+            "Completion)"
+        )
 
     @functools.lru_cache(maxsize=64)
     def response(batch: int) -> predict_pb2.PredictResponse:
@@ -123,7 +197,7 @@ def serve_grpc(
                 return response(batch)
             answer = Completion()
             answer.set_running_or_notify_cancel()
-            holder.hold(functools.partial(answer.set_result, response(batch)))
+            holder.hold(batch, functools.partial(answer.set_result, response(batch)))
             return answer
 
     serve_prediction_service(FixedPrediction(), port, threads, kind)
@@ -222,9 +296,9 @@ def rest_app(spec: dict):
     return app
 
 
-def floor_rest_app(spec: dict, options, hold_micros: int = 0):
+def floor_rest_app(spec: dict, options, hold_micros: int = 0, model: ModelBatch | None = None):
     """The REST floor's app: the model server's RestApiApp, with :predict answered at once
-    (or after a hold, see --hold_micros).
+    (or after a hold, see --hold_micros, or after a model batch, see --model_dir).
 
     Small :predict bodies reach `answer` through the inline protocol, as in
     the model server; everything else goes through ASGI to `rest_app`.
@@ -236,7 +310,7 @@ def floor_rest_app(spec: dict, options, hold_micros: int = 0):
     from tensorflow_serving.util import json_dense
 
     asgi = rest_app(spec)
-    holder = _holder(hold_micros)
+    holder = _holder(hold_micros, model)
 
     class FloorRestApp(RestApiApp):
         def answer(self, route, body: bytes, respond) -> None:
@@ -247,7 +321,7 @@ def floor_rest_app(spec: dict, options, hold_micros: int = 0):
                 respond(response)
                 return
             loop = asyncio.get_running_loop()
-            holder.hold(functools.partial(loop.call_soon_threadsafe, respond, response))
+            holder.hold(rows, functools.partial(loop.call_soon_threadsafe, respond, response))
 
         async def __call__(self, scope, receive, send) -> None:
             await asgi(scope, receive, send)
@@ -259,13 +333,16 @@ def _rows_of(values: np.ndarray) -> int:
     return int(values.shape[0]) if values.ndim else 1
 
 
-def serve_rest(port: int, spec: dict, hold_micros: int = 0) -> None:
-    """Serves the REST floor on 127.0.0.1:`port` until SIGTERM/SIGINT."""
+def serve_rest(
+    port: int, spec: dict, hold_micros: int = 0, model: ModelBatch | None = None
+) -> None:
+    """Serves the REST floor (with `model`, the model floor) on 127.0.0.1:`port` until
+    SIGTERM/SIGINT."""
     from tensorflow_serving.model_servers.rest.app import HttpOptions
     from tensorflow_serving.model_servers.rest.server import HttpServer
 
     options = HttpOptions(port=port, host="127.0.0.1")
-    server = HttpServer(floor_rest_app(spec, options, hold_micros), options)
+    server = HttpServer(floor_rest_app(spec, options, hold_micros, model), options)
 
     def start() -> int:
         server.start()
@@ -291,13 +368,39 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="answer held requests together this long after the first (0: each at once)",
     )
+    inprocess_limit.add_signature_flags(parser, required=False)
+    parser.add_argument(
+        "--max_batch_size", type=int, default=0, help="with --model_dir: rows per batch at most"
+    )
+    parser.add_argument(
+        "--data", default="random", help="with --model_dir: synthetic rows the model runs on"
+    )
+    parser.add_argument("--input_data", default="", help="with --model_dir: .npz rows by alias")
     args = parser.parse_args(argv)
     spec = json.loads(args.spec)
+    model = _model_batch(args) if args.model_dir else None
     if args.protocol == "grpc":
-        serve_grpc(args.port, spec, args.threads, args.grpc_server, args.hold_micros)
+        serve_grpc(args.port, spec, args.threads, args.grpc_server, args.hold_micros, model)
     else:
-        serve_rest(args.port, spec, args.hold_micros)
+        serve_rest(args.port, spec, args.hold_micros, model)
     return 0
+
+
+def _model_batch(args: argparse.Namespace) -> ModelBatch:
+    """The model floor's batch run, loaded (and run once at every batch size up to the cap,
+    so that no measured batch pays a first call's set-up)."""
+    from tensorflow_serving.tools import signature_inputs
+
+    loaded = inprocess_limit.load_signature_from(args)
+    data = (
+        signature_inputs.load_input_data(args.input_data, loaded.inputs)
+        if args.input_data
+        else None
+    )
+    model = ModelBatch(loaded, args.data, args.max_batch_size, data)
+    for rows in range(1, max(args.max_batch_size, 1) + 1):
+        model(rows)
+    return model
 
 
 if __name__ == "__main__":

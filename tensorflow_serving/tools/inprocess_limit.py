@@ -188,10 +188,13 @@ def load_tflite_signature(
     return LoadedSignature(session=servable, fn=fn, inputs=inputs, outputs=outputs)
 
 
-def add_signature_flags(parser: argparse.ArgumentParser) -> None:
+def add_signature_flags(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """The flags that say which signature to load and how (see load_signature_from):
-    the limit and the minimal server take the same ones, so they load the same thing."""
-    parser.add_argument("--model_dir", required=True, help="a SavedModel (version) directory")
+    the limit, the minimal server and the model floors take the same ones, so they load
+    the same thing. `required=False`: --model_dir may be left out (no model)."""
+    parser.add_argument(
+        "--model_dir", required=required, default="", help="a SavedModel (version) directory"
+    )
     parser.add_argument("--signature", default="serving_default")
     parser.add_argument("--tags", default="serve")
     parser.add_argument("--input_shape", action="append", default=[])

@@ -215,6 +215,7 @@ def scenario_summary(
     gapped_limit: dict | None = None,
     minimal: dict | None = None,
     stand_in: dict | None = None,
+    model_floor: dict | None = None,
 ) -> dict[str, Any]:
     """One scenario's record: the measurements and the derived ceiling and ratios.
 
@@ -226,10 +227,12 @@ def scenario_summary(
     server's throughput over the minimal server's. With `stand_in` (the
     stand-in's load result: the minimal server with a busy loop as long as
     the limit's time per call) its ratio to the same ceiling, and the
-    minimal server's throughput over it. `mean_batch` and the server's ratio
+    minimal server's throughput over it. With `model_floor` (the floor with the model
+    in a stand-in batch thread) the server's throughput over it. `mean_batch` and the
+    server's ratio
     to the limit at that batch (limit_ips_at) come with every server result.
     """
-    for result in (floor, minimal, stand_in, server):
+    for result in (floor, minimal, stand_in, model_floor, server):
         if result is not None and usable(result):
             result["others_on_server_cpus"] = others_on_cpus(result, server_cpus)
     b_eff = effective_batch(scenario, max_batch_size)
@@ -246,6 +249,7 @@ def scenario_summary(
     limit_at_mean = limit_ips_at(limits, server_batch) if server_batch else None
     minimal_ips = minimal["throughput_ips"] if usable(minimal) else None
     stand_in_ips = stand_in["throughput_ips"] if usable(stand_in) else None
+    model_floor_ips = model_floor["throughput_ips"] if usable(model_floor) else None
     gapped_ceiling = gapped_ideal_p50 = None
     if gapped_limit and floor_rps and scenario.concurrency == 1:
         gapped_ceiling = ceiling_ips(floor_rps, scenario.batch, gapped_limit["inferences_per_s"])
@@ -277,6 +281,8 @@ def scenario_summary(
         "stand_in": stand_in,
         "stand_in_vs_ceiling": _ratio(stand_in_ips, ceiling),
         "minimal_vs_stand_in": _ratio(minimal_ips, stand_in_ips),
+        "model_floor": model_floor,
+        "server_vs_model_floor": _ratio(server_ips, model_floor_ips),
     }
 
 
@@ -339,7 +345,7 @@ def noisy_parties(summaries: list[dict[str, Any]], threshold: float = NOISE_CORE
         limit = s.get("limit") or {}
         if (limit.get("others_cores") or 0.0) >= threshold:
             noisy.append(f"{s['scenario']} limit")
-        for party in ("floor", "minimal", "stand_in", "server"):
+        for party in ("floor", "minimal", "stand_in", "model_floor", "server"):
             if ((s.get(party) or {}).get("others_on_server_cpus") or 0.0) >= threshold:
                 noisy.append(f"{s['scenario']} {party}")
     return noisy
@@ -436,6 +442,12 @@ def render_table(summaries: list[dict[str, Any]]) -> str:
                 + f" | - | {_fmt(s['stand_in_vs_ceiling'], '{:.2f}')} "
                 f"(minimal/stand-in {_fmt(s['minimal_vs_stand_in'], '{:.2f}')}) |"
             )
+        if s.get("model_floor") is not None:
+            lines.append(
+                f"| {name} | model floor (floor + the model in a batch thread) | "
+                + " | ".join(_load_cells(s["model_floor"]))
+                + f" | - | (server/model floor {_fmt(s['server_vs_model_floor'], '{:.2f}')}) |"
+            )
         if s["server"] is not None:
             cells = _load_cells(s["server"])
             lines.append(
@@ -508,6 +520,64 @@ def _sweep_row(s: dict[str, Any]) -> str:
     )
 
 
+PROTOCOL_RATIOS_HEADER = (
+    "| rows per request | clients | server gRPC/REST | gRPC model floor/REST server "
+    "| model floor gRPC/REST | floor gRPC/REST |"
+)
+
+
+def protocol_ratios(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """gRPC inf/s over REST inf/s for every (batch, concurrency) run with both protocols:
+    the server's, the model floor's and the no-work floor's, and the gRPC model floor's
+    over the REST server's (`grpc_bound`: no gRPC server doing at least the model floor's
+    work beats it). None where not measured."""
+    by_load: dict[tuple[int, int], dict[str, dict[str, Any]]] = {}
+    for s in summaries:
+        by_load.setdefault((s["batch"], s["concurrency"]), {})[s["protocol"]] = s
+    ratios = []
+    for (batch, concurrency), pair in by_load.items():
+        if set(pair) != {"grpc", "rest"}:
+            continue
+        row: dict[str, Any] = {"batch": batch, "concurrency": concurrency}
+        for party in ("server", "model_floor", "floor"):
+            grpc, rest = pair["grpc"].get(party), pair["rest"].get(party)
+            row[party] = (
+                _ratio(grpc["throughput_ips"], rest["throughput_ips"])
+                if usable(grpc) and usable(rest)
+                else None
+            )
+        grpc_floor, rest_server = pair["grpc"].get("model_floor"), pair["rest"].get("server")
+        row["grpc_bound"] = (
+            _ratio(grpc_floor["throughput_ips"], rest_server["throughput_ips"])
+            if usable(grpc_floor) and usable(rest_server)
+            else None
+        )
+        ratios.append(row)
+    return ratios
+
+
+def render_protocol_ratios(summaries: list[dict[str, Any]]) -> str | None:
+    """A Markdown table of protocol_ratios, in the order run; None without both protocols."""
+    ratios = protocol_ratios(summaries)
+    if not ratios:
+        return None
+    lines = ["gRPC over REST, same rows and clients:", "", PROTOCOL_RATIOS_HEADER]
+    lines.append("|" + "---|" * 6)
+    for r in ratios:
+        parties = ("server", "grpc_bound", "model_floor", "floor")
+        cells = [_fmt(r[p], "{:.2f}") for p in parties]
+        lines.append(f"| {r['batch']} | {r['concurrency']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+PROTOCOL_RATIOS_LEGEND = (
+    "gRPC inf/s over REST inf/s of the same party under the same load (each scenario's "
+    "median round); gRPC model floor/REST server: the gRPC floor that also runs the model "
+    "in a stand-in batch thread, over the REST server: a gRPC server on this transport "
+    "does at least that floor's work, so its ratio to the REST server stays below this one."
+)
+
+
 SWEEP_LEGEND = (
     "mean batch: rows per batch the server ran in the measured window (its batch-size "
     "histogram's sum/count over the window, padded sizes; without batching, the request's "
@@ -530,7 +600,10 @@ LEGEND = (
     "with the model call replaced by a busy loop as long as the limit's time per call (same "
     "ceiling), so it shows what transport and handler reach when the model's cost does not "
     "change between requests, and minimal/stand-in what running the real model between "
-    "requests costs; vs limit/ceiling: inf/s over them. "
+    "requests costs; model floor: the floor whose stand-in batch thread runs the model on "
+    "each batch of held requests (at most max_batch_size rows, started as soon as the "
+    "thread is free) before answering them, so server/model floor is what the server's own "
+    "code costs at that load; vs limit/ceiling: inf/s over them. "
     "Latency: per request "
     "(limit: per call). others on server CPU: cores of the server's CPU other processes "
     "kept busy meanwhile (noise on a shared machine). client cores SAT: the load generator "

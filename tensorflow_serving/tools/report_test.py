@@ -385,5 +385,40 @@ def test_rounds_report_the_median_round_and_every_rounds_ratio():
     assert "all 1 rounds" not in report.render_table(report.median_rounds(rounds[:1]))
 
 
+def test_protocol_ratios_compare_each_party_and_bound_grpc_by_its_model_floor():
+    """gRPC over REST per load, for the server and each floor; and the gRPC model floor over
+    the REST server, which no gRPC server doing the model floor's work can beat."""
+    summaries = [
+        report.scenario_summary(
+            Scenario(protocol, 1, 32),
+            32,
+            LIMITS,
+            _load(floor, 0.5),
+            _load(server, 8),
+            model_floor=_load(model_floor, 7),
+        )
+        for protocol, floor, server, model_floor in (
+            ("grpc", 20000, 3000, 3200),
+            ("rest", 35000, 4000, 4400),
+        )
+    ]
+    # One client ran gRPC only: no pair, no row.
+    summaries.append(
+        report.scenario_summary(Scenario("grpc", 1, 1), 32, LIMITS, None, _load(800, 1.2))
+    )
+    assert summaries[0]["server_vs_model_floor"] == pytest.approx(3000 / 3200, abs=0.001)
+    [row] = report.protocol_ratios(summaries)
+    assert row["batch"] == 1 and row["concurrency"] == 32
+    assert row["server"] == pytest.approx(0.75, abs=0.001)
+    assert row["grpc_bound"] == pytest.approx(0.8, abs=0.001)
+    assert row["model_floor"] == pytest.approx(3200 / 4400, abs=0.001)
+    assert row["floor"] == pytest.approx(20000 / 35000, abs=0.001)
+    table = report.render_protocol_ratios(summaries)
+    assert "| 1 | 32 | 0.75 | 0.80 | 0.73 | 0.57 |" in table.splitlines()
+    assert "model floor (floor + the model in a batch thread)" in report.render_table(summaries)
+    # Without both protocols there is nothing to compare.
+    assert report.render_protocol_ratios(summaries[:1]) is None
+
+
 if __name__ == "__main__":
     sys.exit(testing.main(__file__))
