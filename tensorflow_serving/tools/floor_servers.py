@@ -37,8 +37,10 @@ rows; 0: all), runs the model on that many rows of `--data` (the same
 Session callable as the in-process limit), and only then answers those
 requests, with the fixed response as before. As with batch_timeout_micros 0,
 a batch starts as soon as the thread is free, so batches grow while the
-model runs. It does not decode inputs, check them, or use the model's
-outputs: both protocols' model floors differ only in their transport, so
+model runs; and, as the model server's scheduler does, before a batch that
+is not full the thread lets requests the gRPC transport has received arrive
+(batching/arrivals.py; the REST transport needs no such wait). It does not
+decode inputs, check them, or use the model's outputs: both protocols' model floors differ only in their transport, so
 their ratio is what the transport allows a server when a model runs between
 its requests (evicting the transport's code and data from the caches).
 """
@@ -60,6 +62,12 @@ from collections.abc import Callable
 
 import numpy as np
 
+from tensorflow_serving.batching.arrivals import Arrivals
+from tensorflow_serving.batching.shared_batch_scheduler import (
+    ARRIVAL_WAIT_SECONDS,
+    MONOTONIC,
+    Clock,
+)
 from tensorflow_serving.model_servers.inline_grpc_server import GRPC_SERVERS, new_grpc_server
 from tensorflow_serving.tools import inprocess_limit
 
@@ -72,7 +80,10 @@ class Holder:
     thread, `hold_s` after the first request of its batch was held and after
     `run_batch(rows in the batch)` returned (when given). A batch takes held
     requests in order while their rows fit in `max_rows` (always at least
-    one; 0: every held request).
+    one; 0: every held request). With `arrivals` (the transport's count of
+    requests on their way in), a batch that is not full first waits for them
+    as the model server's scheduler does (SharedBatchScheduler._lead), by
+    `clock` (the one `arrivals` waits by).
     """
 
     def __init__(
@@ -80,10 +91,14 @@ class Holder:
         hold_s: float,
         run_batch: Callable[[int], None] | None = None,
         max_rows: int = 0,
+        arrivals: Arrivals | None = None,
+        clock: Clock = MONOTONIC,
     ):
         self._hold_s = hold_s
         self._run_batch = run_batch
         self._max_rows = max_rows
+        self._arrivals = arrivals
+        self._clock = clock
         self._held: collections.deque[tuple[int, Callable[[], None]]] = collections.deque()
         self._cond = threading.Condition()
         threading.Thread(target=self._run, name="floor_hold", daemon=True).start()
@@ -101,12 +116,31 @@ class Holder:
                     self._cond.wait()
             if self._hold_s > 0:
                 time.sleep(self._hold_s)
+            if self._arrivals is not None:
+                self._let_requests_arrive(self._arrivals)
             with self._cond:
                 batch = self._take_batch()
             if self._run_batch is not None:
                 self._run_batch(sum(rows for rows, _ in batch))
             for _, answer in batch:
                 answer()
+
+    def _let_requests_arrive(self, arrivals: Arrivals) -> None:
+        """Before a batch that is not full: yields once, then waits while requests are
+        arriving, at most ARRIVAL_WAIT_SECONDS (the server scheduler's rule)."""
+        if self._full():
+            return
+        arrivals.let_arrive()
+        until = self._clock.now() + ARRIVAL_WAIT_SECONDS
+        while arrivals.arriving() and not self._full():
+            left = until - self._clock.now()
+            if left <= 0:
+                return
+            arrivals.wait_handed_over(left)
+
+    def _full(self) -> bool:
+        with self._cond:
+            return bool(self._max_rows) and sum(r for r, _ in self._held) >= self._max_rows
 
     def _take_batch(self) -> list[tuple[int, Callable[[], None]]]:
         """The held requests of the next batch, oldest first (condition held)."""
@@ -142,10 +176,13 @@ class ModelBatch:
         return [arrays[spec.alias] for spec in self.loaded.inputs]
 
 
-def _holder(hold_micros: int, model: ModelBatch | None = None) -> Holder | None:
-    """The stand-in batch thread the flags ask for; None: each request is answered at once."""
+def _holder(
+    hold_micros: int, model: ModelBatch | None = None, arrivals: Arrivals | None = None
+) -> Holder | None:
+    """The stand-in batch thread the flags ask for; None: each request is answered at once.
+    `arrivals` (the gRPC transport's) is waited for before a model batch that is not full."""
     if model is not None:
-        return Holder(max(hold_micros, 0) / 1e6, model, model.max_rows)
+        return Holder(max(hold_micros, 0) / 1e6, model, model.max_rows, arrivals)
     return Holder(hold_micros / 1e6) if hold_micros > 0 else None
 
 
@@ -170,7 +207,8 @@ def serve_grpc(
     from tensorflow_serving.util import tensor_codec
     from tensorflow_serving.util.completion import Completion
 
-    holder = _holder(hold_micros, model)
+    arrivals = Arrivals() if model is not None else None
+    holder = _holder(hold_micros, model, arrivals)
     if holder is not None and kind != "inline":
         raise ValueError(
             "--hold_micros and --model_dir need --grpc_server=inline (they answer with a "
@@ -200,20 +238,24 @@ def serve_grpc(
             holder.hold(batch, functools.partial(answer.set_result, response(batch)))
             return answer
 
-    serve_prediction_service(FixedPrediction(), port, threads, kind)
+    serve_prediction_service(FixedPrediction(), port, threads, kind, arrivals)
 
 
-def serve_prediction_service(servicer, port: int, threads: int, kind: str = "inline") -> None:
+def serve_prediction_service(
+    servicer, port: int, threads: int, kind: str = "inline", arrivals: Arrivals | None = None
+) -> None:
     """Serves `servicer` (a PredictionServiceServicer) on 127.0.0.1:`port` until SIGTERM/SIGINT.
 
     Prints "READY <port> <pid>" once serving. Shared by the floor and the
-    minimal server, so both measure the same transport set-up.
+    minimal server, so both measure the same transport set-up. `arrivals`
+    counts the inline server's requests in (see new_grpc_server).
     """
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
     server = new_grpc_server(
         kind,
         num_threads=threads,
+        arrivals=arrivals,
         options=[("grpc.max_receive_message_length", -1), ("grpc.so_reuseport", 0)],
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, server)

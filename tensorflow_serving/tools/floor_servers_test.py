@@ -7,8 +7,11 @@ import threading
 import numpy as np
 import pytest
 
+from tensorflow_serving.batching.arrivals import Arrivals
+from tensorflow_serving.batching.shared_batch_scheduler import ARRIVAL_WAIT_SECONDS
 from tensorflow_serving.servables.tensorflow.testdata import export_half_plus_two
 from tensorflow_serving.test_util import testing
+from tensorflow_serving.test_util.fake_clock import FakeClock
 from tensorflow_serving.tools import floor_servers, load_generator, processes, signature_inputs
 from tensorflow_serving.tools.load_generator import LoadSpec
 
@@ -67,6 +70,35 @@ def test_a_request_larger_than_the_cap_runs_alone():
     runs.release_first.set()
     assert done.wait(10)
     assert runs.rows == [1, 5, 1]
+
+
+def test_a_batch_that_is_not_full_waits_for_requests_the_transport_is_taking_in():
+    clock = FakeClock()
+    arrivals = Arrivals(clock)
+    runs = []
+    holder = floor_servers.Holder(0.0, runs.append, 3, arrivals, clock)
+    done = threading.Event()
+    arrivals.begin()  # a request gRPC is still reading
+    holder.hold(1, lambda: None)
+    assert testing.wait_for(lambda: arrivals.waiting() == 1, timeout=10)
+    holder.hold(1, done.set)  # it is in, and handed over
+    arrivals.abandon()
+    assert done.wait(10)
+    assert runs == [2]
+
+
+def test_the_wait_for_arriving_requests_is_bounded():
+    clock = FakeClock()
+    arrivals = Arrivals(clock)
+    runs = []
+    holder = floor_servers.Holder(0.0, runs.append, 3, arrivals, clock)
+    done = threading.Event()
+    arrivals.begin()  # never handed over
+    holder.hold(1, done.set)
+    assert testing.wait_for(lambda: arrivals.waiting() == 1, timeout=10)
+    clock.advance(ARRIVAL_WAIT_SECONDS)
+    assert done.wait(10)
+    assert runs == [1]
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "rest"])
