@@ -458,60 +458,47 @@ class Benchmark:
 
     def measure_floors(self, floor_spec: dict) -> dict[str, dict]:
         """Each protocol's floor server, started pinned, under every scenario of that protocol."""
-        results: dict[str, dict] = {}
-        for protocol in sorted({s.protocol for s in self.scenarios}):
-            port = processes.free_port()
-            log_path = os.path.join(self.work, f"floor_{protocol}.log")
-            cmd = [
-                *processes.python_module("tensorflow_serving.tools.floor_servers"),
-                protocol,
-                f"--port={port}",
-                f"--spec={json.dumps(floor_spec)}",
-                f"--threads={self.args.floor_grpc_threads}",
-                f"--grpc_server={self.args.floor_grpc_server}",
-                f"--hold_micros={self.args.floor_hold_micros}",
-            ]
-            say(f"floor: {protocol} no-work server on 127.0.0.1:{port}")
-            scenarios = [s for s in self.scenarios if s.protocol == protocol]
-            results.update(
-                self._start_and_drive(
-                    f"{protocol} floor server", "floor ", cmd, port, log_path, 120, scenarios
-                )
-            )
-        return results
+        a = self.args
+        flags = [f"--grpc_server={a.floor_grpc_server}", f"--hold_micros={a.floor_hold_micros}"]
+        return self._floors(floor_spec, "floor", "no-work server", flags, 120)
 
     def measure_model_floors(self, floor_spec: dict) -> dict[str, dict]:
         """Each protocol's model floor (floor_servers.py --model_dir), started pinned, under
         every scenario of that protocol: the floor plus the model run in a stand-in batch
         thread on batches of at most the server's max_batch_size rows."""
         a = self.args
+        flags = [
+            *self._signature_flags(),
+            # Without server batching each request runs alone: batches of one request.
+            f"--max_batch_size={self.settings['max_batch_size'] or 1}",
+            f"--data={a.data}",
+            *([f"--input_data={a.input_data}"] if a.input_data else []),
+        ]
+        what = "floor with the model in a batch thread"
+        return self._floors(floor_spec, "model floor", what, flags, a.ready_timeout)
+
+    def _floors(
+        self, floor_spec: dict, name: str, what: str, flags: list[str], ready_timeout: float
+    ) -> dict[str, dict]:
+        """floor_servers.py with `flags`, one per protocol of the scenarios, each started
+        pinned and driven under that protocol's scenarios; results by scenario name."""
         results: dict[str, dict] = {}
         for protocol in sorted({s.protocol for s in self.scenarios}):
             port = processes.free_port()
-            log_path = os.path.join(self.work, f"model_floor_{protocol}.log")
+            log_path = os.path.join(self.work, f"{name.replace(' ', '_')}_{protocol}.log")
             cmd = [
                 *processes.python_module("tensorflow_serving.tools.floor_servers"),
                 protocol,
                 f"--port={port}",
                 f"--spec={json.dumps(floor_spec)}",
-                f"--threads={a.floor_grpc_threads}",
-                *self._signature_flags(),
-                # Without server batching each request runs alone: batches of one request.
-                f"--max_batch_size={self.settings['max_batch_size'] or 1}",
-                f"--data={a.data}",
-                *([f"--input_data={a.input_data}"] if a.input_data else []),
+                f"--threads={self.args.floor_grpc_threads}",
+                *flags,
             ]
-            say(f"model floor: {protocol} floor with the model in a batch thread on :{port}")
+            say(f"{name}: {protocol} {what} on 127.0.0.1:{port}")
             scenarios = [s for s in self.scenarios if s.protocol == protocol]
             results.update(
                 self._start_and_drive(
-                    f"{protocol} model floor",
-                    "model floor",
-                    cmd,
-                    port,
-                    log_path,
-                    a.ready_timeout,
-                    scenarios,
+                    f"{protocol} {name}", name, cmd, port, log_path, ready_timeout, scenarios
                 )
             )
         return results

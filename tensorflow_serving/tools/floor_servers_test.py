@@ -72,15 +72,22 @@ def test_a_request_larger_than_the_cap_runs_alone():
     assert runs.rows == [1, 5, 1]
 
 
-def test_a_batch_that_is_not_full_waits_for_requests_the_transport_is_taking_in():
+def _waiting_for_an_arrival(first_answer):
+    """A holder (up to 3 rows) whose first request, held while another is still being read,
+    waits for it: (clock, arrivals, rows of each batch run, holder)."""
     clock = FakeClock()
     arrivals = Arrivals(clock)
     runs = []
     holder = floor_servers.Holder(0.0, runs.append, 3, arrivals, clock)
-    done = threading.Event()
     arrivals.begin()  # a request gRPC is still reading
-    holder.hold(1, lambda: None)
+    holder.hold(1, first_answer)
     assert testing.wait_for(lambda: arrivals.waiting() == 1, timeout=10)
+    return clock, arrivals, runs, holder
+
+
+def test_a_batch_that_is_not_full_waits_for_requests_the_transport_is_taking_in():
+    done = threading.Event()
+    _, arrivals, runs, holder = _waiting_for_an_arrival(lambda: None)
     holder.hold(1, done.set)  # it is in, and handed over
     arrivals.abandon()
     assert done.wait(10)
@@ -88,14 +95,8 @@ def test_a_batch_that_is_not_full_waits_for_requests_the_transport_is_taking_in(
 
 
 def test_the_wait_for_arriving_requests_is_bounded():
-    clock = FakeClock()
-    arrivals = Arrivals(clock)
-    runs = []
-    holder = floor_servers.Holder(0.0, runs.append, 3, arrivals, clock)
     done = threading.Event()
-    arrivals.begin()  # never handed over
-    holder.hold(1, done.set)
-    assert testing.wait_for(lambda: arrivals.waiting() == 1, timeout=10)
+    clock, _, runs, _ = _waiting_for_an_arrival(done.set)  # the other is never handed over
     clock.advance(ARRIVAL_WAIT_SECONDS)
     assert done.wait(10)
     assert runs == [1]
