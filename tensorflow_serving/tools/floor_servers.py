@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import dataclasses
 import functools
 import gc
 import json
@@ -119,10 +118,10 @@ class Holder:
             if self._arrivals is not None:
                 self._let_requests_arrive(self._arrivals)
             with self._cond:
-                batch = self._take_batch()
+                answers, rows = self._take_batch()
             if self._run_batch is not None:
-                self._run_batch(sum(rows for rows, _ in batch))
-            for _, answer in batch:
+                self._run_batch(rows)
+            for answer in answers:
                 answer()
 
     def _let_requests_arrive(self, arrivals: Arrivals) -> None:
@@ -142,27 +141,36 @@ class Holder:
         with self._cond:
             return bool(self._max_rows) and sum(r for r, _ in self._held) >= self._max_rows
 
-    def _take_batch(self) -> list[tuple[int, Callable[[], None]]]:
-        """The held requests of the next batch, oldest first (condition held)."""
-        batch = [self._held.popleft()]
-        rows = batch[0][0]
+    def _take_batch(self) -> tuple[list[Callable[[], None]], int]:
+        """The answers of the next batch's held requests, oldest first, and their rows
+        (condition held)."""
+        rows, answer = self._held.popleft()
+        answers = [answer]
         while self._held and (not self._max_rows or rows + self._held[0][0] <= self._max_rows):
-            rows += self._held[0][0]
-            batch.append(self._held.popleft())
-        return batch
+            more, answer = self._held.popleft()
+            rows += more
+            answers.append(answer)
+        return answers, rows
 
 
-@dataclasses.dataclass(frozen=True)
 class ModelBatch:
-    """What the model floor's batch thread runs: `loaded` on `rows` rows of `data` inputs."""
+    """What the model floor's batch thread runs: `loaded` (an inprocess_limit.LoadedSignature)
+    on `rows` rows of `data` inputs (or of `rows_by_alias`, --input_data's rows cycled to the
+    batch); `max_rows` caps the rows of one batch (0: no cap). The inputs of each row count
+    are made once."""
 
-    loaded: object  # an inprocess_limit.LoadedSignature
-    data: str = "random"
-    max_rows: int = 0
-    rows_by_alias: dict | None = None  # --input_data's rows, cycled to the batch
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_feeds", functools.lru_cache(maxsize=128)(self._make_feeds))
+    def __init__(
+        self,
+        loaded,
+        data: str = "random",
+        max_rows: int = 0,
+        rows_by_alias: dict[str, np.ndarray] | None = None,
+    ):
+        self.loaded = loaded
+        self.data = data
+        self.max_rows = max_rows
+        self.rows_by_alias = rows_by_alias
+        self._feeds = functools.lru_cache(maxsize=128)(self._make_feeds)
 
     def __call__(self, rows: int) -> None:
         self.loaded.fn(*self._feeds(rows))

@@ -182,6 +182,11 @@ def usable(result: dict | None) -> bool:
     return bool(result) and not result.get("failure") and result.get("requests_ok", 0) > 0
 
 
+def throughput_ips(result: dict | None) -> float | None:
+    """A load result's inferences/s; None when it is not usable."""
+    return result["throughput_ips"] if usable(result) else None
+
+
 def mean_batch(scenario: Scenario, max_batch_size: int | None, server: dict | None) -> float | None:
     """Rows per model run the server averaged over its measured window.
 
@@ -227,10 +232,10 @@ def scenario_summary(
     server's throughput over the minimal server's. With `stand_in` (the
     stand-in's load result: the minimal server with a busy loop as long as
     the limit's time per call) its ratio to the same ceiling, and the
-    minimal server's throughput over it. With `model_floor` (the floor with the model
-    in a stand-in batch thread) the server's throughput over it. `mean_batch` and the
-    server's ratio
-    to the limit at that batch (limit_ips_at) come with every server result.
+    minimal server's throughput over it. With `model_floor` (the floor with the
+    model in a stand-in batch thread) the server's throughput over it.
+    `mean_batch` and the server's ratio to the limit at that batch
+    (limit_ips_at) come with every server result.
     """
     for result in (floor, minimal, stand_in, model_floor, server):
         if result is not None and usable(result):
@@ -244,12 +249,12 @@ def scenario_summary(
     ideal_p50 = None
     if scenario.concurrency == 1 and floor_rps and limit_at_batch:
         ideal_p50 = round(floor["latency_ms"]["p50"] + limit_at_batch["p50_ms"], 3)
-    server_ips = server["throughput_ips"] if usable(server) else None
+    server_ips = throughput_ips(server)
     server_batch = mean_batch(scenario, max_batch_size, server)
     limit_at_mean = limit_ips_at(limits, server_batch) if server_batch else None
-    minimal_ips = minimal["throughput_ips"] if usable(minimal) else None
-    stand_in_ips = stand_in["throughput_ips"] if usable(stand_in) else None
-    model_floor_ips = model_floor["throughput_ips"] if usable(model_floor) else None
+    minimal_ips = throughput_ips(minimal)
+    stand_in_ips = throughput_ips(stand_in)
+    model_floor_ips = throughput_ips(model_floor)
     gapped_ceiling = gapped_ideal_p50 = None
     if gapped_limit and floor_rps and scenario.concurrency == 1:
         gapped_ceiling = ceiling_ips(floor_rps, scenario.batch, gapped_limit["inferences_per_s"])
@@ -303,7 +308,7 @@ def _round_key(summary: dict[str, Any]) -> float:
         if summary.get(key) is not None:
             return summary[key]
     server = summary.get("server")
-    return server["throughput_ips"] if usable(server) else 0.0
+    return throughput_ips(server) or 0.0
 
 
 def median_rounds(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -323,7 +328,7 @@ def median_rounds(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         summary["round"] = pick + 1
         summary["rounds"] = [
             {
-                "server_ips": s["server"]["throughput_ips"] if usable(s["server"]) else None,
+                "server_ips": throughput_ips(s["server"]),
                 "ceiling_ips": s["ceiling_ips"],
                 "server_vs_limit": s["server_vs_limit"],
                 "server_vs_ceiling": s["server_vs_ceiling"],
@@ -539,18 +544,11 @@ def protocol_ratios(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if set(pair) != {"grpc", "rest"}:
             continue
         row: dict[str, Any] = {"batch": batch, "concurrency": concurrency}
+        grpc, rest = pair["grpc"], pair["rest"]
         for party in ("server", "model_floor", "floor"):
-            grpc, rest = pair["grpc"].get(party), pair["rest"].get(party)
-            row[party] = (
-                _ratio(grpc["throughput_ips"], rest["throughput_ips"])
-                if usable(grpc) and usable(rest)
-                else None
-            )
-        grpc_floor, rest_server = pair["grpc"].get("model_floor"), pair["rest"].get("server")
-        row["grpc_bound"] = (
-            _ratio(grpc_floor["throughput_ips"], rest_server["throughput_ips"])
-            if usable(grpc_floor) and usable(rest_server)
-            else None
+            row[party] = _ratio(throughput_ips(grpc.get(party)), throughput_ips(rest.get(party)))
+        row["grpc_bound"] = _ratio(
+            throughput_ips(grpc.get("model_floor")), throughput_ips(rest.get("server"))
         )
         ratios.append(row)
     return ratios

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from tensorflow_serving.tools import processes
-from tensorflow_serving.tools.report import Scenario, usable
+from tensorflow_serving.tools.report import Scenario, throughput_ips, usable
 
 # `--scenarios` by default: batch-1 requests from 32 clients on both transports, the
 # kernel's spread over few connections (1, 2, 4), and batch-32 requests from 8 clients.
@@ -158,7 +158,7 @@ def _median_round(results: list[dict | None]) -> int:
     """The index of the median round by inferences/s (the lower middle one for an even count)."""
     ranked = sorted(
         range(len(results)),
-        key=lambda i: results[i]["throughput_ips"] if usable(results[i]) else 0.0,
+        key=lambda i: throughput_ips(results[i]) or 0.0,
     )
     return ranked[(len(ranked) - 1) // 2]
 
@@ -171,10 +171,6 @@ def _ratio(value: float | None, reference: float | None) -> float | None:
 
 def _p50(result: dict | None) -> float | None:
     return ((result or {}).get("latency_ms") or {}).get("p50") if usable(result) else None
-
-
-def _ips(result: dict | None) -> float | None:
-    return result["throughput_ips"] if usable(result) else None
 
 
 def model_batches(scenario: Scenario, workers: int, max_batch: int | None) -> tuple[int, int]:
@@ -244,7 +240,7 @@ def summarize(
             by_setup[setup.name] = {
                 "result": results[pick],
                 "round": pick + 1,
-                "rounds_ips": [_ips(r) for r in results],
+                "rounds_ips": [throughput_ips(r) for r in results],
             }
         low, high = by_setup[one.name], by_setup[every.name]
         summaries.append(
@@ -254,7 +250,7 @@ def summarize(
                 "batch": scenario.batch,
                 "concurrency": scenario.concurrency,
                 "setups": by_setup,
-                "ips_ratio": _ratio(_ips(high["result"]), _ips(low["result"])),
+                "ips_ratio": _ratio(throughput_ips(high["result"]), throughput_ips(low["result"])),
                 "p50_ratio": _ratio(_p50(high["result"]), _p50(low["result"])),
                 "rounds_ips_ratio": [
                     _ratio(h, lo)
