@@ -480,28 +480,40 @@ class Benchmark:
     def _floors(
         self, floor_spec: dict, name: str, what: str, flags: list[str], ready_timeout: float
     ) -> dict[str, dict]:
-        """floor_servers.py with `flags`, one per protocol of the scenarios, each started
-        pinned and driven under that protocol's scenarios; results by scenario name."""
-        results: dict[str, dict] = {}
-        for protocol in sorted({s.protocol for s in self.scenarios}):
-            port = processes.free_port()
-            log_path = os.path.join(self.work, f"{name.replace(' ', '_')}_{protocol}.log")
-            cmd = [
-                *processes.python_module("tensorflow_serving.tools.floor_servers"),
-                protocol,
-                f"--port={port}",
-                f"--spec={json.dumps(floor_spec)}",
-                f"--threads={self.args.floor_grpc_threads}",
-                *flags,
-            ]
-            say(f"{name}: {protocol} {what} on 127.0.0.1:{port}")
-            scenarios = [s for s in self.scenarios if s.protocol == protocol]
-            results.update(
-                self._start_and_drive(
-                    f"{protocol} {name}", name, cmd, port, log_path, ready_timeout, scenarios
-                )
-            )
-        return results
+        """floor_servers.py with `flags`, one per protocol of the scenarios, all started
+        pinned, then driven under the scenarios in their order (a sweep's two protocols at
+        one load run one after the other); results by scenario name."""
+        protocols = sorted({s.protocol for s in self.scenarios})
+        ports = {protocol: processes.free_port() for protocol in protocols}
+        while len(set(ports.values())) < len(ports):
+            ports[protocols[-1]] = processes.free_port()
+        started: dict[str, Any] = {}
+        try:
+            for protocol, port in ports.items():
+                log_path = os.path.join(self.work, f"{name.replace(' ', '_')}_{protocol}.log")
+                cmd = [
+                    *processes.python_module("tensorflow_serving.tools.floor_servers"),
+                    protocol,
+                    f"--port={port}",
+                    f"--spec={json.dumps(floor_spec)}",
+                    f"--threads={self.args.floor_grpc_threads}",
+                    *flags,
+                ]
+                say(f"{name}: {protocol} {what} on 127.0.0.1:{port}")
+                server = processes.start(cmd, self.server_cpus, log_path, cwd=self.cwd)
+                started[protocol] = server
+                if not processes.wait_for_port(port, ready_timeout, server):
+                    raise SystemExit(
+                        f"{protocol} {name} did not start:\n{processes.log_tail(log_path)}"
+                    )
+            client = _frozen(self.client_cpus)
+            return {
+                s.name: self._drive(name, s, ports[s.protocol], started[s.protocol].pid, client)
+                for s in self.scenarios
+            }
+        finally:
+            for server in started.values():
+                processes.stop(server)
 
     def _start_and_drive(
         self,

@@ -77,16 +77,19 @@ def parse_scenarios(text: str) -> list[Scenario]:
 def sweep_scenarios(protocols: str, batch: int, concurrencies: str) -> list[Scenario]:
     """A concurrency sweep: 'grpc,rest', 1, '1,2,4' -> every protocol at each concurrency.
 
-    Protocol by protocol, concurrencies in the order given; ValueError names
-    the bad item.
+    Concurrencies in the order given, the protocols of one concurrency one after
+    the other, in the given order at the first, reversed at the second, and so on.
+    Why: the report compares the protocols at each load, and a shared host's
+    speed drifts within minutes, so the two runs it compares are adjacent and
+    each protocol runs first as often. ValueError names the bad item.
     """
     names = [p.strip() for p in protocols.split(",") if p.strip()]
     levels = [c.strip() for c in concurrencies.split(",")]
     return _distinct(
         [
             _scenario(protocol, str(batch), level, f"{protocol}:{batch}:{level}")
-            for protocol in names
-            for level in levels
+            for index, level in enumerate(levels)
+            for protocol in (names if index % 2 == 0 else names[::-1])
         ]
     )
 
@@ -328,7 +331,7 @@ def median_rounds(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         summary["round"] = pick + 1
         summary["rounds"] = [
             {
-                "server_ips": throughput_ips(s["server"]),
+                **_parties_ips(s),
                 "ceiling_ips": s["ceiling_ips"],
                 "server_vs_limit": s["server_vs_limit"],
                 "server_vs_ceiling": s["server_vs_ceiling"],
@@ -535,7 +538,12 @@ def protocol_ratios(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """gRPC inf/s over REST inf/s for every (batch, concurrency) run with both protocols:
     the server's, the model floor's and the no-work floor's, and the gRPC model floor's
     over the REST server's (`grpc_bound`: no gRPC server doing at least the model floor's
-    work beats it). None where not measured."""
+    work beats it). None where not measured.
+
+    With rounds (median_rounds), each ratio is the median of the rounds' own ratios:
+    a round's two runs are adjacent in time (sweep_scenarios), so its ratio is free of
+    the host's drift between rounds, which comparing each protocol's median round is not.
+    """
     by_load: dict[tuple[int, int], dict[str, dict[str, Any]]] = {}
     for s in summaries:
         by_load.setdefault((s["batch"], s["concurrency"]), {})[s["protocol"]] = s
@@ -545,13 +553,37 @@ def protocol_ratios(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         row: dict[str, Any] = {"batch": batch, "concurrency": concurrency}
         grpc, rest = pair["grpc"], pair["rest"]
+        grpc_rounds = grpc.get("rounds") or [_parties_ips(grpc)]
+        rest_rounds = rest.get("rounds") or [_parties_ips(rest)]
+        if len(grpc_rounds) != len(rest_rounds):  # not rounds of one run: no pairs
+            grpc_rounds, rest_rounds = [_parties_ips(grpc)], [_parties_ips(rest)]
         for party in ("server", "model_floor", "floor"):
-            row[party] = _ratio(throughput_ips(grpc.get(party)), throughput_ips(rest.get(party)))
-        row["grpc_bound"] = _ratio(
-            throughput_ips(grpc.get("model_floor")), throughput_ips(rest.get("server"))
-        )
+            row[party] = _median_ratio(grpc_rounds, party, rest_rounds, party)
+        row["grpc_bound"] = _median_ratio(grpc_rounds, "model_floor", rest_rounds, "server")
         ratios.append(row)
     return ratios
+
+
+def _parties_ips(summary: dict[str, Any]) -> dict[str, float | None]:
+    """The summary's inf/s by party, keyed as a round of median_rounds' `rounds`."""
+    return {
+        f"{party}_ips": throughput_ips(summary.get(party))
+        for party in ("server", "model_floor", "floor")
+    }
+
+
+def _median_ratio(
+    numerators: list[dict[str, Any]], top: str, denominators: list[dict[str, Any]], bottom: str
+) -> float | None:
+    """The median over rounds of numerator round's `top` inf/s over the same round's
+    `bottom`; the lower middle with an even count; None if any round lacks one."""
+    ratios = [
+        _ratio(n.get(f"{top}_ips"), d.get(f"{bottom}_ips"))
+        for n, d in zip(numerators, denominators, strict=True)
+    ]
+    if not ratios or None in ratios:
+        return None
+    return sorted(ratios)[(len(ratios) - 1) // 2]
 
 
 def render_protocol_ratios(summaries: list[dict[str, Any]]) -> str | None:
@@ -569,8 +601,8 @@ def render_protocol_ratios(summaries: list[dict[str, Any]]) -> str | None:
 
 
 PROTOCOL_RATIOS_LEGEND = (
-    "gRPC inf/s over REST inf/s of the same party under the same load (each scenario's "
-    "median round); gRPC model floor/REST server: the gRPC floor that also runs the model "
+    "gRPC inf/s over REST inf/s of the same party under the same load (with rounds, the "
+    "median of each round's ratio); gRPC model floor/REST server: the gRPC floor that also runs the model "
     "in a stand-in batch thread, over the REST server: a gRPC server on this transport "
     "does at least that floor's work, so its ratio to the REST server stays below this one."
 )

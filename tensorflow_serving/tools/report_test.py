@@ -23,14 +23,23 @@ def test_bad_scenarios_are_refused_with_the_item(text):
         report.parse_scenarios(text)
 
 
-def test_a_sweep_is_every_protocol_at_each_concurrency_in_order():
-    assert report.sweep_scenarios("grpc, rest", 1, "1,4,2,4") == [
+def test_a_sweep_runs_both_protocols_at_each_concurrency_each_first_in_turn():
+    """The two runs the report compares are adjacent, and neither protocol always goes first."""
+    assert report.sweep_scenarios("grpc, rest", 1, "1,4,2,8") == [
         Scenario("grpc", 1, 1),
-        Scenario("grpc", 1, 4),
-        Scenario("grpc", 1, 2),
         Scenario("rest", 1, 1),
         Scenario("rest", 1, 4),
+        Scenario("grpc", 1, 4),
+        Scenario("grpc", 1, 2),
         Scenario("rest", 1, 2),
+        Scenario("rest", 1, 8),
+        Scenario("grpc", 1, 8),
+    ]
+    assert report.sweep_scenarios("grpc,rest", 1, "1,4,1") == [
+        Scenario("grpc", 1, 1),
+        Scenario("rest", 1, 1),
+        Scenario("rest", 1, 4),
+        Scenario("grpc", 1, 4),
     ]
     assert report.sweep_scenarios("rest", 8, "16") == [Scenario("rest", 8, 16)]
 
@@ -418,6 +427,34 @@ def test_protocol_ratios_compare_each_party_and_bound_grpc_by_its_model_floor():
     assert "model floor (floor + the model in a batch thread)" in report.render_table(summaries)
     # Without both protocols there is nothing to compare.
     assert report.render_protocol_ratios(summaries[:1]) is None
+
+
+def test_protocol_ratios_over_rounds_pair_each_round_and_take_the_median():
+    """The host slows down in round 2: each round's pair gives 1.0, 0.9 and 0.8, while the
+    protocols' median rounds (gRPC's round 3, REST's round 1 or 3) would give 0.8."""
+
+    def summaries(protocol, servers, model_floors):
+        return [
+            [
+                report.scenario_summary(
+                    Scenario(protocol, 1, 32),
+                    32,
+                    LIMITS,
+                    None,
+                    _load(ips, 8),
+                    model_floor=_load(floor, 7),
+                )
+            ]
+            for ips, floor in zip(servers, model_floors, strict=True)
+        ]
+
+    grpc = report.median_rounds(summaries("grpc", [3000, 1000, 2400], [3300, 1100, 2700]))
+    rest = report.median_rounds(summaries("rest", [3000, 1111, 3000], [3000, 1000, 3000]))
+    [row] = report.protocol_ratios(grpc + rest)
+    assert row["server"] == pytest.approx(0.9, abs=0.001)
+    assert row["model_floor"] == pytest.approx(1.1, abs=0.001)
+    assert row["grpc_bound"] == pytest.approx(0.99, abs=0.001)
+    assert row["floor"] is None, "no floor ran"
 
 
 if __name__ == "__main__":
