@@ -726,9 +726,14 @@ class Benchmark:
             # per round: (floors, minimal servers, stand-ins, servers, limits with idle gaps,
             # model floors)
             measured = []
+            in_order = self.scenarios
             for index in range(a.rounds):
+                # Every other round runs the scenarios backwards, so that no scenario
+                # always comes last in a party's pass, when the host may have drifted.
+                self.scenarios = in_order if index % 2 == 0 else in_order[::-1]
                 if index:
-                    say(f"round {index + 1} of {a.rounds}")
+                    backwards = ", scenarios in reverse order" if index % 2 else ""
+                    say(f"round {index + 1} of {a.rounds}{backwards}")
                     if "limit" in self.parties:
                         passes.append(self.measure_limit(f"round{index + 1}")["limits"])
                 floors = self.measure_floors(floor_spec) if "floor" in self.parties else {}
@@ -746,6 +751,7 @@ class Benchmark:
                 if "limit" in self.parties and a.limit_idle_gaps:
                     gapped = self.measure_gapped_limits(floors)
                 measured.append((floors, minimal, stand_in, servers, gapped, model_floors))
+            self.scenarios = in_order
             if "limit" in self.parties and a.limit_passes > 1:
                 # Bracket the load runs: the host's speed drifts, and the limit is
                 # the best the same core showed in the same minutes.

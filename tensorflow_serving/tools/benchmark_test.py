@@ -6,6 +6,7 @@ failed, and the report carries the numbers and ratios a user reads.
 
 import json
 import os
+import re
 import sys
 
 import pytest
@@ -21,6 +22,11 @@ SHORT = ["--duration=1.5", "--warmup=0.5", "--limit_runs=1", "--limit_seconds=0.
 def _run(capsys, argv):
     code = benchmark.main(argv)
     return code, capsys.readouterr().out
+
+
+def _server_runs(progress: str) -> list[str]:
+    """The scenarios the server ran, in order, from the benchmark's progress lines."""
+    return re.findall(r"^\[benchmark\] server (\S+): [\d,]+ inf/s", progress, re.MULTILINE)
 
 
 def test_full_run_reports_limit_floor_ceiling_and_server(tmp_path, capsys):
@@ -151,8 +157,7 @@ def test_tf2_model_server_only_with_a_request_count_in_two_rounds(tmp_path, caps
     export_half_plus_two.export_half_plus_two_tf2(str(base), 1)
     export_half_plus_two.export_half_plus_two_tf2(str(base), 2, a=1.0)
     out = tmp_path / "report.json"
-    code, stdout = _run(
-        capsys,
+    code = benchmark.main(
         [
             f"--model_base_path={base}",
             "--model_name=hpt2",
@@ -167,7 +172,10 @@ def test_tf2_model_server_only_with_a_request_count_in_two_rounds(tmp_path, caps
             f"--out={out}",
         ],
     )
+    stdout, progress = capsys.readouterr()
     assert code == 0, stdout
+    # The second round runs the scenarios backwards: neither always runs last.
+    assert _server_runs(progress) == ["rest:3:1", "grpc:3:2", "grpc:3:2", "rest:3:1"]
     report = json.loads(out.read_text())
     assert report["model_dir"].endswith(os.path.join("hpt2", "2"))
     assert report["signature_inputs"][0]["row_shape"] == []
