@@ -39,7 +39,9 @@ The load comes from --engine: the Python generator (load_generator.py) or
 the C ones, h2load and wrk (c_load_generators.py). --scaling runs only the
 server, on one core with one process and on every core with
 --num_server_processes, interleaved over --rounds, and prints the ratio
-(scaling.py).
+(scaling.py). --compare_binary runs only two servers, ours and that one,
+every scenario against each in turn, and prints each round's ratio
+(ab_compare.py).
 
   bazel run //tensorflow_serving/tools:benchmark -- \\
       --model_base_path=/tmp/models/mnist_tf1 --model_name=mnist \\
@@ -50,6 +52,7 @@ server, on one core with one process and on every core with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -58,12 +61,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from tensorflow_serving.model_servers import metrics
 from tensorflow_serving.model_servers.inline_grpc_server import GRPC_SERVERS
 from tensorflow_serving.model_servers.supervisor import worker_cpu_sets
 from tensorflow_serving.tools import (
+    ab_compare,
     c_load_generators,
     host_idle,
     load_generator,
@@ -216,6 +221,16 @@ def default_server_command() -> list[str]:
     return processes.python_module("tensorflow_serving.model_servers.main")
 
 
+@dataclasses.dataclass(frozen=True)
+class _RunningServer:
+    """A server _started_server started: its process, ports by protocol, Prometheus page."""
+
+    process: subprocess.Popen
+    ports: dict[str, int]
+    metrics_page: tuple[int, str] | None
+    command: list[str]
+
+
 class Benchmark:
     """One run: limit, floors and server under the same load; `run()` returns the report."""
 
@@ -237,6 +252,10 @@ class Benchmark:
         c_load_generators.require_binaries(self.engines.values())
         if args.requests and set(self.engines.values()) != {"python"}:
             raise SystemExit("--requests needs --engine=python: the C engines run for a duration")
+        if args.scaling and args.compare_binary:
+            raise SystemExit("give --scaling or --compare_binary, not both")
+        if args.compare_binary:
+            self.parties = {"server"}  # the limit runs only to write the payloads
         if args.scaling and self.settings["num_server_processes"] is not None:
             raise SystemExit("--scaling sets --num_server_processes: use --scaling_processes")
         self.setups: tuple[ServerSetup, ...]
@@ -604,10 +623,15 @@ class Benchmark:
             handle.write(_MONITORING_CONFIG)
         return [f"--monitoring_config_file={path}"], metrics.DEFAULT_PROMETHEUS_PATH
 
-    def _server_command(self, grpc_port: int, rest_port: int, extra: list[str]) -> list[str]:
+    def _server_command(
+        self, grpc_port: int, rest_port: int, extra: list[str], binary: str | None = None
+    ) -> list[str]:
+        """The server's command line: ours (bound to loopback), or `binary` (else
+        --server_binary) with only the flags every model server takes."""
         a = self.args
-        if a.server_binary:
-            base = shlex.split(a.server_binary)
+        binary = binary or a.server_binary
+        if binary:
+            base = shlex.split(binary)
             own = []
         else:
             base = default_server_command()
@@ -624,10 +648,22 @@ class Benchmark:
         ]
 
     def measure_server(self, setup: ServerSetup) -> tuple[dict[str, dict], list[str]]:
-        """Starts the server as `setup` says (its CPUs, its processes) on free ports, waits
-        for the model and for every process to listen, and runs every scenario with the
-        client where `setup` puts it. Each result gets `server_processes`: the server's
+        """Starts the server as `setup` says (_started_server) and runs every scenario with
+        the client where `setup` puts it. Each result gets `server_processes`: the server's
         processes listening on the scenario's port just after its run."""
+        results: dict[str, dict] = {}
+        with self._started_server(setup, setup.name) as running:
+            for scenario in self.scenarios:
+                results[scenario.name] = self._drive_running(running, setup, setup.name, scenario)
+        return results, running.command
+
+    @contextlib.contextmanager
+    def _started_server(
+        self, setup: ServerSetup, label: str, binary: str | None = None
+    ) -> Iterator[_RunningServer]:
+        """A server (ours, or `binary`, else --server_binary) started as `setup` says (its
+        CPUs, its processes) on free ports, once it serves the model and every process
+        listens; stopped by pid on leaving."""
         grpc_port = processes.free_port()
         rest_port = processes.free_port()
         while rest_port == grpc_port:
@@ -635,27 +671,31 @@ class Benchmark:
         ports = {"grpc": grpc_port, "rest": rest_port}
         metrics_flags, metrics_path = self._metrics_flags()
         metrics_page = (rest_port, metrics_path) if metrics_path else None
-        cmd = self._server_command(grpc_port, rest_port, [*metrics_flags, *setup.server_flags()])
-        log_path = os.path.join(self.work, f"server_{setup.name.replace(' ', '_')}.log")
-        say(f"{setup.name}: " + " ".join(shlex.quote(c) for c in cmd))
+        cmd = self._server_command(
+            grpc_port, rest_port, [*metrics_flags, *setup.server_flags()], binary
+        )
+        log_path = os.path.join(self.work, f"server_{label.replace(' ', '_')}.log")
+        say(f"{label}: " + " ".join(shlex.quote(c) for c in cmd))
         server = processes.start(cmd, setup.server_cpus, log_path, cwd=self.cwd)
-        results: dict[str, dict] = {}
         try:
             self._wait_until_serving(server, grpc_port, rest_port, log_path)
             used = sorted({ports[s.protocol] for s in self.scenarios})
             self._wait_for_processes(server, self._expected_processes(setup), used)
-            for scenario in self.scenarios:
-                port = ports[scenario.protocol]
-                result = self._drive(
-                    setup.name, scenario, port, server.pid, setup.client_cpus, metrics_page
-                )
-                result["server_processes"] = len(processes.listening_pids(port, server.pid))
-                results[scenario.name] = result
+            yield _RunningServer(server, ports, metrics_page, cmd)
         finally:
             code = processes.stop(server)
             if code not in (0, None, -15) or self.args.keep_server_log:
                 say(f"server exited with {code}; its log ends:\n{processes.log_tail(log_path)}")
-        return results, cmd
+
+    def _drive_running(
+        self, running: _RunningServer, setup: ServerSetup, who: str, scenario: Scenario
+    ) -> dict[str, Any]:
+        """One scenario against a started server, the client where `setup` puts it."""
+        port = running.ports[scenario.protocol]
+        pid = running.process.pid
+        result = self._drive(who, scenario, port, pid, setup.client_cpus, running.metrics_page)
+        result["server_processes"] = len(processes.listening_pids(port, pid))
+        return result
 
     def _expected_processes(self, setup: ServerSetup) -> int:
         """How many server processes should listen: the setup's, else --server_flags' own
@@ -709,6 +749,8 @@ class Benchmark:
         """The whole run; its report (the JSON --out writes)."""
         if self.args.scaling:
             return self.run_scaling()
+        if self.args.compare_binary:
+            return self.run_compare()
         a = self.args
         started = time.strftime("%Y-%m-%d %H:%M:%S")
         server_cmd: list[str] = []
@@ -886,6 +928,52 @@ class Benchmark:
             "table": scaling.render_table(summaries, self.setups),
         }
 
+    def run_compare(self) -> dict[str, Any]:
+        """The compare mode: our server (or --server_binary) and --compare_binary, both up,
+        every scenario run against each in turn, --rounds times (ab_compare.round_turns);
+        the report with each scenario's per-round and median ratio."""
+        a = self.args
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        setup = self.setups[0]
+        binaries = {ab_compare.BASE: None, ab_compare.COMPARED: a.compare_binary}
+        rounds: list[dict[str, dict[str, dict]]] = []
+        with tempfile.TemporaryDirectory(prefix="tfs_benchmark_") as work:
+            self.work = work
+            payloads = self.measure_limit("payloads")  # parties: server only, so no timing
+            self.payloads = payloads["payloads"]
+            with contextlib.ExitStack() as stack:
+                running = {
+                    name: stack.enter_context(self._started_server(setup, name, binary))
+                    for name, binary in binaries.items()
+                }
+                for index in range(a.rounds):
+                    say(f"round {index + 1} of {a.rounds}")
+                    measured: dict[str, dict[str, dict]] = {name: {} for name in binaries}
+                    for scenario, name in ab_compare.round_turns(self.scenarios, index):
+                        measured[name][scenario.name] = self._drive_running(
+                            running[name], setup, name, scenario
+                        )
+                    rounds.append(measured)
+        summaries = ab_compare.summarize(self.scenarios, rounds)
+        return {
+            "started": started,
+            "argv": sys.argv,
+            "mode": "compare",
+            "model_base_path": self.model_base_path,
+            "model_dir": self.model_dir,
+            "signature": a.signature_name,
+            "engines": self.engines,
+            "server_commands": {name: r.command for name, r in running.items()},
+            "server_cpus": sorted(setup.server_cpus) if setup.server_cpus else None,
+            "client_cpus": sorted(setup.client_cpus) if setup.client_cpus else None,
+            "server_settings": self.settings,
+            "load": {"duration_s": a.duration, "warmup_s": a.warmup, "data": a.data},
+            "signature_inputs": payloads["inputs"],
+            "compare": summaries,
+            "rounds": rounds,
+            "table": ab_compare.render_table(summaries),
+        }
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -950,6 +1038,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the scaling mode: the server only, on one core with one process, then on "
         "every core with --num_server_processes=--scaling_processes, interleaved over "
         f"--rounds (default scenarios {scaling.DEFAULT_SCENARIOS})",
+    )
+    add(
+        "--compare_binary",
+        default="",
+        help="the compare mode: this server command beside ours (or --server_binary), both "
+        "on the server CPUs, every scenario run against each in turn, --rounds times; prints "
+        "each round's ratio and their median (only the servers run)",
     )
     add(
         "--scaling_processes",
@@ -1019,6 +1114,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"benchmark: {error}") from None
     if args.scaling:
         failed = _print_scaling(result)
+    elif args.compare_binary:
+        failed = _print_compare(result)
     else:
         failed = _print_tables(result)
     if args.out:
@@ -1078,15 +1175,22 @@ def _print_scaling(result: dict[str, Any]) -> list[str]:
     print(result["table"])
     print()
     print(scaling.LEGEND)
-    _print_engine_notes(
-        [
-            r
-            for measured in result["rounds"]
-            for by_name in measured.values()
-            for r in by_name.values()
-        ]
-    )
+    _print_engine_notes(_round_results(result["rounds"]))
     return scaling.failed(result["scaling"])
+
+
+def _print_compare(result: dict[str, Any]) -> list[str]:
+    """Prints the compare table and its legend; returns what measured nothing."""
+    print(result["table"])
+    print()
+    print(ab_compare.LEGEND)
+    _print_engine_notes(_round_results(result["rounds"]))
+    return ab_compare.failed(result["compare"])
+
+
+def _round_results(rounds: list[dict[str, dict[str, dict]]]) -> list[dict]:
+    """Every load result of rounds kept by setup or server name, then by scenario."""
+    return [r for measured in rounds for by_name in measured.values() for r in by_name.values()]
 
 
 if __name__ == "__main__":

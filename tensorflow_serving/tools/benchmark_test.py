@@ -254,6 +254,47 @@ STAND_IN = os.path.join(
 )
 
 
+def test_compare_mode_runs_each_scenario_against_both_servers_in_turn(tmp_path, capsys):
+    """Our server and a stand-in (testdata/reuseport_server.py), both up: each scenario runs
+    against one and then the other, the first alternating; each round's ratio is reported."""
+    base = tmp_path / "half_plus_two"
+    export_half_plus_two.export_half_plus_two_tf1(str(base), 1)
+    out = tmp_path / "report.json"
+    code = benchmark.main(
+        [
+            f"--model_base_path={base}",
+            f"--compare_binary={sys.executable} {STAND_IN}",
+            f"--out={out}",
+            *"--model_name=hpt --engine=python --scenarios=grpc:1:2,rest:1:2".split(),
+            *"--requests=60 --warmup=0.3 --rounds=2 --limit_runs=1 --limit_seconds=0.3".split(),
+        ]
+    )
+    stdout, progress = capsys.readouterr()
+    assert code == 0, stdout
+    runs = re.findall(r"^\[benchmark\] (server|compared) (\S+): [\d,]+ inf/s", progress, re.M)
+    assert runs == [
+        ("server", "grpc:1:2"),
+        ("compared", "grpc:1:2"),
+        ("compared", "rest:1:2"),
+        ("server", "rest:1:2"),
+        ("server", "rest:1:2"),
+        ("compared", "rest:1:2"),
+        ("compared", "grpc:1:2"),
+        ("server", "grpc:1:2"),
+    ]
+    report = json.loads(out.read_text())
+    assert report["mode"] == "compare"
+    assert "--bind_address=127.0.0.1" in report["server_commands"]["server"]
+    assert STAND_IN in report["server_commands"]["compared"]
+    for summary in report["compare"]:
+        for name in ("server", "compared"):
+            assert all(ips > 0 for ips in summary["inferences_per_s"][name]), name
+        assert len(summary["ratios"]) == 2 and summary["median_ratio"] in summary["ratios"]
+    assert report["table"] in stdout and report_lib.PROTOCOL_RATIOS_HEADER not in stdout
+    with pytest.raises(SystemExit, match="not both"):
+        benchmark.main([f"--model_base_path={base}", "--scaling", "--compare_binary=x"])
+
+
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the scaling mode needs 2 CPUs")
 def test_scaling_mode_runs_one_core_and_all_cores_with_their_processes(tmp_path, capsys):
     """A stand-in server with worker processes on SO_REUSEPORT (testdata/reuseport_server.py):
