@@ -35,8 +35,13 @@ bazel test //... //docker:image_test \
   "$@"
 bazel_rc=$?
 
-python3 tools/test_summary.py --lint-failed="${lint_failed}" bazel-testlogs
+# Only this run's targets: bazel-testlogs also keeps reports of deleted ones.
+targets_file="$(mktemp)"
+bazel query 'tests(//...) union //docker:image_test' --output=label >"${targets_file}" 2>/dev/null
+python3 tools/test_summary.py --lint-failed="${lint_failed}" --targets="${targets_file}" \
+  bazel-testlogs
 summary_rc=$?
+rm -f "${targets_file}"
 bazel shutdown
 if [ "${bazel_rc}" -ne 0 ] || [ "${summary_rc}" -ne 0 ] || [ "${lint_failed}" -ne 0 ]; then
   exit 1

@@ -11,12 +11,44 @@ import sys
 import xml.etree.ElementTree as ET
 
 
-def count_cases(testlogs: pathlib.Path) -> tuple[int, int, list[str], list[str]]:
-    """Returns (passed, failed, names of failed cases, skipped cases with the reason)."""
+def target_reports(
+    testlogs: pathlib.Path, labels: list[str] | None
+) -> tuple[list[pathlib.Path], list[str]]:
+    """The test.xml reports to count, and the labels that have none.
+
+    With `labels` ("//pkg:name", as `bazel query 'tests(//...)'` prints them),
+    only those targets' reports (shards and attempts included): bazel-testlogs
+    keeps the reports of targets deleted since, which this run did not test.
+    Without, every report under `testlogs`.
+    """
+    if labels is None:
+        return sorted(testlogs.rglob("test.xml")), []
+    reports: list[pathlib.Path] = []
+    missing: list[str] = []
+    for label in labels:
+        package, _, name = label.removeprefix("//").partition(":")
+        found = sorted((testlogs / package / name).rglob("test.xml"))
+        reports.extend(found)
+        if not found:
+            missing.append(label)
+    return reports, missing
+
+
+def count_cases(
+    testlogs: pathlib.Path, labels: list[str] | None = None
+) -> tuple[int, int, list[str], list[str]]:
+    """Returns (passed, failed, names of failed cases, skipped cases with the reason).
+
+    A target of `labels` with no report counts as one failed case.
+    """
     passed = failed = 0
     failures: list[str] = []
     skips: list[str] = []
-    for report in sorted(testlogs.rglob("test.xml")):
+    reports, missing = target_reports(testlogs, labels)
+    for label in missing:
+        failed += 1
+        failures.append(f"{label}: no test.xml")
+    for report in reports:
         try:
             root = ET.parse(report).getroot()
         except ET.ParseError:
@@ -39,8 +71,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("testlogs", type=pathlib.Path)
     parser.add_argument("--lint-failed", type=int, default=0)
+    parser.add_argument(
+        "--targets",
+        type=pathlib.Path,
+        help="a file of the test targets' labels, one per line: count only their reports",
+    )
     args = parser.parse_args()
-    passed, failed, failures, skips = count_cases(args.testlogs)
+    labels = None
+    if args.targets:
+        labels = [line.strip() for line in args.targets.read_text().splitlines() if line.strip()]
+    passed, failed, failures, skips = count_cases(args.testlogs, labels)
     # The lint check counts as one test case of its own.
     if args.lint_failed:
         failed += 1
