@@ -18,7 +18,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tensorflow_serving.tools.report import Scenario, throughput_ips, usable
+from tensorflow_serving.tools.report import (
+    Scenario,
+    lower_median,
+    round_order,
+    throughput_ips,
+    usable,
+)
 
 BASE = "server"
 COMPARED = "compared"
@@ -32,15 +38,11 @@ def round_turns(scenarios: Sequence[Scenario], index: int) -> list[tuple[Scenari
     that runs a scenario first alternates from one scenario to the next, and
     each scenario's first server alternates from one round to the next.
     """
-    numbered = list(enumerate(scenarios))
-    if index % 2:
-        numbered.reverse()
-    turns = []
-    for number, scenario in numbered:
-        first_base = (index + number) % 2 == 0
-        for name in NAMES if first_base else NAMES[::-1]:
-            turns.append((scenario, name))
-    return turns
+    return [
+        (scenario, name)
+        for number, scenario in round_order(list(enumerate(scenarios)), index)
+        for name in round_order(NAMES, index + number)
+    ]
 
 
 def summarize(
@@ -60,7 +62,6 @@ def summarize(
             round(compared / base, 3) if base and compared is not None else None
             for base, compared in zip(ips[BASE], ips[COMPARED], strict=True)
         ]
-        known = sorted(r for r in ratios if r is not None)
         summaries.append(
             {
                 "scenario": scenario.name,
@@ -70,9 +71,7 @@ def summarize(
                     for name in NAMES
                 },
                 "ratios": ratios,
-                "median_ratio": (
-                    known[(len(known) - 1) // 2] if known and len(known) == len(ratios) else None
-                ),
+                "median_ratio": lower_median(ratios),
                 "failed": [
                     f"{scenario.name} {name} round {index + 1}"
                     for name in NAMES

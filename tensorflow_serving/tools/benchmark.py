@@ -772,7 +772,7 @@ class Benchmark:
             for index in range(a.rounds):
                 # Every other round runs the scenarios backwards, so that no scenario
                 # always comes last in a party's pass, when the host may have drifted.
-                self.scenarios = in_order if index % 2 == 0 else in_order[::-1]
+                self.scenarios = report.round_order(in_order, index)
                 if index:
                     backwards = ", scenarios in reverse order" if index % 2 else ""
                     say(f"round {index + 1} of {a.rounds}{backwards}")
@@ -892,7 +892,7 @@ class Benchmark:
             self.payloads = payloads["payloads"]
             for index in range(a.rounds):
                 measured = {}
-                for setup in scaling.round_order(self.setups, index):
+                for setup in report.round_order(self.setups, index):
                     say(f"round {index + 1} of {a.rounds}: {setup.describe()}")
                     measured[setup.name], commands[setup.name] = self.measure_server(setup)
                 rounds.append(measured)

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,6 +184,23 @@ def _ratio(value: float | None, reference: float | None) -> float | None:
 def usable(result: dict | None) -> bool:
     """A load result that measured something (no failure, some requests answered)."""
     return bool(result) and not result.get("failure") and result.get("requests_ok", 0) > 0
+
+
+_T = TypeVar("_T")
+
+
+def round_order(items: Sequence[_T], index: int) -> list[_T]:
+    """`items` in round `index`'s order: as given in even rounds, reversed in odd ones, so
+    that nothing always runs first or last while the host drifts."""
+    return list(items) if index % 2 == 0 else list(reversed(items))
+
+
+def lower_median(values: Sequence[float | None]) -> float | None:
+    """The median, the lower middle with an even count; None if empty or any is None
+    (a median over the rounds that ran would mislead)."""
+    if not values or None in values:
+        return None
+    return sorted(values)[(len(values) - 1) // 2]
 
 
 def throughput_ips(result: dict | None) -> float | None:
@@ -577,13 +595,12 @@ def _median_ratio(
 ) -> float | None:
     """The median over rounds of numerator round's `top` inf/s over the same round's
     `bottom`; the lower middle with an even count; None if any round lacks one."""
-    ratios = [
-        _ratio(n.get(f"{top}_ips"), d.get(f"{bottom}_ips"))
-        for n, d in zip(numerators, denominators, strict=True)
-    ]
-    if not ratios or None in ratios:
-        return None
-    return sorted(ratios)[(len(ratios) - 1) // 2]
+    return lower_median(
+        [
+            _ratio(n.get(f"{top}_ips"), d.get(f"{bottom}_ips"))
+            for n, d in zip(numerators, denominators, strict=True)
+        ]
+    )
 
 
 def render_protocol_ratios(summaries: list[dict[str, Any]]) -> str | None:

@@ -61,6 +61,17 @@ def test_bad_sweeps_are_refused_with_the_item(protocols, batch, levels, named):
         report.sweep_scenarios(" ", 1, "1")
 
 
+def test_rounds_alternate_the_order_and_the_median_is_the_lower_middle():
+    pair = ("one core", "all cores")
+    assert report.round_order(pair, 0) == list(pair)
+    assert report.round_order(pair, 1) == list(reversed(pair))
+    assert report.round_order(pair, 2) == list(pair)
+    assert report.lower_median([0.9, 1.2, 1.0]) == 1.0
+    assert report.lower_median([1.1, 0.8]) == 0.8
+    assert report.lower_median([1.1, None, 0.8]) is None
+    assert report.lower_median([]) is None
+
+
 def test_effective_batch_follows_server_batching():
     assert report.effective_batch(Scenario("grpc", 1, 32), None) == 1
     assert report.effective_batch(Scenario("grpc", 1, 32), 32) == 32

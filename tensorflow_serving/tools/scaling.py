@@ -149,11 +149,6 @@ def expected_processes(setup: ServerSetup, cpu_limit: float | None) -> int:
     return cores
 
 
-def round_order(pair: Sequence[ServerSetup], index: int) -> list[ServerSetup]:
-    """The setups in round `index`'s order: as given in even rounds, reversed in odd ones."""
-    return list(pair) if index % 2 == 0 else list(reversed(pair))
-
-
 def _median_round(results: list[dict | None]) -> int:
     """The index of the median round by inferences/s (the lower middle one for an even count)."""
     ranked = sorted(

@@ -64,13 +64,6 @@ def test_cgroup_cpu_limit(tmp_path):
     assert scaling.cgroup_cpu_limit(str(tmp_path / "absent")) is None
 
 
-def test_rounds_alternate_the_setups_order():
-    pair = scaling.setups([0, 1], "auto", "auto", 0)
-    assert scaling.round_order(pair, 0) == list(pair)
-    assert scaling.round_order(pair, 1) == list(reversed(pair))
-    assert scaling.round_order(pair, 2) == list(pair)
-
-
 def _result(ips, p50=1.0, processes=1):
     return {
         "throughput_ips": ips,
