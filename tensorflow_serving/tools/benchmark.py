@@ -503,9 +503,7 @@ class Benchmark:
         pinned, then driven under the scenarios in their order (a sweep's two protocols at
         one load run one after the other); results by scenario name."""
         protocols = sorted({s.protocol for s in self.scenarios})
-        ports = {protocol: processes.free_port() for protocol in protocols}
-        while len(set(ports.values())) < len(ports):
-            ports[protocols[-1]] = processes.free_port()
+        ports = dict(zip(protocols, processes.free_ports(len(protocols)), strict=True))
         started: dict[str, Any] = {}
         try:
             for protocol, port in ports.items():
@@ -664,10 +662,7 @@ class Benchmark:
         """A server (ours, or `binary`, else --server_binary) started as `setup` says (its
         CPUs, its processes) on free ports, once it serves the model and every process
         listens; stopped by pid on leaving."""
-        grpc_port = processes.free_port()
-        rest_port = processes.free_port()
-        while rest_port == grpc_port:
-            rest_port = processes.free_port()
+        grpc_port, rest_port = processes.free_ports(2)
         ports = {"grpc": grpc_port, "rest": rest_port}
         metrics_flags, metrics_path = self._metrics_flags()
         metrics_page = (rest_port, metrics_path) if metrics_path else None

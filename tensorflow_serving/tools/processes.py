@@ -36,6 +36,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports on 127.0.0.1 that were free a moment ago."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for children: our package importable, TensorFlow quiet, no GPU."""
     env = dict(os.environ)

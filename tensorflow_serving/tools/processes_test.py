@@ -60,6 +60,12 @@ def _stop_tree(parent: subprocess.Popen) -> None:
     parent.stdout.close()
 
 
+def test_free_ports_are_distinct():
+    ports = processes.free_ports(3)
+    assert len(ports) == len(set(ports)) == 3
+    assert all(0 < port < 65536 for port in ports)
+
+
 def test_listening_processes_of_a_tree_that_shares_a_port():
     port = processes.free_port()
     parent, children = _start_tree(port, 0.0)
