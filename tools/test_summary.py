@@ -7,8 +7,13 @@ from Bazel's per-target summary.
 
 import argparse
 import pathlib
+import re
 import sys
 import xml.etree.ElementTree as ET
+
+# The directories Bazel puts between a target's and its reports (--runs_per_test, shards);
+# anything else below a target's directory belongs to a package of the same path.
+_RUN_OR_SHARD = re.compile(r"(run|shard)_\d+_of_\d+")
 
 
 def target_reports(testlogs: pathlib.Path, labels: list[str] | None) -> list[pathlib.Path]:
@@ -26,7 +31,14 @@ def target_reports(testlogs: pathlib.Path, labels: list[str] | None) -> list[pat
     reports: list[pathlib.Path] = []
     for label in labels:
         package, _, name = label.removeprefix("//").partition(":")
-        reports.extend(sorted((testlogs / package / name).rglob("test.xml")))
+        target = testlogs / package / name
+        reports.extend(
+            report
+            for report in sorted(target.rglob("test.xml"))
+            if all(
+                _RUN_OR_SHARD.fullmatch(part) for part in report.parent.relative_to(target).parts
+            )
+        )
     return reports
 
 

@@ -29,6 +29,8 @@ def test_only_the_runs_targets_count(tmp_path):
     _report(logs / "pkg" / "sharded" / "shard_2_of_2" / "test.xml", {"s2": "skip"})
     # A target deleted since an earlier run left its failed report behind.
     _report(logs / "pkg" / "gone" / "test.xml", {"old": "fail"})
+    # Package pkg/a's own test is not a report of the target //pkg:a.
+    _report(logs / "pkg" / "a" / "nested_test" / "test.xml", {"nested": "pass"})
 
     # A target left out by a size filter has no report and adds nothing.
     labels = ["//pkg:a", "//pkg:sharded", "//pkg:filtered_out"]
@@ -38,7 +40,7 @@ def test_only_the_runs_targets_count(tmp_path):
 
     # Without the labels every report counts, the stale one too.
     passed, failed, failures, _ = test_summary.count_cases(logs)
-    assert (passed, failed, failures) == (3, 1, ["c::old"])
+    assert (passed, failed, failures) == (4, 1, ["c::old"])
 
 
 if __name__ == "__main__":
