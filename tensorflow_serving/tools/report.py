@@ -504,7 +504,7 @@ def _rounds_row(s: dict[str, Any]) -> str:
 _PROTOCOL_NAMES = {"grpc": "gRPC", "rest": "REST"}
 SWEEP_HEADER = (
     "| clients | inf/s | p50/p99 ms | errors | mean batch | server cores | client cores "
-    "| limit at mean batch | vs limit |"
+    "| limit at mean batch | vs limit | vs fewer clients |"
 )
 
 
@@ -517,10 +517,38 @@ def render_sweep_tables(summaries: list[dict[str, Any]]) -> str:
     blocks = []
     for (protocol, batch), rows in groups.items():
         title = f"{_PROTOCOL_NAMES[protocol]}, {batch} row{'s' if batch > 1 else ''} per request:"
-        lines = [title, "", SWEEP_HEADER, "|" + "---|" * 9]
-        lines.extend(_sweep_row(s) for s in rows)
+        lines = [title, "", SWEEP_HEADER, "|" + "---|" * 10]
+        fewer = versus_fewer_clients(rows)
+        lines.extend(
+            f"{_sweep_row(s)} {_fmt(fewer[s['concurrency']], '{:.2f}')} |" for s in rows
+        )
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+def versus_fewer_clients(summaries: list[dict[str, Any]]) -> dict[int, float | None]:
+    """By concurrency, the server's inf/s over the best it reached with fewer clients, for the
+    summaries of one protocol and request batch: below 1, more clients got less done.
+
+    With rounds (median_rounds), the median of each round's own ratio, as in
+    protocol_ratios: the loads of one round ran minutes apart at most, its rounds
+    further apart. None for the lowest concurrency, or where a round of this load
+    measured nothing; a lower load that measured nothing is left out of the best.
+    """
+    by_clients = sorted(summaries, key=lambda s: s["concurrency"])
+    rounds = [s.get("rounds") or [_parties_ips(s)] for s in by_clients]
+    if len({len(r) for r in rounds}) > 1:  # not rounds of one run: compare the medians
+        rounds = [[_parties_ips(s)] for s in by_clients]
+    ratios: dict[int, float | None] = {}
+    for index, s in enumerate(by_clients):
+        per_round = []
+        for round_index, this_round in enumerate(rounds[index]):
+            fewer = [r[round_index]["server_ips"] for r in rounds[:index]]
+            measured = [ips for ips in fewer if ips is not None]
+            best = max(measured) if measured else None
+            per_round.append(_ratio(this_round["server_ips"], best))
+        ratios[s["concurrency"]] = lower_median(per_round)
+    return ratios
 
 
 def _sweep_row(s: dict[str, Any]) -> str:
@@ -630,7 +658,9 @@ SWEEP_LEGEND = (
     "histogram's sum/count over the window, padded sizes; without batching, the request's "
     "batch); server cores: the server's CPU time over the window's wall time; limit at mean "
     "batch: the model's in-process inf/s at that batch, the call time interpolated linearly "
-    "between the measured batch sizes around it; vs limit: server inf/s over it."
+    "between the measured batch sizes around it; vs limit: server inf/s over it; vs fewer "
+    "clients: server inf/s over the best with fewer clients (with rounds, the median of each "
+    "round's own ratio)."
 )
 
 

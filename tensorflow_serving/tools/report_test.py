@@ -309,15 +309,48 @@ def test_sweep_tables_one_per_protocol_a_row_per_concurrency():
     grpc, rest = tables.split("\n\nREST, ")
     assert grpc.startswith("gRPC, 1 row per request:")
     assert "REST" not in grpc
-    assert "| 16 | 3,300 | 2.00/6.00 | 0 | 16.5 | 0.90 | 0.40 | 6,600 | 0.50 |" in grpc
-    assert "| 1 | 800 | 2.00/6.00 | 0 | 1.0 | 0.90 | 0.40 | 1,000 | 0.80 |" in grpc
-    assert "| 16 | FAILED: workers died | -/- | - | - | - | - | - | - |" in rest
+    assert "| 16 | 3,300 | 2.00/6.00 | 0 | 16.5 | 0.90 | 0.40 | 6,600 | 0.50 | 4.12 |" in grpc
+    assert "| 1 | 800 | 2.00/6.00 | 0 | 1.0 | 0.90 | 0.40 | 1,000 | 0.80 | - |" in grpc
+    assert "| 16 | FAILED: workers died | -/- | - | - | - | - | - | - | - |" in rest
     lines = tables.splitlines()
     assert lines.count(report.SWEEP_HEADER) == 2
-    assert all(line.count("|") == 10 for line in lines if line.startswith("|")), tables
+    assert all(line.count("|") == 11 for line in lines if line.startswith("|")), tables
     assert report.render_sweep_tables([summary("rest", 4, 900, 3.0) | {"batch": 2}]).startswith(
         "REST, 2 rows per request:"
     )
+
+
+def test_versus_fewer_clients_pairs_each_round_with_the_best_of_its_own_round():
+    """The host is twice as fast in round 2. Paired by round, 64 clients do 0.96 and 0.95 of
+    the best with fewer (32 clients), where the medians across rounds would say 0.5."""
+
+    def rounds_of(clients, ips_by_round):
+        return [
+            [
+                report.scenario_summary(
+                    Scenario("grpc", 1, clients), 32, LINEAR_LIMITS, None, _load(ips, 5)
+                )
+            ]
+            for ips in ips_by_round
+        ]
+
+    loads = {8: [1000, 2000, 1000], 32: [1500, 3000, 1600], 64: [1440, 2850, 750]}
+    by_round = [rounds_of(clients, ips) for clients, ips in loads.items()]
+    summaries = [report.median_rounds(rounds)[0] for rounds in by_round]
+    ratios = report.versus_fewer_clients(summaries)
+    assert ratios[8] is None, "nothing ran with fewer clients"
+    assert ratios[32] == pytest.approx(1.5, abs=0.001)
+    # Round ratios 0.96, 0.95 and 750/1600 = 0.47: the median is 0.95.
+    assert ratios[64] == pytest.approx(0.95, abs=0.001)
+    assert "| 64 | 1,440 |" in report.render_sweep_tables(summaries)
+    # A lower load that measured nothing leaves the best to the others.
+    failed = report.scenario_summary(
+        Scenario("grpc", 1, 16), 32, LINEAR_LIMITS, None, {"failure": "x", "requests_ok": 0}
+    )
+    single = [s | {"rounds": None} for s in summaries]
+    ratios = report.versus_fewer_clients([single[0], failed, single[1]])
+    assert ratios[16] is None
+    assert ratios[32] == pytest.approx(single[1]["server"]["throughput_ips"] / 1000, abs=0.001)
 
 
 def test_summary_without_a_usable_server_has_no_ratios():
