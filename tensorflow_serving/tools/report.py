@@ -519,9 +519,7 @@ def render_sweep_tables(summaries: list[dict[str, Any]]) -> str:
         title = f"{_PROTOCOL_NAMES[protocol]}, {batch} row{'s' if batch > 1 else ''} per request:"
         lines = [title, "", SWEEP_HEADER, "|" + "---|" * 10]
         fewer = versus_fewer_clients(rows)
-        lines.extend(
-            f"{_sweep_row(s)} {_fmt(fewer[s['concurrency']], '{:.2f}')} |" for s in rows
-        )
+        lines.extend(f"{_sweep_row(s)} {_fmt(fewer[s['concurrency']], '{:.2f}')} |" for s in rows)
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 
