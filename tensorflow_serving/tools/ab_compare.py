@@ -21,6 +21,7 @@ from typing import Any
 from tensorflow_serving.tools.report import (
     Scenario,
     lower_median,
+    ratio,
     round_order,
     throughput_ips,
     usable,
@@ -59,8 +60,7 @@ def summarize(
         results = {name: [measured[name][scenario.name] for measured in rounds] for name in NAMES}
         ips = {name: [throughput_ips(r) for r in results[name]] for name in NAMES}
         ratios = [
-            round(compared / base, 3) if base and compared is not None else None
-            for base, compared in zip(ips[BASE], ips[COMPARED], strict=True)
+            ratio(compared, base) for base, compared in zip(ips[BASE], ips[COMPARED], strict=True)
         ]
         summaries.append(
             {
@@ -108,8 +108,8 @@ def render_table(summaries: Sequence[dict[str, Any]]) -> str:
         cells = [
             " / ".join(_number(v) for v in s["inferences_per_s"][BASE]),
             " / ".join(_number(v) for v in s["inferences_per_s"][COMPARED]),
-            " / ".join(_ratio(r) for r in s["ratios"]),
-            _ratio(s["median_ratio"]),
+            " / ".join(_ratio_text(r) for r in s["ratios"]),
+            _ratio_text(s["median_ratio"]),
         ]
         lines.append(f"| {s['scenario']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -119,5 +119,5 @@ def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
-def _ratio(value: float | None) -> str:
+def _ratio_text(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"

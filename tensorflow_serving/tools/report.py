@@ -175,7 +175,8 @@ def limit_ips_at(limits: dict[str, dict], batch: float) -> float | None:
     return points[-1][0] / points[-1][1]
 
 
-def _ratio(value: float | None, reference: float | None) -> float | None:
+def ratio(value: float | None, reference: float | None) -> float | None:
+    """value / reference to three decimals; None when either is missing or reference is 0."""
     if value is None or not reference:
         return None
     return round(value / reference, 3)
@@ -291,24 +292,24 @@ def scenario_summary(
         "server": server,
         "ceiling_ips": round(ceiling, 1) if ceiling else None,
         "ideal_p50_ms": ideal_p50,
-        "server_vs_limit": _ratio(server_ips, compute),
-        "server_vs_ceiling": _ratio(server_ips, ceiling),
+        "server_vs_limit": ratio(server_ips, compute),
+        "server_vs_ceiling": ratio(server_ips, ceiling),
         "mean_batch": server_batch,
         "limit_at_mean_batch_ips": round(limit_at_mean, 1) if limit_at_mean else None,
-        "server_vs_limit_at_mean_batch": _ratio(server_ips, limit_at_mean),
+        "server_vs_limit_at_mean_batch": ratio(server_ips, limit_at_mean),
         "gapped_limit": gapped_limit,
         "gapped_ceiling_ips": round(gapped_ceiling, 1) if gapped_ceiling else None,
         "gapped_ideal_p50_ms": gapped_ideal_p50,
-        "server_vs_gapped_ceiling": _ratio(server_ips, gapped_ceiling),
+        "server_vs_gapped_ceiling": ratio(server_ips, gapped_ceiling),
         "minimal": minimal,
-        "minimal_vs_limit": _ratio(minimal_ips, compute),
-        "minimal_vs_ceiling": _ratio(minimal_ips, ceiling),
-        "server_vs_minimal": _ratio(server_ips, minimal_ips),
+        "minimal_vs_limit": ratio(minimal_ips, compute),
+        "minimal_vs_ceiling": ratio(minimal_ips, ceiling),
+        "server_vs_minimal": ratio(server_ips, minimal_ips),
         "stand_in": stand_in,
-        "stand_in_vs_ceiling": _ratio(stand_in_ips, ceiling),
-        "minimal_vs_stand_in": _ratio(minimal_ips, stand_in_ips),
+        "stand_in_vs_ceiling": ratio(stand_in_ips, ceiling),
+        "minimal_vs_stand_in": ratio(minimal_ips, stand_in_ips),
         "model_floor": model_floor,
-        "server_vs_model_floor": _ratio(server_ips, model_floor_ips),
+        "server_vs_model_floor": ratio(server_ips, model_floor_ips),
     }
 
 
@@ -544,7 +545,7 @@ def versus_fewer_clients(summaries: list[dict[str, Any]]) -> dict[int, float | N
             fewer = [r[round_index]["server_ips"] for r in rounds[:index]]
             measured = [ips for ips in fewer if ips is not None]
             best = max(measured) if measured else None
-            per_round.append(_ratio(this_round["server_ips"], best))
+            per_round.append(ratio(this_round["server_ips"], best))
         ratios[s["concurrency"]] = lower_median(per_round)
     return ratios
 
@@ -623,7 +624,7 @@ def _median_ratio(
     `bottom`; the lower middle with an even count; None if any round lacks one."""
     return lower_median(
         [
-            _ratio(n.get(f"{top}_ips"), d.get(f"{bottom}_ips"))
+            ratio(n.get(f"{top}_ips"), d.get(f"{bottom}_ips"))
             for n, d in zip(numerators, denominators, strict=True)
         ]
     )

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from tensorflow_serving.tools import processes
-from tensorflow_serving.tools.report import Scenario, throughput_ips, usable
+from tensorflow_serving.tools.report import Scenario, ratio, throughput_ips, usable
 
 # `--scenarios` by default: batch-1 requests from 32 clients on both transports, the
 # kernel's spread over few connections (1, 2, 4), and batch-32 requests from 8 clients.
@@ -158,12 +158,6 @@ def _median_round(results: list[dict | None]) -> int:
     return ranked[(len(ranked) - 1) // 2]
 
 
-def _ratio(value: float | None, reference: float | None) -> float | None:
-    if value is None or not reference:
-        return None
-    return round(value / reference, 3)
-
-
 def _p50(result: dict | None) -> float | None:
     return ((result or {}).get("latency_ms") or {}).get("p50") if usable(result) else None
 
@@ -201,7 +195,7 @@ def _machine_ratios(
     scenario: Scenario, machines: list[dict[str, Any]], max_batch: int | None
 ) -> dict[str, Any]:
     each = [machine_ratio(scenario, machine, max_batch) for machine in machines]
-    measured = [ratio for ratio in each if ratio is not None]
+    measured = [value for value in each if value is not None]
     return {
         "machine_ratio": round(statistics.median(measured), 3) if measured else None,
         "rounds_machine_ratio": each,
@@ -245,10 +239,10 @@ def summarize(
                 "batch": scenario.batch,
                 "concurrency": scenario.concurrency,
                 "setups": by_setup,
-                "ips_ratio": _ratio(throughput_ips(high["result"]), throughput_ips(low["result"])),
-                "p50_ratio": _ratio(_p50(high["result"]), _p50(low["result"])),
+                "ips_ratio": ratio(throughput_ips(high["result"]), throughput_ips(low["result"])),
+                "p50_ratio": ratio(_p50(high["result"]), _p50(low["result"])),
                 "rounds_ips_ratio": [
-                    _ratio(h, lo)
+                    ratio(h, lo)
                     for h, lo in zip(high["rounds_ips"], low["rounds_ips"], strict=True)
                 ],
                 **_machine_ratios(scenario, machines or [], max_batch),
@@ -298,21 +292,21 @@ def _row(summary: dict[str, Any], name: str, last: bool) -> str:
             _fmt((result.get("server_cpu") or {}).get("cores"), "{:.2f}"),
             _fmt(client.get("cores"), "{:.2f}") + (" SAT" if client.get("saturated") else ""),
         ]
-    ratio = p50 = alone = "-"
+    ips_ratio = p50 = alone = "-"
     if last:
         each = summary.get("rounds_machine_ratio") or []
         alone = _fmt(summary.get("machine_ratio"), "{:.2f}") + (
             f" ({' / '.join(_fmt(r, '{:.2f}') for r in each)})" if len(each) > 1 else ""
         )
         each = " / ".join(_fmt(r, "{:.2f}") for r in summary["rounds_ips_ratio"])
-        ratio = f"**{_fmt(summary['ips_ratio'], '{:.2f}')}**" + (
+        ips_ratio = f"**{_fmt(summary['ips_ratio'], '{:.2f}')}**" + (
             f" ({each})" if len(summary["rounds_ips_ratio"]) > 1 else ""
         )
         p50 = _fmt(summary["p50_ratio"], "{:.2f}")
     return (
         f"| {summary['scenario']} | {name} | {_fmt(result.get('server_processes'), '{}')} | "
         + " | ".join(cells)
-        + f" | {ratio} | {p50} | {alone} |"
+        + f" | {ips_ratio} | {p50} | {alone} |"
     )
 
 
